@@ -1,0 +1,17 @@
+"""minisbert: Sentence-BERT inference in NumPy.
+
+    import minisbert
+    model = minisbert.load("weights/all-MiniLM-L6-v2")
+    vectors = model.encode(["A man is eating food.", "Someone is having a meal."])
+
+`import minisbert` needs only NumPy; the SentencePiece and MeCab front ends import their
+libraries when a model that needs them is loaded.
+"""
+
+from .errors import (CheckpointError, MinisbertError, MissingDependencyError, ModelFileMissing,
+                     TokenizerError, UnsupportedModelError)
+from .model import SentenceModel, load
+
+__all__ = ["load", "SentenceModel", "MinisbertError", "ModelFileMissing", "CheckpointError",
+           "UnsupportedModelError", "TokenizerError", "MissingDependencyError"]
+__version__ = "0.1.0"

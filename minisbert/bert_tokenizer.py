@@ -1,0 +1,121 @@
+"""BERT's English tokenizer: clean, normalize, split on spaces and punctuation, then WordPiece.
+
+It reproduces the HuggingFace fast tokenizer (BertNormalizer + BertPreTokenizer + WordPiece),
+which is what sentence-transformers runs, character class by character class:
+  - cleaning drops NUL, U+FFFD and control/format/private-use/surrogate characters (but keeps
+    tab, newline and carriage return as spaces), and turns every white-space character into " ";
+  - CJK ideographs become words of their own (spaces around each);
+  - with lowercasing, accents are stripped (NFD, then nonspacing marks dropped) and each
+    character is lowercased on its own (so Greek final sigma is not special-cased);
+  - words split at white space and around every punctuation character, where "punctuation"
+    is ASCII's (including $+<=>^`|~) plus every Unicode P* category.
+
+Left out: `never_split`, pairs of texts, offsets.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from .tokenizer import Tokenizer, WordPiece, read_json, read_vocab, special_pattern
+
+# White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
+# and are dropped before this test, as in the reference.
+_SPACES = frozenset("\t\n\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+                    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_dropped(c: str) -> bool:
+    return c == "\0" or c == "\ufffd" or (c not in "\t\n\r"
+                                          and unicodedata.category(c) in _DROPPED_CATEGORIES)
+
+
+def _is_cjk(c: str) -> bool:
+    cp = ord(c)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def _is_punctuation(c: str) -> bool:
+    cp = ord(c)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(c).startswith("P")
+
+
+def normalize(text: str, lowercase: bool, strip_accents: bool, split_cjk: bool) -> str:
+    out = []
+    for c in text:
+        if _is_dropped(c):
+            continue
+        if c in _SPACES:
+            out.append(" ")
+        elif split_cjk and _is_cjk(c):
+            out.append(f" {c} ")
+        else:
+            out.append(c)
+    text = "".join(out)
+    if strip_accents:
+        text = "".join(c for c in unicodedata.normalize("NFD", text)
+                       if unicodedata.category(c) != "Mn")
+    if lowercase:
+        text = "".join(c.lower() for c in text)  # per character, as the reference does
+    return text
+
+
+def split_words(text: str) -> list[str]:
+    """Split at white space, and make every punctuation character a word of its own."""
+    words = []
+    for chunk in text.split():
+        word = []
+        for c in chunk:
+            if _is_punctuation(c):
+                if word:
+                    words.append("".join(word))
+                    word = []
+                words.append(c)
+            else:
+                word.append(c)
+        if word:
+            words.append("".join(word))
+    return words
+
+
+class BertTokenizer(Tokenizer):
+    def __init__(self, folder: Path, config: dict, max_length: int):
+        vocab = read_vocab(folder / "vocab.txt")
+        special = {**read_json(folder / "special_tokens_map.json"), **config}
+        token = lambda key, default: _content(special.get(key)) or default  # noqa: E731
+        self.wordpiece = WordPiece(vocab, token("unk_token", "[UNK]"))
+        self.cls_id = vocab[token("cls_token", "[CLS]")]
+        self.sep_id = vocab[token("sep_token", "[SEP]")]
+        self.pad_id = vocab[token("pad_token", "[PAD]")]
+        self.max_length = max_length
+        self.vocab = vocab
+        names = [token(k, d) for k, d in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
+                                          ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+                                          ("mask_token", "[MASK]"))]
+        self.specials = special_pattern(t for t in names if t in vocab)
+        self.lowercase = bool(config.get("do_lower_case", True))
+        strip = config.get("strip_accents")
+        self.strip_accents = self.lowercase if strip is None else bool(strip)
+        self.split_cjk = bool(config.get("tokenize_chinese_chars", True))
+
+    def tokenize(self, text: str) -> list[int]:
+        ids = []
+        for piece, is_special in self.pieces(text):
+            if is_special:
+                ids.append(self.vocab[piece])
+                continue
+            for word in split_words(normalize(piece, self.lowercase, self.strip_accents,
+                                              self.split_cjk)):
+                ids.extend(self.wordpiece.split(word))
+        return ids
+
+
+def _content(token) -> str | None:
+    # special_tokens_map.json holds either "[CLS]" or {"content": "[CLS]", ...}
+    return token.get("content") if isinstance(token, dict) else token

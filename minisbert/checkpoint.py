@@ -1,0 +1,210 @@
+"""Reading model.safetensors into the encoder's parameter tree.
+
+This is the one module that knows checkpoint tensor names. It
+  1. parses the safetensors container itself (no torch, no extra library) and memory-maps it,
+     so a 768 MB embedding table costs no RAM until rows of it are read;
+  2. renames HuggingFace tensors to the tree `encoder.py` is called with, transposing the
+     linear weights once (torch stores them [out, in]; we multiply x @ W with W [in, out]);
+  3. checks every shape against config.json and refuses missing or unexpected tensors.
+
+The safetensors format: 8 bytes little-endian header length N, N bytes of JSON mapping each
+tensor name to {dtype, shape, data_offsets}, then the raw little-endian C-order data.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import EncoderConfig
+from .errors import CheckpointError, ModelFileMissing
+
+# safetensors dtype -> how its bytes are viewed. BF16 has no NumPy dtype: read as uint16.
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+           "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+_LFS_POINTER = b"version https://git-lfs"
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Map every tensor of a .safetensors file to a read-only float32 array.
+
+    F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
+    to float32 (a copy), since every computation here is float32.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileMissing(f"{path}: no such file. The model folder needs its weights as "
+                               "model.safetensors (download it with the rest of the folder).")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        start = f.read(64)
+        if start.startswith(_LFS_POINTER):
+            raise CheckpointError(
+                f"{path} is a Git LFS pointer ({size} bytes), not the weights. Fetch the real "
+                "file: run `git lfs pull` in the model folder, or download model.safetensors again.")
+        if size < 8:
+            raise CheckpointError(f"{path} is {size} bytes: too short to be a safetensors file. "
+                                  "It is truncated or empty; download it again.")
+        header_len = int.from_bytes(start[:8], "little")
+        if 8 + header_len > size:
+            raise CheckpointError(
+                f"{path}: header says it is {header_len} bytes long but the file has {size} bytes. "
+                "The file is truncated or not a safetensors file; download it again.")
+        f.seek(8)
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: the header is not valid JSON ({e}). The file is "
+                                  "corrupt or not a safetensors file; download it again.") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header is not a JSON object; download the file again.")
+    header.pop("__metadata__", None)
+
+    data_start = 8 + header_len
+    data_len = size - data_start
+    buffer = _map(path) if data_len else b""
+    tensors = {}
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {info!r}; "
+                                  "the file is corrupt, download it again.") from None
+        if dtype not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which minisbert "
+                                  "cannot read (it reads F32, F16, BF16, F64 and integers).")
+        item = np.dtype(_DTYPES[dtype])
+        count = int(np.prod(shape, dtype=np.int64))
+        if not (0 <= begin <= end <= data_len) or end - begin != count * item.itemsize:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} needs bytes {begin}..{end} ({dtype} {shape}) but the file "
+                f"holds {data_len} bytes of data. The file is truncated or corrupt; download it again.")
+        raw = np.frombuffer(buffer, dtype=item, count=count, offset=data_start + begin)
+        tensors[name] = _to_float32(raw, dtype).reshape(shape)
+    return tensors
+
+
+def _map(path: Path):
+    # A private read-only mapping: pages are read from disk on first touch and can be dropped
+    # again by the OS, so a large table costs RAM only for the rows actually gathered.
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "F32":
+        return raw
+    if dtype == "BF16":
+        # bfloat16 is the top half of a float32: widen to 32 bits and shift into place.
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype in ("F16", "F64"):
+        return raw.astype(np.float32)
+    return raw  # integer tensors (position_ids buffers) are never used as weights
+
+
+# ---------------------------------------------------------------------------- name mapping
+
+# Task checkpoints prefix the encoder with the model family; sentence-transformers ones do not.
+_PREFIXES = ("bert.", "roberta.", "xlm_roberta.")
+# Tensors that exist in checkpoints but are not part of a sentence encoder's forward pass.
+_IGNORED = re.compile(r"(^|\.)position_ids$|^cls\.|^lm_head\.|^pooler\.|^classifier\.")
+
+
+def _canonical(name: str) -> str:
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    # TF-era checkpoints call LayerNorm's scale and shift gamma and beta.
+    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight",
+                  re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
+
+
+def expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor the encoder needs, by its HuggingFace name, with its stored shape."""
+    d, ff = cfg.hidden_size, cfg.intermediate_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (cfg.vocab_size, d),
+        "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, d),
+        "embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, d),
+        "embeddings.LayerNorm.weight": (d,),
+        "embeddings.LayerNorm.bias": (d,),
+    }
+    for i in range(cfg.num_layers):
+        p = f"encoder.layer.{i}."
+        for lin, (n_out, n_in) in {"attention.self.query": (d, d), "attention.self.key": (d, d),
+                                   "attention.self.value": (d, d),
+                                   "attention.output.dense": (d, d),
+                                   "intermediate.dense": (ff, d), "output.dense": (d, ff)}.items():
+            shapes[p + lin + ".weight"] = (n_out, n_in)  # torch Linear: [out, in]
+            shapes[p + lin + ".bias"] = (n_out,)
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[p + ln + ".weight"] = (d,)
+            shapes[p + ln + ".bias"] = (d,)
+    return shapes
+
+
+def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
+    """Read model.safetensors and arrange it as the parameter tree of `encoder.encode_tokens`."""
+    raw = read_safetensors(path)
+    tensors = {}
+    for name, array in raw.items():
+        if _IGNORED.search(name):
+            continue
+        tensors[_canonical(name)] = array
+
+    want = expected_shapes(cfg)
+    missing = sorted(set(want) - set(tensors))
+    unexpected = sorted(set(tensors) - set(want))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s): {', '.join(missing[:5])}"
+                         + (" …" if len(missing) > 5 else ""))
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s): {', '.join(unexpected[:5])}"
+                         + (" …" if len(unexpected) > 5 else ""))
+        raise CheckpointError(f"{path} does not match config.json ({cfg.num_layers} layers): "
+                              + "; ".join(parts)
+                              + ". Check that config.json and model.safetensors come from the same model.")
+    for name, shape in want.items():
+        if tensors[name].shape != shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json implies "
+                f"{list(shape)}. Check that config.json and model.safetensors belong together.")
+
+    def linear(prefix):
+        # Transposed view, no copy: x @ w.T runs as one BLAS call with a transposed operand.
+        return {"w": tensors[prefix + ".weight"].T, "b": tensors[prefix + ".bias"]}
+
+    def norm(prefix):
+        return {"g": tensors[prefix + ".weight"], "b": tensors[prefix + ".bias"]}
+
+    layers = []
+    for i in range(cfg.num_layers):
+        p = f"encoder.layer.{i}."
+        q, k, v = (linear(p + "attention.self." + n) for n in ("query", "key", "value"))
+        layers.append({
+            # q, k and v fused side by side into one [d, 3d] matrix: one matmul instead of three.
+            "attn": {"qkv": {"w": np.ascontiguousarray(np.concatenate([q["w"], k["w"], v["w"]], axis=1)),
+                             "b": np.concatenate([q["b"], k["b"], v["b"]])},
+                     "out": linear(p + "attention.output.dense")},
+            "ln_attn": norm(p + "attention.output.LayerNorm"),
+            "ffn": {"up": linear(p + "intermediate.dense"), "down": linear(p + "output.dense")},
+            "ln_ffn": norm(p + "output.LayerNorm"),
+        })
+    return {
+        "embeddings": {
+            "word": tensors["embeddings.word_embeddings.weight"],  # stays memory-mapped
+            "position": tensors["embeddings.position_embeddings.weight"],
+            "token_type": tensors["embeddings.token_type_embeddings.weight"],
+            "ln": norm("embeddings.LayerNorm"),
+        },
+        "layers": layers,
+    }

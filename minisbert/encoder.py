@@ -1,0 +1,197 @@
+"""The transformer encoder (BERT and XLM-RoBERTa) as pure NumPy functions.
+
+Everything here is float32 and batched: `x` is `[b, s, d]` (batch, sequence, width).
+Functions are named after the maths and take their parameters as keyword arguments whose
+names match the keys of the parameter tree built by `checkpoint.py`, so the tree is the
+call graph: `encoder_layer(x, mask, **params["layers"][i], ...)`.
+
+BERT and XLM-R run through the same code. They differ only in data from config.json
+(`EncoderConfig`): LayerNorm eps, the activation, and where position ids start.
+
+Left out on purpose: dropout (inference only), relative position embeddings, cross
+attention, the pooler head (mean pooling does not use it), and any training code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    hidden_size: int  # d, the width of every token vector
+    num_layers: int
+    num_heads: int  # d must divide evenly into heads
+    intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
+    vocab_size: int
+    max_position_embeddings: int  # rows in the position table
+    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R)
+    layer_norm_eps: float  # 1e-12 for BERT, 1e-5 for XLM-R
+    hidden_act: str  # name of the feed-forward activation, see ACTIVATIONS
+    pad_token_id: int
+    # XLM-R numbers real positions from pad_token_id + 1 (fairseq's convention) and gives
+    # padding the position pad_token_id; BERT numbers positions 0..s-1.
+    positions_after_padding_idx: bool
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens the position table can hold (512 for both families)."""
+        if self.positions_after_padding_idx:
+            return self.max_position_embeddings - self.pad_token_id - 1
+        return self.max_position_embeddings
+
+
+# ---------------------------------------------------------------------------- activations
+
+# erfc(z) for z >= 0 by the Chebyshev-fitted exponent of Numerical Recipes (2nd ed., §6.2,
+# `erfcc`): erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2), fractional error < 1.2e-7.
+# NumPy has no erf and scipy is not a dependency; math.erf per element would be far too slow.
+_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Error function, elementwise, absolute error < 1e-7 (float64 inside, input dtype out)."""
+    z = np.abs(x, dtype=np.float64)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = np.full_like(t, _ERFC_COEFFS[-1])
+    for c in reversed(_ERFC_COEFFS[:-1]):  # Horner's rule
+        poly *= t
+        poly += c
+    erfc = t * np.exp(poly - z * z)
+    return np.copysign(1.0 - erfc, x).astype(x.dtype, copy=False)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, exact form: x·Φ(x) = x/2·(1 + erf(x/√2)). BERT's and XLM-R's `"gelu"`."""
+    return 0.5 * x * (1.0 + erf(x * np.float32(1 / math.sqrt(2))))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
+    c = np.float32(math.sqrt(2 / math.pi))
+    return 0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable everywhere.
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def quick_gelu(x: np.ndarray) -> np.ndarray:
+    return x * sigmoid(np.float32(1.702) * x)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.float32(0))
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x * sigmoid(x)
+
+
+ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "quick_gelu": quick_gelu,
+    "relu": relu,
+    "silu": silu,
+    "swish": silu,
+}
+
+
+# ---------------------------------------------------------------------------- layers
+
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """Normalize each token vector over its last axis (biased variance), then scale and shift."""
+    mean = x.mean(axis=-1, keepdims=True)  # [..., d] -> [..., 1]
+    centered = x - mean
+    var = np.mean(centered * centered, axis=-1, keepdims=True)  # [..., 1]
+    return centered / np.sqrt(var + np.float32(eps)) * g + b
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once)."""
+    return x @ w + b  # [..., in] -> [..., out]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def attention_bias(mask: np.ndarray) -> np.ndarray:
+    """Additive bias that stops every query from attending to padded keys.
+
+    mask: [b, s] with 1 for real tokens. Any large negative number works the same in float32:
+    exp() of it underflows to exactly 0 (PARITY.md: -1e4, -inf and float32.min agree).
+    """
+    bias = (1.0 - mask.astype(np.float32)) * np.finfo(np.float32).min  # [b, s]
+    return bias[:, None, None, :]  # [b, 1, 1, s]: broadcast over heads and queries
+
+
+def multi_head_attention(x: np.ndarray, bias: np.ndarray, qkv: dict, out: dict,
+                         num_heads: int) -> np.ndarray:
+    """Self-attention: every token mixes the value vectors of all real tokens of its text."""
+    b, s, d = x.shape
+    head_dim = d // num_heads
+    # q, k and v are one fused projection (concatenated at load time): one matmul instead of three.
+    qkv_x = linear(x, **qkv)  # [b, s, d] -> [b, s, 3d]
+    # split heads by reshape: [b, s, 3, heads, hd] -> [3, b, heads, s, hd]
+    q, k, v = qkv_x.reshape(b, s, 3, num_heads, head_dim).transpose(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(0, 1, 3, 2)  # [b, h, s, hd] @ [b, h, hd, s] -> [b, h, s, s]
+    scores *= np.float32(1 / math.sqrt(head_dim))
+    scores += bias
+    weights = softmax(scores)  # [b, h, s, s], each query's row sums to 1 over real keys
+    heads = weights @ v  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
+    merged = heads.transpose(0, 2, 1, 3).reshape(b, s, d)  # [b, h, s, hd] -> [b, s, d]
+    return linear(merged, **out)  # [b, s, d] -> [b, s, d]
+
+
+def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
+    return linear(act(linear(x, **up)), **down)  # [b, s, d] -> [b, s, 4d] -> [b, s, d]
+
+
+def encoder_layer(x: np.ndarray, bias: np.ndarray, attn: dict, ln_attn: dict, ffn: dict,
+                  ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
+    """One post-LN transformer block (BERT's original order: add, then normalize)."""
+    eps = cfg.layer_norm_eps
+    x = layer_norm(x + multi_head_attention(x, bias, **attn, num_heads=cfg.num_heads),
+                   **ln_attn, eps=eps)
+    return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
+                      **ln_ffn, eps=eps)
+
+
+def position_ids(ids: np.ndarray, mask: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
+    """Row of the position table for each token: [b, s] -> [b, s]."""
+    if cfg.positions_after_padding_idx:
+        # fairseq/XLM-R: real tokens count up from pad_token_id + 1, padding sits at pad_token_id.
+        m = mask.astype(np.int64)
+        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
+    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+
+
+def embed(ids: np.ndarray, mask: np.ndarray, word: np.ndarray, position: np.ndarray,
+          token_type: np.ndarray, ln: dict, cfg: EncoderConfig) -> np.ndarray:
+    """Token vectors before the first layer: word + position + token type, normalized."""
+    # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
+    # stays on disk except for those rows.
+    x = word[ids]  # [b, s] -> [b, s, d]
+    x = x + position[position_ids(ids, mask, cfg)]
+    x += token_type[0]  # single sentences: every token has type 0
+    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+
+
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
+                  cfg: EncoderConfig) -> np.ndarray:
+    """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]."""
+    x = embed(ids, mask, **params["embeddings"], cfg=cfg)
+    bias = attention_bias(mask)
+    for layer in params["layers"]:
+        x = encoder_layer(x, bias, **layer, cfg=cfg)
+    return x

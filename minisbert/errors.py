@@ -1,0 +1,29 @@
+"""The exceptions minisbert raises. Each message names the file or input at fault and what to do.
+
+All derive from `MinisbertError`, and also from the built-in exception a caller would naturally
+catch (`FileNotFoundError`, `ValueError`, `ImportError`), so existing `except` clauses still work.
+"""
+
+
+class MinisbertError(Exception):
+    """Base class of every error minisbert raises on purpose."""
+
+
+class ModelFileMissing(MinisbertError, FileNotFoundError):
+    """A model folder, or a file the folder needs, does not exist."""
+
+
+class CheckpointError(MinisbertError, ValueError):
+    """model.safetensors is unreadable, truncated, or does not match config.json."""
+
+
+class UnsupportedModelError(MinisbertError, ValueError):
+    """The folder asks for an architecture, pooling or activation minisbert does not implement."""
+
+
+class TokenizerError(MinisbertError, ValueError):
+    """A tokenizer file is missing its pieces or cannot be read."""
+
+
+class MissingDependencyError(MinisbertError, ImportError):
+    """An optional dependency (sentencepiece, fugashi, a MeCab dictionary) is not installed."""

@@ -1,0 +1,193 @@
+"""A sentence-transformers model folder, loaded: tokenizer -> encoder -> pooling -> (normalize).
+
+A sentence-transformers folder is a HuggingFace model folder plus a few small files:
+  modules.json                the pipeline: Transformer, Pooling, optionally Normalize
+  sentence_bert_config.json   max_seq_length and do_lower_case for the Transformer step
+  1_Pooling/config.json       which pooling modes are on
+A plain HuggingFace folder (no modules.json) loads with mean pooling, as sentence-transformers
+does, and a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint, pooling
+from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
+from .errors import ModelFileMissing, UnsupportedModelError
+from .tokenizer import Tokenizer, load_tokenizer
+
+# model_type in config.json -> does it number positions after padding_idx (fairseq style)?
+_ARCHITECTURES = {"bert": False, "xlm-roberta": True}
+
+
+def _read_json(path: Path, required: bool = False) -> dict | list | None:
+    if not path.is_file():
+        if required:
+            raise ModelFileMissing(f"{path}: no such file. Every model folder needs it; download "
+                                   "the complete folder (see weights/README.md).")
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UnsupportedModelError(f"{path} is not valid JSON ({e}); download it again.") from None
+
+
+def encoder_config(config: dict, path: Path) -> EncoderConfig:
+    model_type = config.get("model_type")
+    if model_type not in _ARCHITECTURES:
+        archs = ", ".join(config.get("architectures") or []) or "none"
+        raise UnsupportedModelError(
+            f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
+            f"minisbert runs {', '.join(_ARCHITECTURES)} encoders.")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise UnsupportedModelError(f"{path}: position_embedding_type "
+                                    f"{config['position_embedding_type']!r} is not supported; "
+                                    "minisbert implements absolute positions only.")
+    act = config.get("hidden_act", "gelu")
+    if act not in ACTIVATIONS:
+        raise UnsupportedModelError(f"{path}: hidden_act {act!r} is not supported; minisbert "
+                                    f"implements {', '.join(ACTIVATIONS)}.")
+    try:
+        cfg = EncoderConfig(
+            hidden_size=config["hidden_size"],
+            num_layers=config["num_hidden_layers"],
+            num_heads=config["num_attention_heads"],
+            intermediate_size=config["intermediate_size"],
+            vocab_size=config["vocab_size"],
+            max_position_embeddings=config["max_position_embeddings"],
+            type_vocab_size=config.get("type_vocab_size", 2),
+            layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+            hidden_act=act,
+            pad_token_id=config.get("pad_token_id", 0 if model_type == "bert" else 1),
+            positions_after_padding_idx=_ARCHITECTURES[model_type],
+        )
+    except KeyError as e:
+        raise UnsupportedModelError(f"{path} has no {e.args[0]!r}; it is incomplete.") from None
+    if cfg.hidden_size % cfg.num_heads:
+        raise UnsupportedModelError(f"{path}: hidden_size {cfg.hidden_size} does not divide into "
+                                    f"{cfg.num_heads} attention heads.")
+    return cfg
+
+
+class SentenceModel:
+    """A loaded sentence encoder. Build one with `minisbert.load(path)`."""
+
+    def __init__(self, tokenizer: Tokenizer, params: dict, cfg: EncoderConfig,
+                 pooling_modes: tuple[str, ...], normalize: bool, name: str):
+        self.tokenizer = tokenizer
+        self.params = params
+        self.cfg = cfg
+        self.pooling_modes = pooling_modes
+        self.normalize = normalize  # the folder has a Normalize module
+        self.name = name
+
+    @property
+    def dim(self) -> int:
+        """Length of each sentence vector."""
+        return self.cfg.hidden_size * len(self.pooling_modes)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Most tokens the encoder sees per text, special tokens included; the rest is cut."""
+        return self.tokenizer.max_length
+
+    def __repr__(self):
+        return (f"SentenceModel({self.name!r}, dim={self.dim}, max_seq_length={self.max_seq_length}, "
+                f"pooling={'+'.join(self.pooling_modes)}, normalize={self.normalize})")
+
+    def encode(self, texts, batch_size: int = 32, normalize_embeddings: bool = False,
+               show_progress_bar: bool | None = None) -> np.ndarray:
+        """Embed texts: float32 [n, dim], or [dim] for a single string.
+
+        Like sentence-transformers: each text is stripped (and lowercased if the folder says
+        do_lower_case), texts are batched by length so little time goes to padding, and the
+        output rows come back in input order.
+        """
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str; encode takes a "
+                                "string or a list of strings.")
+        ids = [self.tokenizer.encode(t.strip()) for t in texts]
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows] = self._embed_batch([ids[r] for r in rows])
+        if normalize_embeddings or self.normalize:
+            out = pooling.normalize(out)
+        return out[0] if single else out
+
+
+    def _embed_batch(self, batch: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in batch)
+        ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, x in enumerate(batch):
+            ids[row, :len(x)] = x
+            mask[row, :len(x)] = 1
+        tokens = encode_tokens(ids, mask, self.params, self.cfg)  # [b, s, d]
+        return pooling.pool(tokens, mask, self.pooling_modes)  # [b, dim]
+
+
+def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
+         do_lower_case: bool | None = None) -> SentenceModel:
+    """Load a sentence-transformers (or plain HuggingFace) model folder.
+
+    max_seq_length and do_lower_case override what the folder's sentence_bert_config.json says.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ModelFileMissing(f"{root}: no such model folder. Pass the folder that holds "
+                               "config.json and model.safetensors (see weights/README.md).")
+    modules = _read_json(root / "modules.json")
+    if modules is None:
+        warnings.warn(f"{root} has no modules.json, so it is not a sentence-transformers folder; "
+                      "creating a model with mean pooling, as sentence-transformers does.",
+                      stacklevel=2)
+        transformer_dir, pooling_modes, normalize = root, ("mean",), False
+    else:
+        kinds = {m.get("type", "").rsplit(".", 1)[-1]: m.get("path", "") for m in modules}
+        unknown = set(kinds) - {"Transformer", "Pooling", "Normalize"}
+        if unknown or "Transformer" not in kinds:
+            raise UnsupportedModelError(
+                f"{root / 'modules.json'} lists modules {sorted(kinds)}; minisbert runs "
+                "Transformer -> Pooling -> optional Normalize.")
+        transformer_dir = root / kinds["Transformer"]
+        if "Pooling" in kinds:
+            pool_cfg_path = root / kinds["Pooling"] / "config.json"
+            pooling_modes = pooling.modes_from_config(_read_json(pool_cfg_path, required=True),
+                                                      pool_cfg_path)
+        else:
+            pooling_modes = ("mean",)
+        normalize = "Normalize" in kinds
+
+    config_path = transformer_dir / "config.json"
+    cfg = encoder_config(_read_json(config_path, required=True), config_path)
+    sbert = _read_json(transformer_dir / "sentence_bert_config.json") or {}
+    tok_cfg = _read_json(transformer_dir / "tokenizer_config.json") or {}
+
+    # Truncation length: the caller's, else the folder's, else the tokenizer's
+    # model_max_length capped by the position table (what sentence-transformers does).
+    if max_seq_length is None:
+        max_seq_length = sbert.get("max_seq_length")
+    if max_seq_length is None:
+        max_seq_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
+    if not 2 < max_seq_length <= cfg.max_tokens:
+        raise ValueError(f"max_seq_length={max_seq_length} is out of range: this model's position "
+                         f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
+    if do_lower_case is None:
+        do_lower_case = bool(sbert.get("do_lower_case", False))
+
+    tokenizer = load_tokenizer(transformer_dir, max_seq_length)
+    tokenizer.lowercase_input = do_lower_case
+    params = checkpoint.load_params(transformer_dir / "model.safetensors", cfg)
+    return SentenceModel(tokenizer, params, cfg, pooling_modes, normalize, name=root.resolve().name)
