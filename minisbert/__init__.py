@@ -11,7 +11,9 @@ libraries when a model that needs them is loaded.
 from .errors import (CheckpointError, MinisbertError, MissingDependencyError, ModelFileMissing,
                      TokenizerError, UnsupportedModelError)
 from .model import SentenceModel, load
+from .search import cos_sim, semantic_search
 
-__all__ = ["load", "SentenceModel", "MinisbertError", "ModelFileMissing", "CheckpointError",
-           "UnsupportedModelError", "TokenizerError", "MissingDependencyError"]
+__all__ = ["load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
+           "ModelFileMissing", "CheckpointError", "UnsupportedModelError", "TokenizerError",
+           "MissingDependencyError"]
 __version__ = "0.1.0"

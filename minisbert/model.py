@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, pooling
+from . import checkpoint, pooling, progress
 from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
 from .errors import ModelFileMissing, UnsupportedModelError
 from .tokenizer import Tokenizer, load_tokenizer
@@ -119,9 +119,12 @@ class SentenceModel:
         ids = [self.tokenizer.encode(t.strip()) for t in texts]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
+        bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             out[rows] = self._embed_batch([ids[r] for r in rows])
+            bar.update(len(rows))
+        bar.close()
         if normalize_embeddings or self.normalize:
             out = pooling.normalize(out)
         return out[0] if single else out

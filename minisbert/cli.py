@@ -1,0 +1,213 @@
+"""The `minisbert` command: semantic search over a text file, saved indexes, model download.
+
+    minisbert search -i input.txt                 ask questions in a loop; q, ｑ or EOF ends it
+    minisbert search -i input.txt -p "question"   answer one question and exit
+    minisbert encode -i input.txt -o my-index     embed the file once ...
+    minisbert search --index my-index             ... and search it without embedding it again
+    minisbert download NAME                       fetch a model folder from the Hugging Face hub
+
+Texts are the file's non-blank lines, or with `--split sentences` its sentences. `--model` takes
+a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
+file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
+usage errors exit with 2, as argparse does.
+
+Left out: reading texts from stdin, PDF/HTML input, and re-ranking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import re
+import sys
+from pathlib import Path
+
+from . import download as hub
+from .errors import MinisbertError
+from .index import check_model, model_identity, read_index, write_index
+from .model import load
+from .search import semantic_search
+
+DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
+PROMPT = "User (press q to exit): "
+QUIT = {"q", "ｑ"}  # ｑ: what a Japanese input method types for q
+
+# Where a sentence ends: after 。．！？ (and any closing brackets), as the demo splits; after
+# . ! ? only before a space or the line end, so "3.14", "v2.1" and "example.com" stay whole.
+SENTENCE_END = re.compile(r"[。．！？]+[」』）)\"']*|[.!?]+[\"')\]]*(?=\s|$)")
+
+
+class InputFileError(MinisbertError, ValueError):
+    """The input text file cannot be decoded, or holds no text."""
+
+
+# ---------------------------------------------------------------------------- input
+
+def split_sentences(line: str) -> list[str]:
+    pieces, start = [], 0
+    for m in SENTENCE_END.finditer(line):
+        pieces.append(line[start:m.end()])
+        start = m.end()
+    pieces.append(line[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def read_texts(path: str, split: str = "lines", encoding: str | None = None) -> list[str]:
+    """The texts of a file: its non-blank lines, or the sentences of those lines.
+    encoding None means UTF-8, with or without a byte order mark."""
+    data = Path(path).read_bytes()
+    skip = 0
+    if encoding is None:
+        encoding = "utf-8"
+        if data.startswith(codecs.BOM_UTF8):
+            skip = len(codecs.BOM_UTF8)  # Notepad's BOM is not part of the first line
+    try:
+        text = data[skip:].decode(encoding)
+    except LookupError:
+        raise InputFileError(f"--encoding {encoding}: unknown encoding.") from None
+    except UnicodeDecodeError as e:
+        bad = data[skip + e.start:skip + e.start + 4].hex(" ")
+        raise InputFileError(
+            f"{path}: not valid {encoding} at byte {skip + e.start} ({bad} …); pass the file's "
+            "encoding with --encoding, e.g. --encoding cp932 (Shift-JIS) or --encoding latin-1."
+        ) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    texts = lines if split == "lines" else [s for line in lines for s in split_sentences(line)]
+    if not texts:
+        raise InputFileError(f"{path}: no text to search (every line is blank).")
+    return texts
+
+
+# ---------------------------------------------------------------------------- commands
+
+def _model_folder_and_name(model_arg: str) -> tuple[Path, str | None]:
+    """The folder, and the hub name to record in an index (None when given a folder)."""
+    folder = hub.find_model(model_arg)
+    return folder, None if Path(model_arg).expanduser().is_dir() else model_arg
+
+
+def search(args) -> int:
+    if args.index:
+        index = read_index(args.index)
+        texts, embeddings = index.texts, index.embeddings  # memory-mapped
+        model_arg = args.model
+        if model_arg is None:  # the model that made the index: where it was, else by name
+            recorded = index.model.get("path")
+            model_arg = recorded if recorded and Path(recorded).is_dir() else index.model["name"]
+        folder, name = _model_folder_and_name(model_arg)
+        model = load(folder)
+        check_model(index, model_identity(model, folder, name))
+    else:
+        texts = read_texts(args.input, args.split, args.encoding)
+        model = load(hub.find_model(args.model or DEFAULT_MODEL))
+        embeddings = model.encode(texts)
+
+    def answer(query: str) -> None:
+        hits = semantic_search(model.encode(query), embeddings, top_k=args.top_k)[0]
+        for hit in hits:
+            print(f"Text: {texts[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
+
+    if args.prompt is not None:
+        answer(args.prompt)
+        return 0
+    while True:
+        try:
+            query = input(PROMPT).strip()
+        except EOFError:
+            print()  # end the prompt's line, so the shell prompt starts on its own line
+            return 0
+        if query.lower() in QUIT:
+            return 0
+        if query:
+            answer(query)
+
+
+def encode(args) -> int:
+    texts = read_texts(args.input, args.split, args.encoding)
+    folder, name = _model_folder_and_name(args.model)
+    model = load(folder)
+    embeddings = model.encode(texts)
+    identity = model_identity(model, folder, name)
+    write_index(args.output, texts, embeddings, identity)
+    print(f"Wrote {len(texts)} texts x {model.dim} dims (model {identity['name']}, fingerprint "
+          f"{identity['fingerprint']}) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def download(args) -> int:
+    print(hub.download(args.name, revision=args.revision, force=args.force))
+    return 0
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return int(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minisbert", description="Sentence-BERT in NumPy: semantic "
+                                "search over a text file, in any language the model knows.")
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_input_options(cmd, required):
+        cmd.add_argument("-i", "--input", metavar="FILE", required=required,
+                         help="text file: one text per non-blank line")
+        cmd.add_argument("--split", choices=("lines", "sentences"), default="lines",
+                         help="one text per line (default), or per sentence "
+                         "(ends at 。．！？.!?)")
+        cmd.add_argument("--encoding", help="the file's encoding (default: UTF-8, with or "
+                         "without BOM), e.g. cp932, latin-1")
+
+    s = commands.add_parser("search", help="find the texts nearest to a question",
+                            description="Embed a file's texts (or open an index), then answer "
+                            "questions: interactively, or once with -p.")
+    add_input_options(s, required=False)
+    s.add_argument("--index", metavar="FOLDER", help="search an index made by `minisbert encode` "
+                   "instead of -i (uses the model that made it unless --model is given)")
+    s.add_argument("--model", metavar="M", help=f"model folder or hub name (default: "
+                   f"{DEFAULT_MODEL}; with --index: the index's model)")
+    s.add_argument("-p", "--prompt", metavar="TEXT", help="answer this one question and exit")
+    s.add_argument("-k", "--top-k", type=_positive, default=1, metavar="K",
+                   help="how many texts to show per question (default: 1)")
+    s.set_defaults(run=search)
+
+    e = commands.add_parser("encode", help="embed a text file once and save it as an index",
+                            description="Embed a file's texts and save them, with the model's "
+                            "identity, as an index folder for `minisbert search --index`.")
+    add_input_options(e, required=True)
+    e.add_argument("-o", "--output", metavar="FOLDER", required=True, help="index folder to write")
+    e.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
+                   help=f"model folder or hub name (default: {DEFAULT_MODEL})")
+    e.set_defaults(run=encode)
+
+    d = commands.add_parser("download", help="fetch a model folder from the Hugging Face hub",
+                            description="Fetch a model into the cache (~/.cache/minisbert, or "
+                            "$MINISBERT_CACHE) from $HF_ENDPOINT (default https://huggingface.co).")
+    d.add_argument("name", help="hub name, e.g. sentence-transformers/all-MiniLM-L6-v2")
+    d.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    d.add_argument("--force", action="store_true", help="fetch files again even if present")
+    d.set_defaults(run=download)
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "search" and (args.input is None) == (args.index is None):
+        p.error("search needs exactly one of -i FILE and --index FOLDER")
+    for stream in (sys.stdin, sys.stdout):  # a stray byte or a non-UTF-8 console: no traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    try:
+        return args.run(args)
+    except (MinisbertError, OSError) as e:
+        message = f"{e.filename}: {e.strerror}" if getattr(e, "strerror", None) and \
+            getattr(e, "filename", None) else str(e)
+        print(f"minisbert: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: leave quietly, with the conventional status
+        print(file=sys.stderr)
+        return 130

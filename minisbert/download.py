@@ -1,0 +1,198 @@
+"""Where model folders live, and fetching one from the Hugging Face hub.
+
+`find_model("sentence-transformers/all-MiniLM-L6-v2")` turns what a user typed into a folder:
+  1. a folder path, used as is;
+  2. weights/<name>, then weights/<last part of name> (weights/ in the current directory);
+  3. <cache>/<name>, where `minisbert download` puts it. The cache is ~/.cache/minisbert,
+     or $MINISBERT_CACHE.
+
+`download(name)` copies the files minisbert reads from `{endpoint}/{name}/resolve/{revision}/{file}`
+(endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only. Each file
+goes to `<file>.part` first and is renamed when complete, so a folder never holds a half file
+under its real name; an interrupted download resumes from the `.part` with an HTTP Range request.
+
+Left out: authentication (private and gated models), the hub's revision-keyed cache layout
+(a folder holds one revision; `force=True` replaces it), and checksums (sizes are checked).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .errors import MinisbertError, ModelFileMissing
+from .progress import ProgressBar
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+# The transformer's files, fetched after modules.json (which names the module folders) and in
+# this order. True: required; False: a 404 is fine (each tokenizer needs only some of them).
+TRANSFORMER_FILES = [("config.json", True), ("model.safetensors", True),
+                     ("tokenizer_config.json", False), ("special_tokens_map.json", False),
+                     ("vocab.txt", False), ("sentencepiece.bpe.model", False),
+                     ("tokenizer.json", False), ("sentence_bert_config.json", False)]
+_CHUNK = 1 << 20  # bytes read per network read
+
+
+class DownloadError(MinisbertError, OSError):
+    """The hub could not be reached, or did not have a file the model needs."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MINISBERT_CACHE") or Path.home() / ".cache" / "minisbert")
+
+
+def _candidates(name: str) -> list[Path]:
+    last = name.rstrip("/").rsplit("/", 1)[-1]
+    return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache_dir() / name]))
+
+
+def find_model(name_or_path: str) -> Path:
+    """The model folder a `--model` argument means (see the module docstring)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_absolute() or name_or_path.startswith((".", "~")):
+        raise ModelFileMissing(f"{name_or_path}: no such model folder.")
+    for folder in _candidates(name_or_path):
+        if folder.is_dir():
+            if any(folder.rglob("*.part")):
+                raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
+                                       f"incomplete; run `minisbert download {name_or_path}` "
+                                       "again to finish it.")
+            return folder
+    tried = ", ".join(str(f) for f in _candidates(name_or_path))
+    raise ModelFileMissing(f"model {name_or_path!r} is not here (looked in {tried}); run "
+                           f"`minisbert download {name_or_path}` or place the model folder "
+                           "in weights/.")
+
+
+# ---------------------------------------------------------------------------- download
+
+def _offline_help(name: str, revision: str, endpoint: str, reason) -> DownloadError:
+    folder = Path("weights") / name.rstrip("/").rsplit("/", 1)[-1]
+    return DownloadError(
+        f"cannot reach {endpoint} ({reason}); this machine looks offline. Download the folder "
+        f"elsewhere ({endpoint}/{name}/tree/{revision}: modules.json, config.json, "
+        f"model.safetensors, the tokenizer files, 1_Pooling/config.json) and place it in "
+        f"{folder} or {cache_dir() / name}.")
+
+
+def _fetch(url: str, target: Path, label: str) -> bool:
+    """Download url to target via target.part, resuming a .part left by an earlier attempt.
+    Returns False on 404; raises urllib/socket errors for the caller to explain."""
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "minisbert"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=30)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return False
+        if e.code == 416 and have:  # the .part is no prefix of the file any more: start over
+            part.unlink()
+            return _fetch(url, target, label)
+        raise
+    with response:
+        if response.status != 206:  # the server sent the whole file (it ignored Range, or none)
+            have = 0
+        elif not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            part.unlink()  # a range other than the one asked for: do not splice it in
+            return _fetch(url, target, label)
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        bar = ProgressBar(total, unit="B", desc=label, min_total=0)
+        bar.update(have)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "ab" if have else "wb") as f:
+            try:
+                while chunk := response.read(_CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as e:  # dropped mid-file: keep the .part
+                raise DownloadError(f"{url}: download interrupted ({e}); run the same command "
+                                    f"again to resume from {part.name}.") from None
+        bar.close(clear=True)  # the caller prints the file's summary line in its place
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise DownloadError(f"{url}: the connection ended after {size} of {total} bytes; run the "
+                            f"same command again to resume from {part.name}.")
+    os.replace(part, target)  # atomic: target is complete or absent
+    return True
+
+
+def download(name: str, revision: str = "main", force: bool = False, endpoint: str | None = None,
+             log=None) -> Path:
+    """Fetch model `name` (e.g. "sentence-transformers/all-MiniLM-L6-v2") into the cache and
+    return its folder. Files already there are kept unless force is set."""
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    log = log if log is not None else sys.stderr
+    name = name.strip("/")
+    folder = cache_dir() / name
+    base = f"{endpoint}/{urllib.parse.quote(name)}/resolve/{urllib.parse.quote(revision, safe='')}"
+
+    def get(file: str) -> bool:
+        """Fetch one file; False if the hub has no such file (HTTP 404)."""
+        target = folder / file
+        if target.exists() and not force:
+            print(f"{file}: already here", file=log)
+            return True
+        try:
+            found = _fetch(f"{base}/{urllib.parse.quote(file)}", target, file)
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):  # the hub answers 401 for missing repos, not only private ones
+                raise DownloadError(
+                    f"{endpoint}/{name}: HTTP {e.code}; no such public model. Check the name "
+                    "(private and gated models are not supported: download them by hand and "
+                    "pass the folder to --model).") from None
+            raise DownloadError(f"{endpoint}/{name}/resolve/{revision}/{file}: HTTP {e.code} "
+                                f"{e.reason}.") from None
+        except urllib.error.URLError as e:
+            raise _offline_help(name, revision, endpoint, e.reason) from None
+        except (socket.timeout, ConnectionError) as e:
+            raise _offline_help(name, revision, endpoint, e) from None
+        if found:
+            print(f"{file}: {target.stat().st_size:,} bytes", file=log)
+        return found
+
+    get("modules.json")
+    modules = []
+    if (folder / "modules.json").exists():
+        try:
+            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+            raise DownloadError(f"{folder / 'modules.json'} is not valid JSON ({e}); "
+                                "download again with --force.") from None
+    for m in modules:  # module paths become file paths here: keep them inside the folder
+        if Path(m.get("path", "")).is_absolute() or ".." in Path(m.get("path", "")).parts:
+            raise DownloadError(f"{endpoint}/{name}: modules.json names the folder "
+                                f"{m['path']!r}, outside the model folder; refusing it.")
+    # Old sentence-transformers folders keep the transformer in a subfolder (e.g. 0_BERT).
+    transformer = next((m.get("path", "") for m in modules
+                        if m.get("type", "").endswith("Transformer")), "")
+    prefix = f"{transformer.strip('/')}/" if transformer else ""
+    for file, required in TRANSFORMER_FILES:
+        if not get(prefix + file) and required:
+            if file == "config.json" and not modules:
+                raise DownloadError(f"no model {name!r} at {endpoint} (revision {revision!r}): "
+                                    "it has neither modules.json nor config.json (HTTP 404). "
+                                    "Check the name.")
+            raise DownloadError(f"{endpoint}/{name} has no {prefix + file} at revision "
+                                f"{revision!r} (HTTP 404); minisbert needs config.json and "
+                                "model.safetensors (it does not read pytorch_model.bin).")
+    for m in modules:  # 1_Pooling/config.json, 2_Normalize (no files: a 404 is expected)
+        if m.get("path") and m["path"] != transformer:
+            get(f"{m['path'].strip('/')}/config.json")
+    if not any((folder / prefix / f).exists() for f in ("vocab.txt", "sentencepiece.bpe.model")):
+        raise DownloadError(f"{endpoint}/{name} has neither vocab.txt nor sentencepiece.bpe.model; "
+                            "minisbert cannot build its tokenizer.")
+    return folder

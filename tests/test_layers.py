@@ -1,0 +1,127 @@
+"""Each encoder function against torch.nn.functional on random float32 arrays."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minisbert import encoder
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+rng = np.random.default_rng(0)
+
+
+def rand(*shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def check(name, ours, ref, atol, rtol=0.0):
+    """|ours - ref| <= atol + rtol·|ref| everywhere; prints the worst absolute difference."""
+    ref = ref.detach().numpy() if hasattr(ref, "detach") else ref
+    assert ours.dtype == np.float32, f"{name} returned {ours.dtype}"
+    diff = np.abs(ours.astype(np.float64) - ref)
+    print(f"\n{name}: maxdiff = {diff.max():.2e} (atol {atol:.0e}, rtol {rtol:.0e})")
+    assert np.all(diff <= atol + rtol * np.abs(ref))
+
+
+def test_erf_is_accurate_to_1e7():
+    x = np.linspace(-8, 8, 200_001)
+    ours = encoder.erf(x)
+    exact = np.array([math.erf(v) for v in x])
+    diff = np.abs(ours - exact).max()
+    print(f"\nerf: maxdiff vs math.erf = {diff:.2e}")
+    assert diff <= 1e-7
+
+
+def test_gelu_exact_form_within_1e7_of_exact():
+    x = np.concatenate([np.linspace(-10, 10, 100_001), rand(10_000, scale=3)]).astype(np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    ours = encoder.gelu(x)
+    # the only error beyond erf's is float32 rounding of the result itself
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    err = np.abs(ours - exact)
+    print(f"\ngelu: max abs error vs exact = {err.max():.2e}, beyond float32 rounding = "
+          f"{np.maximum(err - ulp, 0).max():.2e}")
+    assert np.all(err <= 1e-7 + ulp)
+    # torch's float32 GELU computes 1 + erf(x/√2), which cancels for x < -3 and leaves it ~1e-6
+    # from the exact value there (ours is within 1e-7 of exact, checked above).
+    check("gelu vs F.gelu", ours, F.gelu(torch.from_numpy(x)), atol=2e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, ref", [
+    ("gelu_new", lambda t: F.gelu(t, approximate="tanh")),
+    ("gelu_pytorch_tanh", lambda t: F.gelu(t, approximate="tanh")),
+    ("gelu_fast", lambda t: F.gelu(t, approximate="tanh")),
+    ("quick_gelu", lambda t: t * torch.sigmoid(1.702 * t)),
+    ("relu", F.relu),
+    ("silu", F.silu),
+    ("swish", F.silu),
+])
+def test_activations(name, ref):
+    x = rand(64, 3072, scale=4)
+    # a few float32 ulps: values reach |x| ~ 16, where one ulp is ~1e-6
+    check(name, encoder.ACTIVATIONS[name](x), ref(torch.from_numpy(x)), atol=1e-6, rtol=1e-6)
+
+
+def test_activations_survive_extreme_inputs():
+    x = np.array([-1e4, -100, -20, 0, 20, 100, 1e4], dtype=np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        for name, fn in encoder.ACTIVATIONS.items():
+            assert np.all(np.isfinite(fn(x))), name
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-5])
+def test_layer_norm(eps):
+    x, g, b = rand(3, 7, 384, scale=5) + 3, rand(384), rand(384)
+    ref = F.layer_norm(torch.from_numpy(x), (384,), torch.from_numpy(g), torch.from_numpy(b), eps)
+    check(f"layer_norm eps={eps}", encoder.layer_norm(x, g, b, eps), ref, atol=1e-5)
+
+
+def test_linear_with_torch_layout_weight():
+    x, w, b = rand(3, 7, 384), rand(1536, 384), rand(1536)  # w as torch stores it: [out, in]
+    ref = F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
+    check("linear", encoder.linear(x, w.T, b), ref, atol=1e-4)
+
+
+def test_softmax():
+    x = rand(2, 4, 9, 9, scale=20)
+    check("softmax", encoder.softmax(x), F.softmax(torch.from_numpy(x), dim=-1), atol=1e-6)
+
+
+def test_multi_head_attention_with_padding_mask():
+    b, s, d, h = 3, 11, 64, 4
+    x = rand(b, s, d)
+    wq, wk, wv, wo = (rand(d, d, scale=0.3) for _ in range(4))  # torch layout [out, in]
+    bq, bk, bv, bo = (rand(d) for _ in range(4))
+    lengths = [11, 6, 1]
+    mask = np.array([[1] * n + [0] * (s - n) for n in lengths])
+
+    ours = encoder.multi_head_attention(
+        x, encoder.attention_bias(mask),
+        qkv={"w": np.concatenate([wq.T, wk.T, wv.T], axis=1), "b": np.concatenate([bq, bk, bv])},
+        out={"w": wo.T, "b": bo}, num_heads=h)
+
+    t = torch.from_numpy
+    heads = lambda y: y.view(b, s, h, d // h).transpose(1, 2)  # noqa: E731
+    q, k, v = (heads(F.linear(t(x), t(w), t(bias))) for w, bias in ((wq, bq), (wk, bk), (wv, bv)))
+    attn_mask = t(mask).bool()[:, None, None, :]  # True = may attend
+    ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    ref = F.linear(ctx.transpose(1, 2).reshape(b, s, d), t(wo), t(bo))
+    # Only real query positions are compared: padded rows are discarded by pooling.
+    real = mask.astype(bool)
+    check("multi_head_attention", ours[real], ref.numpy()[real], atol=1e-4)
+
+
+def test_xlmr_position_ids_skip_padding():
+    cfg = encoder.EncoderConfig(hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                                vocab_size=10, max_position_embeddings=514, type_vocab_size=1,
+                                layer_norm_eps=1e-5, hidden_act="gelu", pad_token_id=1,
+                                positions_after_padding_idx=True)
+    ids = np.array([[0, 5, 6, 2], [0, 5, 2, 1]])
+    mask = (ids != 1).astype(np.int64)
+    # what fairseq / transformers' create_position_ids_from_input_ids computes
+    ref = (torch.cumsum(torch.from_numpy(mask), dim=1) * torch.from_numpy(mask) + 1).numpy()
+    np.testing.assert_array_equal(encoder.position_ids(ids, mask, cfg), ref)
+    assert cfg.max_tokens == 512

@@ -1,0 +1,122 @@
+"""End to end on the real all-MiniLM-L6-v2: minisbert.encode against SentenceTransformer.encode."""
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+import corpus
+import minisbert
+from reference import compare, write_sentence_transformers_files
+
+st = pytest.importorskip("sentence_transformers")
+
+N_SENTENCES = 1200
+
+
+@pytest.fixture(scope="module")
+def texts():
+    # whole messages, spread over every catalog: one-word labels up to multi-paragraph help
+    # texts beyond max_seq_length
+    return corpus.spread(corpus.english("ja"), N_SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def models(minilm_path):
+    return minisbert.load(minilm_path), st.SentenceTransformer(str(minilm_path), device="cpu")
+
+
+def test_embeddings_match_sentence_transformers(models, texts):
+    ours, ref = models
+    n_long = sum(len(ours.tokenizer.tokenize(t)) + 2 > ours.max_seq_length for t in texts)
+    print(f"\n{len(texts)} texts, {n_long} longer than max_seq_length={ours.max_seq_length}")
+    assert n_long > 0
+    a = ours.encode(texts)  # the folder has a Normalize module: already unit length
+    b = ref.encode(texts)
+    maxdiff, mincos = compare("all-MiniLM-L6-v2 normalized", a, b)
+    assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6
+
+
+def test_unnormalized_pooled_output_matches(minilm_path, texts):
+    """Without the Normalize module the raw mean-pooled vectors are compared (atol 1e-4 + rtol 1e-5)."""
+    ours = minisbert.load(minilm_path)
+    ours.normalize = False
+    full = st.SentenceTransformer(str(minilm_path), device="cpu")
+    ref = st.SentenceTransformer(modules=[full[0], full[1]], device="cpu")  # no Normalize
+    a, b = ours.encode(texts[:300]), ref.encode(texts[:300])
+    compare("all-MiniLM-L6-v2 raw pooled", a, b)
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_alone_and_in_a_padded_batch_agree(models, texts):
+    ours, _ = models
+    short = min(texts, key=len)
+    batch = [short] + sorted(texts, key=len)[-31:]  # padded to the longest of 32
+    alone = ours.encode(short)
+    in_batch = ours.encode(batch, batch_size=32)[0]
+    diff = np.abs(alone - in_batch).max()
+    print(f"\nalone vs padded batch: maxdiff = {diff:.2e}")
+    assert diff <= 1e-6
+
+
+def test_encode_api(models):
+    ours, ref = models
+    one = ours.encode("A man is eating food.")
+    assert one.shape == (384,) and one.dtype == np.float32
+    many = ours.encode(["a", "a much longer sentence than the first one", "b"], batch_size=2)
+    assert many.shape == (3, 384) and many.dtype == np.float32
+    np.testing.assert_allclose(many[0], ours.encode("a"), atol=1e-6)  # input order restored
+    assert ours.dim == 384 and ours.max_seq_length == 256
+    # stripped like sentence-transformers
+    np.testing.assert_allclose(ours.encode("  padded  "), ours.encode("padded"), atol=1e-7)
+
+
+def test_max_seq_length_override(minilm_path, texts):
+    long = max(texts, key=len)
+    ours = minisbert.load(minilm_path, max_seq_length=32)
+    ref = st.SentenceTransformer(str(minilm_path), device="cpu")
+    ref.max_seq_length = 32
+    assert ours.max_seq_length == 32
+    compare("max_seq_length=32", ours.encode([long]), ref.encode([long]))
+    np.testing.assert_allclose(ours.encode(long), ref.encode(long), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["cls", "max", "mean_sqrt_len_tokens"])
+def test_pooling_modes(minilm_path, tmp_path, texts, mode):
+    folder = tmp_path / mode
+    shutil.copytree(minilm_path, folder)
+    shutil.rmtree(folder / "1_Pooling")
+    write_sentence_transformers_files(folder, dim=384, max_seq_length=256, pooling=mode)
+    sample = texts[:200]
+    a = minisbert.load(folder).encode(sample)
+    b = st.SentenceTransformer(str(folder), device="cpu").encode(sample)
+    compare(f"pooling {mode}", a, b)
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_plain_huggingface_folder_loads_with_mean_pooling(minilm_path, tmp_path, texts):
+    folder = tmp_path / "plain"
+    shutil.copytree(minilm_path, folder)
+    for name in ("modules.json", "sentence_bert_config.json"):
+        (folder / name).unlink()
+    shutil.rmtree(folder / "1_Pooling")
+    with pytest.warns(UserWarning, match="mean pooling"):
+        ours = minisbert.load(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = st.SentenceTransformer(str(folder), device="cpu")
+    assert ours.max_seq_length == ref.max_seq_length == 512
+    sample = texts[:100]
+    a, b = ours.encode(sample), ref.encode(sample)
+    compare("plain HF folder", a, b)
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_unsupported_pooling_is_a_clear_error(minilm_path, tmp_path):
+    folder = tmp_path / "weighted"
+    shutil.copytree(minilm_path, folder)
+    (folder / "1_Pooling" / "config.json").write_text(
+        '{"word_embedding_dimension": 384, "pooling_mode_weightedmean_tokens": true}')
+    with pytest.raises(minisbert.UnsupportedModelError, match="weightedmean"):
+        minisbert.load(folder)
