@@ -155,9 +155,9 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
     raw = read_safetensors(path)
     tensors = {}
     for name, array in raw.items():
-        if _IGNORED.search(name):
-            continue
-        tensors[_canonical(name)] = array
+        name = _canonical(name)
+        if not _IGNORED.search(name):
+            tensors[name] = array
 
     want = expected_shapes(cfg)
     missing = sorted(set(want) - set(tensors))
