@@ -76,8 +76,29 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
     return cfg
 
 
+def batches(lengths: list[int], batch_size: int, max_tokens: int):
+    """Yield arrays of text indices, longest texts first, each batch at most batch_size texts
+    and at most max_tokens places once padded to its longest text.
+
+    Sorting makes texts of a batch about equally long, so little padding is computed; the
+    token cap keeps batches of long texts small, because attention's cost grows with
+    texts × width², and one long text would otherwise widen 31 short ones.
+    """
+    order = np.argsort([-n for n in lengths], kind="stable")
+    start = 0
+    while start < len(order):
+        width = lengths[order[start]]  # the longest text of this batch
+        size = max(1, min(batch_size, max_tokens // max(width, 1)))
+        yield order[start:start + size]
+        start += size
+
+
 class SentenceModel:
     """A loaded sentence encoder. Build one with `minisbert.load(path)`."""
+
+    # Cap on padded tokens per batch (see `batches`). Smaller caps waste less attention on
+    # padding, larger ones make bigger matrix products; 2048 was fastest on a 2-core machine.
+    max_batch_tokens = 2048
 
     def __init__(self, tokenizer: Tokenizer, params: dict, cfg: EncoderConfig,
                  pooling_modes: tuple[str, ...], normalize: bool, name: str):
@@ -118,10 +139,8 @@ class SentenceModel:
                                 "string or a list of strings.")
         ids = [self.tokenizer.encode(t.strip()) for t in texts]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
         bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in batches([len(x) for x in ids], batch_size, self.max_batch_tokens):
             out[rows] = self._embed_batch([ids[r] for r in rows])
             bar.update(len(rows))
         bar.close()

@@ -1,0 +1,110 @@
+"""XLM-RoBERTa's tokenizer: SentencePiece pieces, renumbered the way fairseq's XLM-R numbers them.
+
+The model folder's `sentencepiece.bpe.model` (a unigram model, despite the name) does all the
+work: its own normalization table (NFKC-like, from the model file), whitespace handling and
+the segmentation into pieces. This module only renumbers the pieces and adds `<s> … </s>`.
+
+Literal special tokens in the text ("<s>", "</s>", "<pad>", "<unk>", "<mask>") are taken as
+those tokens, as HuggingFace's XLMRobertaTokenizer (what sentence-transformers runs) does:
+the text is cut at them and each remaining part goes through SentencePiece on its own.
+
+Where HuggingFace's tokenizer still differs from SentencePiece (PARITY.md item 8; the tests
+show each one against the reference), minisbert follows SentencePiece, the model's own tool:
+  - a grapheme cluster of several code points whose first character the normalization
+    rewrites, e.g. half-width "ｶﾞ" or "ａ" + U+0308: HuggingFace normalizes per cluster and
+    can drop or separate the marks;
+  - U+0085 (NEXT LINE): HuggingFace splits words at it, SentencePiece keeps it as a character;
+  - segmentations that tie in score, e.g. "...." as "..." + "." or "." + "...": each library
+    breaks the tie its own way;
+  - text that only becomes "<mask>" after normalization (full-width "＜ｍａｓｋ＞"): special
+    tokens are matched in the raw text here, after normalization there.
+
+Left out: pairs of texts, offsets, user-defined SentencePiece symbols, decoding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import MissingDependencyError, ModelFileMissing, TokenizerError
+from .tokenizer import Tokenizer, special_pattern
+
+# fairseq's dictionary puts these four first; XLM-R kept that numbering.
+BOS, PAD, EOS, UNK = 0, 1, 2, 3
+
+
+def _import_sentencepiece():
+    try:
+        import sentencepiece
+    except ImportError:
+        raise MissingDependencyError(
+            "XLM-RoBERTa models need the sentencepiece library: pip install 'minisbert[xlmr]'"
+        ) from None
+    return sentencepiece
+
+
+def _load_model(path: Path):
+    if not path.is_file():
+        raise ModelFileMissing(f"{path}: no such file. An XLM-RoBERTa model folder needs "
+                               "sentencepiece.bpe.model; download the complete folder.")
+    sentencepiece = _import_sentencepiece()
+    data = path.read_bytes()
+    if data.startswith(b"version https://git-lfs"):
+        raise TokenizerError(f"{path} is a Git LFS pointer, not the model file; run "
+                             "`git lfs pull` in the model folder or download it again.")
+    try:
+        return sentencepiece.SentencePieceProcessor(model_proto=data)
+    except (RuntimeError, OSError) as e:
+        raise TokenizerError(f"{path} is not a SentencePiece model ({e}); "
+                             "the file is corrupt, download it again.") from None
+
+
+def _content(token) -> str | None:
+    # tokenizer_config.json holds either "<mask>" or {"content": "<mask>", "lstrip": true, ...}
+    return token.get("content") if isinstance(token, dict) else token
+
+
+class XLMRobertaTokenizer(Tokenizer):
+    def __init__(self, folder: Path, config: dict, max_length: int):
+        self.sp = _load_model(folder / "sentencepiece.bpe.model")
+        n_pieces = self.sp.get_piece_size()
+        # The five special tokens and their ids. Their spelling comes from the config (it is
+        # always the default in practice); their ids are fixed by the renumbering below.
+        name = lambda key, default: _content(config.get(key)) or default  # noqa: E731
+        self.special_ids = {name("bos_token", "<s>"): BOS, name("pad_token", "<pad>"): PAD,
+                            name("eos_token", "</s>"): EOS, name("unk_token", "<unk>"): UNK,
+                            name("mask_token", "<mask>"): n_pieces + 1}
+        self.specials = special_pattern(self.special_ids)
+        self.cls_id, self.sep_id, self.pad_id = BOS, EOS, PAD
+        self.max_length = max_length
+
+    def _renumber(self, ids: list[int]) -> list[int]:
+        # SentencePiece numbers its pieces <unk>=0, <s>=1, </s>=2, then ordinary pieces from 3.
+        # fairseq built XLM-R's dictionary as <s>=0, <pad>=1, </s>=2, <unk>=3 followed by the
+        # ordinary pieces, which shifts each of them up by one (piece 3 -> id 4), and appended
+        # <mask> after the last piece (piece count + 1). SentencePiece's unknown (0) becomes 3.
+        # Its <s> and </s> never come out of encoding text, so they need no rule here.
+        return [UNK if i == 0 else i + 1 for i in ids]
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenize_batch([text])[0]
+
+    def tokenize_batch(self, texts: list[str]) -> list[list[int]]:
+        """`tokenize` for many texts: one SentencePiece call for all of them, which runs faster."""
+        parts = [list(self.pieces(t)) for t in texts]
+        plain = [piece for p in parts for piece, is_special in p if not is_special]
+        encoded = iter(self.sp.encode(plain))
+        out = []
+        for p in parts:
+            ids = []
+            for piece, is_special in p:
+                # Each stretch of text between special tokens is encoded on its own, so it starts
+                # a new word ("▁" prefix), exactly as the reference tokenizer does.
+                ids.extend([self.special_ids[piece]] if is_special else self._renumber(next(encoded)))
+            out.append(ids)
+        return out
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` for many texts."""
+        return [[self.cls_id, *ids[: self.max_length - 2], self.sep_id]
+                for ids in self.tokenize_batch(texts)]
