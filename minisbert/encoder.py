@@ -221,23 +221,25 @@ def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn:
                       **ln_ffn, eps=eps)
 
 
-def position_ids(mask: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
+def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
     """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
     if cfg.positions_after_padding_idx:
-        # fairseq/XLM-R: real tokens count up from pad_token_id + 1, padding sits at pad_token_id.
-        m = mask.astype(np.int64)
+        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
+        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
+        # text gets the padding position too, as in HuggingFace.
+        m = (ids != cfg.pad_token_id).astype(np.int64)
         return np.cumsum(m, axis=1) * m + cfg.pad_token_id
-    return np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
+    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
 
 
-def embed(ids: np.ndarray, mask: np.ndarray, layout: Layout, word: np.ndarray,
+def embed(ids: np.ndarray, layout: Layout, word: np.ndarray,
           position: np.ndarray, token_type: np.ndarray, ln: dict,
           cfg: EncoderConfig) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position + type, normalized."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
     # stays on disk except for those rows.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
-    x += position[position_ids(mask, cfg).reshape(-1)[layout.real]]
+    x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     x += token_type[0]  # single sentences: every token has type 0
     return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
 
@@ -247,7 +249,7 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]
     (zeros at padded places)."""
     layout = Layout.from_mask(mask)
-    x = embed(ids, mask, layout, **params["embeddings"], cfg=cfg)  # [n, d]
+    x = embed(ids, layout, **params["embeddings"], cfg=cfg)  # [n, d]
     for layer in params["layers"]:
         x = encoder_layer(x, layout, **layer, cfg=cfg)
     return layout.to_grid(x)

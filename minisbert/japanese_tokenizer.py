@@ -18,11 +18,11 @@ so another dictionary silently changes the ids. We keep ipadic as the default.
 Lowercasing happens in step 4, after NFKC and MeCab, for either switch: the tokenizer's own
 `do_lower_case` (tokenizer_config.json) or the folder's (sentence_bert_config.json, passed in
 as `lowercase_input`). That is where BertJapaneseTokenizer lowercases, and sentence-transformers
-6 means to hand the folder's switch to the tokenizer (it fails with AttributeError on this
-tokenizer; tests/test_japanese.py works around it). (Older sentence-transformers lowercased the raw
-text instead; that gives the same ids on all 34,500 Japanese test messages and differs only on
-compatibility characters such as "№", which NFKC turns into "No" after lowercasing, and on a
-literal "[MASK]" it turned into text.)
+6 means to hand the folder's switch to the tokenizer (on this tokenizer it fails with an
+AttributeError; tests/test_japanese.py works around it). Older sentence-transformers releases
+lowercased the raw text instead: the same ids on all 34,500 Japanese test messages, different
+only on compatibility characters such as "№" (NFKC makes it "No" after the lowercasing) and on
+a literal "[MASK]" (lowercased into plain text).
 
 Left out: word tokenizers other than MeCab (basic, sudachi, jumanpp), sentencepiece subwords,
 added tokens beyond the five special ones, pairs of texts.
@@ -53,8 +53,8 @@ def mecab_tagger(dictionary: str | None, option: str | None):
     option = option or ""
     if dictionary is not None:
         if dictionary not in _DICTIONARIES:
-            raise TokenizerError(f"tokenizer_config.json names the MeCab dictionary {dictionary!r}; "
-                                 f"minisbert knows {', '.join(_DICTIONARIES)}.")
+            raise TokenizerError(f"tokenizer_config.json names the MeCab dictionary "
+                                 f"{dictionary!r}; minisbert knows {', '.join(_DICTIONARIES)}.")
         try:
             dicdir = importlib.import_module(dictionary).DICDIR
         except ImportError:
@@ -132,7 +132,8 @@ class JapaneseTokenizer(Tokenizer):
                     ids.extend(self.vocab.get(c, self.unk_id)
                                for c in unicodedata.normalize("NFKC", word))
                 else:
-                    for part in word.split():  # a word never holds a space, but the reference splits
+                    # MeCab's words hold no spaces, but the reference splits at them, so do we.
+                    for part in word.split():
                         ids.extend(self.wordpiece.split(part))
         return ids
 

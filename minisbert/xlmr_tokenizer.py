@@ -6,7 +6,8 @@ the segmentation into pieces. This module only renumbers the pieces and adds `<s
 
 Literal special tokens in the text ("<s>", "</s>", "<pad>", "<unk>", "<mask>") are taken as
 those tokens, as HuggingFace's XLMRobertaTokenizer (what sentence-transformers runs) does:
-the text is cut at them and each remaining part goes through SentencePiece on its own.
+the text is cut at them and each remaining part goes through SentencePiece on its own. (The
+`lstrip` flag configs set on "<mask>" changes no id: SentencePiece drops that space anyway.)
 
 Where HuggingFace's tokenizer still differs from SentencePiece (PARITY.md item 8; the tests
 show each one against the reference), minisbert follows SentencePiece, the model's own tool:
@@ -14,8 +15,8 @@ show each one against the reference), minisbert follows SentencePiece, the model
     rewrites, e.g. half-width "ｶﾞ" or "ａ" + U+0308: HuggingFace normalizes per cluster and
     can drop or separate the marks;
   - U+0085 (NEXT LINE): HuggingFace splits words at it, SentencePiece keeps it as a character;
-  - segmentations that tie in score, e.g. "...." as "..." + "." or "." + "...": each library
-    breaks the tie its own way;
+  - segmentations that tie in score, e.g. "0000" as "000" + "0" or "0" + "000": each library
+    keeps a different one;
   - text that only becomes "<mask>" after normalization (full-width "＜ｍａｓｋ＞"): special
     tokens are matched in the raw text here, after normalization there.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import MissingDependencyError, ModelFileMissing, TokenizerError
-from .tokenizer import Tokenizer, special_pattern
+from .tokenizer import Tokenizer, read_json, special_pattern
 
 # fairseq's dictionary puts these four first; XLM-R kept that numbering.
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
@@ -70,6 +71,7 @@ class XLMRobertaTokenizer(Tokenizer):
         n_pieces = self.sp.get_piece_size()
         # The five special tokens and their ids. Their spelling comes from the config (it is
         # always the default in practice); their ids are fixed by the renumbering below.
+        config = {**read_json(folder / "special_tokens_map.json"), **config}
         name = lambda key, default: _content(config.get(key)) or default  # noqa: E731
         self.special_ids = {name("bos_token", "<s>"): BOS, name("pad_token", "<pad>"): PAD,
                             name("eos_token", "</s>"): EOS, name("unk_token", "<unk>"): UNK,

@@ -123,5 +123,5 @@ def test_xlmr_position_ids_skip_padding():
     mask = (ids != 1).astype(np.int64)
     # what fairseq / transformers' create_position_ids_from_input_ids computes
     ref = (torch.cumsum(torch.from_numpy(mask), dim=1) * torch.from_numpy(mask) + 1).numpy()
-    np.testing.assert_array_equal(encoder.position_ids(mask, cfg), ref)
+    np.testing.assert_array_equal(encoder.position_ids(ids, cfg), ref)
     assert cfg.max_tokens == 512
