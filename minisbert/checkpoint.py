@@ -39,8 +39,13 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
+        hint = ""
+        if (path.parent / "pytorch_model.bin").is_file():  # older folders ship only this
+            hint = (" The folder has pytorch_model.bin, which minisbert does not read (it is a "
+                    "pickle that needs torch): download model.safetensors, or convert the folder "
+                    "once with transformers' save_pretrained.")
         raise ModelFileMissing(f"{path}: no such file. The model folder needs its weights as "
-                               "model.safetensors (download it with the rest of the folder).")
+                               f"model.safetensors (download it with the rest of the folder).{hint}")
     size = path.stat().st_size
     with open(path, "rb") as f:
         start = f.read(64)
@@ -73,9 +78,14 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for name, info in header.items():
         try:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            # Sizes and offsets must be whole numbers, or the arithmetic below fails obscurely.
+            well_formed = isinstance(dtype, str) and all(
+                type(n) is int and n >= 0 for n in [*shape, begin, end])
         except (KeyError, TypeError, ValueError):
+            well_formed = False
+        if not well_formed:
             raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {info!r}; "
-                                  "the file is corrupt, download it again.") from None
+                                  "the file is corrupt, download it again.")
         if dtype not in _DTYPES:
             raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which minisbert "
                                   "cannot read (it reads F32, F16, BF16, F64 and integers).")
@@ -189,11 +199,10 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
     layers = []
     for i in range(cfg.num_layers):
         p = f"encoder.layer.{i}."
-        q, k, v = (linear(p + "attention.self." + n) for n in ("query", "key", "value"))
         layers.append({
-            # q, k and v fused side by side into one [d, 3d] matrix: one matmul instead of three.
-            "attn": {"qkv": {"w": np.ascontiguousarray(np.concatenate([q["w"], k["w"], v["w"]], axis=1)),
-                             "b": np.concatenate([q["b"], k["b"], v["b"]])},
+            "attn": {"q": linear(p + "attention.self.query"),
+                     "k": linear(p + "attention.self.key"),
+                     "v": linear(p + "attention.self.value"),
                      "out": linear(p + "attention.output.dense")},
             "ln_attn": norm(p + "attention.output.LayerNorm"),
             "ffn": {"up": linear(p + "intermediate.dense"), "down": linear(p + "output.dense")},

@@ -15,7 +15,10 @@ attention, the pooler head (mean pooling does not use it), and any training code
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -79,16 +82,53 @@ def erf(x: np.ndarray) -> np.ndarray:
 _BLOCK = 1 << 16
 
 
+def _threads() -> int:
+    """As many threads as BLAS uses: the usual variables, else the CPUs this process may use."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
+            return int(os.environ[var])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor | None:
+    n = _threads()
+    return ThreadPoolExecutor(n, thread_name_prefix="minisbert") if n > 1 else None
+
+
+def _blockwise(fn, size: int) -> None:
+    """Run fn(start, stop) over [0, size) in cache-sized blocks, spread over the CPU threads.
+    NumPy's elementwise functions are single-threaded but release the GIL, so threads give
+    them the cores that BLAS uses for the matrix products."""
+    blocks = range(0, size, _BLOCK)
+    pool = _pool()
+    if pool is None or len(blocks) < 2:
+        for i in blocks:
+            fn(i, min(i + _BLOCK, size))
+        return
+    per_thread = -(-len(blocks) // pool._max_workers)  # ceil
+
+    def run(first_block):
+        for i in blocks[first_block:first_block + per_thread]:
+            fn(i, min(i + _BLOCK, size))
+
+    for future in [pool.submit(run, j) for j in range(0, len(blocks), per_thread)]:
+        future.result()  # re-raises any error of the block
+
+
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU, exact form: x·Φ(x) = x/2·(1 + erf(x/√2)). BERT's and XLM-R's `"gelu"`."""
     out = np.empty_like(x)
     src, dst = x.reshape(-1), out.reshape(-1)
-    for i in range(0, src.size, _BLOCK):
-        xb = src[i:i + _BLOCK]
-        block = erf(xb * np.float32(1 / math.sqrt(2)))
-        block *= 0.5
-        block += 0.5
-        np.multiply(block, xb, out=dst[i:i + _BLOCK])
+
+    def block(i, j):
+        xb = src[i:j]
+        y = erf(xb * np.float32(1 / math.sqrt(2)))
+        y *= 0.5
+        y += 0.5
+        np.multiply(y, xb, out=dst[i:j])
+
+    _blockwise(block, src.size)
     return out
 
 
@@ -189,21 +229,22 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
-def multi_head_attention(x: np.ndarray, layout: Layout, qkv: dict, out: dict,
+def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
                          num_heads: int) -> np.ndarray:
     """Self-attention: every token mixes the value vectors of all real tokens of its text."""
     n, d = x.shape
     b, s, head_dim = layout.batch, layout.width, d // num_heads
-    # q, k and v are one fused projection (concatenated at load time): one matmul instead of three.
-    qkv_x = layout.to_grid(linear(x, **qkv))  # [n, d] -> [n, 3d] -> [b, s, 3d]
-    # split heads by reshape: [b, s, 3, heads, hd] -> [3, b, heads, s, hd]
-    q, k, v = qkv_x.reshape(b, s, 3, num_heads, head_dim).transpose(2, 0, 3, 1, 4)
-    q = q * np.float32(1 / math.sqrt(head_dim))  # scaling q is cheaper than scaling q·kᵀ
-    scores = q @ k.transpose(0, 1, 3, 2)  # [b, h, s, hd] @ [b, h, hd, s] -> [b, h, s, s]
-    scores += layout.bias
+
+    def heads(p):  # project the packed tokens, then lay them out as [b, heads, s, hd]
+        grid = layout.to_grid(linear(x, **p))  # [n, d] -> [n, d] -> [b, s, d]
+        return grid.reshape(b, s, num_heads, head_dim).transpose(0, 2, 1, 3)
+
+    # Scaling q by 1/√hd is the same as scaling q·kᵀ, on a smaller array.
+    scores = heads(q) * np.float32(1 / math.sqrt(head_dim)) @ heads(k).transpose(0, 1, 3, 2)
+    scores += layout.bias  # [b, h, s, hd] @ [b, h, hd, s] -> [b, h, s, s], padded keys -> -inf
     weights = softmax(scores)  # [b, h, s, s], each query's row sums to 1 over real keys
-    heads = weights @ v  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
-    merged = layout.to_packed(heads.transpose(0, 2, 1, 3))  # -> [b, s, h, hd] -> [n, d]
+    mixed = weights @ heads(v)  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
+    merged = layout.to_packed(mixed.transpose(0, 2, 1, 3))  # -> [b, s, h, hd] -> [n, d]
     return linear(merged, **out)  # [n, d] -> [n, d]
 
 

@@ -101,7 +101,7 @@ def test_multi_head_attention_with_padding_mask():
     layout = encoder.Layout.from_mask(mask)
     ours = encoder.multi_head_attention(
         layout.to_packed(x), layout,
-        qkv={"w": np.concatenate([wq.T, wk.T, wv.T], axis=1), "b": np.concatenate([bq, bk, bv])},
+        q={"w": wq.T, "b": bq}, k={"w": wk.T, "b": bk}, v={"w": wv.T, "b": bv},
         out={"w": wo.T, "b": bo}, num_heads=h)
 
     t = torch.from_numpy

@@ -1,0 +1,200 @@
+"""minisbert against sentence-transformers on the same texts, each in its own fresh process.
+
+    python scripts/bench.py --model weights/all-MiniLM-L6-v2 --corpus en [--n 1000] [--threads 2]
+
+For each engine a new Python process is started with the same thread count (OMP, OpenBLAS,
+MKL and torch all set to --threads). It reports, from process start:
+  cold start   start -> import -> load -> first embedding of one short text;
+  throughput   encode() of all texts (default batch_size 32 for both), as sentences/s and
+               real (non-padding) tokens/s, best of --repeat runs;
+  peak RSS     the process's maximum resident memory (ru_maxrss), weights included;
+and minisbert's share of this machine's float32 matrix-multiply peak: the FLOPs its real
+tokens need (the encoder's matmuls, attention included) ÷ time ÷ the FLOP/s a large NumPy
+matmul reaches in this same run with the same threads.
+
+Corpora are the gettext catalogs of /usr/share/locale (see tests/corpus.py): `en` English
+messages, `ja` Japanese translations, `multi` translations in 20 languages, `long` English
+messages joined into texts near max_seq_length. The texts are whole messages, stripped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+MULTI_LANGS = ("ja", "zh_CN", "ko", "ar", "hi", "th", "ru", "de", "fr", "es", "pt_BR", "it",
+               "pl", "tr", "vi", "uk", "el", "he", "id", "nl")
+
+
+def corpus_texts(name: str, n: int, model_folder: str) -> list[str]:
+    import corpus
+    if name == "en":
+        texts = corpus.english("ja")
+    elif name == "ja":
+        texts = corpus.translations("ja")
+    elif name == "multi":
+        per = n // len(MULTI_LANGS) + 1
+        texts = [t for lang in MULTI_LANGS for t in corpus.spread(corpus.translations(lang), per)]
+    elif name == "long":
+        return long_texts(n, model_folder)
+    else:
+        raise SystemExit(f"unknown corpus {name!r}")
+    texts = [t.strip() for t in texts if t.strip()]
+    return corpus.spread(texts, n)
+
+
+def long_texts(n: int, model_folder: str) -> list[str]:
+    """English messages glued together until each text is just under max_seq_length tokens."""
+    import corpus
+    import minisbert
+    model = minisbert.load(model_folder)
+    limit = model.max_seq_length - 2
+    out, current, count = [], [], 0
+    for message in corpus.english("ja"):
+        m = " ".join(message.split())
+        k = len(model.tokenizer.tokenize(m))
+        if k > limit:
+            continue
+        if count + k > limit:
+            out.append(" ".join(current))
+            current, count = [], 0
+            if len(out) == n:
+                break
+        current.append(m)
+        count += k
+    return out
+
+
+# ---------------------------------------------------------------------------- worker
+
+WORKER = r"""
+import json, resource, sys, time
+t_start = float(sys.argv[1])
+engine, folder, texts_path, threads, repeat = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+texts = json.load(open(texts_path, encoding="utf-8"))
+if engine == "minisbert":
+    import minisbert
+    t_import = time.time()
+    model = minisbert.load(folder)
+    t_load = time.time()
+    encode = model.encode
+else:
+    import torch
+    torch.set_num_threads(threads)
+    from sentence_transformers import SentenceTransformer
+    t_import = time.time()
+    model = SentenceTransformer(folder, device="cpu")
+    t_load = time.time()
+    encode = lambda x, **kw: model.encode(x, convert_to_numpy=True, **kw)
+encode(["Hello world."])
+t_first = time.time()
+best = float("inf")
+for _ in range(repeat):
+    t0 = time.perf_counter()
+    out = encode(texts, batch_size=32)
+    best = min(best, time.perf_counter() - t0)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"import": t_import - t_start, "load": t_load - t_import,
+                  "cold": t_first - t_start, "encode": best, "rss": rss,
+                  "shape": list(out.shape)}))
+"""
+
+
+def run_worker(engine: str, folder: str, texts_path: str, threads: int, repeat: int) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["HF_HUB_OFFLINE"] = "1"
+    t_start = time.time()
+    proc = subprocess.run([sys.executable, "-c", WORKER, repr(t_start), engine, folder,
+                           texts_path, str(threads), str(repeat)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{engine} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def matmul_peak(threads: int) -> float:
+    """FLOP/s of a large float32 NumPy matmul with this thread count, in a fresh process."""
+    code = ("import numpy as np, time\n"
+            "a = np.random.default_rng(0).standard_normal((4096, 768), dtype=np.float32)\n"
+            "b = np.random.default_rng(1).standard_normal((768, 3072), dtype=np.float32)\n"
+            "a @ b\nbest = 1e9\n"
+            "for _ in range(5):\n"
+            "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
+            "print(2 * 4096 * 768 * 3072 / best)\n")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, check=True).stdout)
+
+
+def encoder_flops(lengths, cfg) -> float:
+    """Multiply-adds ×2 of the encoder on real tokens only: per token and layer the four d×d
+    projections and the two d×ff ones; per text and layer q·kᵀ and weights·v (2·L²·d each)."""
+    d, ff, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+    tokens = sum(lengths)
+    squares = sum(n * n for n in lengths)
+    return layers * (tokens * 2 * (4 * d * d + 2 * d * ff) + 4 * squares * d)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a sentence-transformers model folder")
+    ap.add_argument("--corpus", default="en", choices=["en", "ja", "multi", "long"])
+    ap.add_argument("--n", type=int, default=1000, help="number of texts")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=2, help="timed encode runs; the best counts")
+    ap.add_argument("--name", help="label for the table")
+    args = ap.parse_args()
+
+    import minisbert
+    texts = corpus_texts(args.corpus, args.n, args.model)
+    model = minisbert.load(args.model)
+    lengths = [len(model.tokenizer.encode(t)) for t in texts]
+    flops = encoder_flops(lengths, model.cfg)
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        json.dump(texts, f, ensure_ascii=False)
+    try:
+        peak = matmul_peak(args.threads)
+        ours = run_worker("minisbert", args.model, f.name, args.threads, args.repeat)
+        ref = run_worker("sentence-transformers", args.model, f.name, args.threads, args.repeat)
+    finally:
+        os.unlink(f.name)
+
+    name = args.name or f"{Path(args.model).name} / {args.corpus}"
+    tokens = sum(lengths)
+    print(f"\n## {name}: {len(texts)} texts, {tokens} real tokens (mean {tokens / len(texts):.1f}, "
+          f"max {max(lengths)}), {args.threads} threads, batch_size 32")
+    print("| | minisbert | sentence-transformers | ratio |")
+    print("|---|---:|---:|---:|")
+    rows = [
+        ("sentences/s", len(texts) / ours["encode"], len(texts) / ref["encode"], "{:.1f}", True),
+        ("real tokens/s", tokens / ours["encode"], tokens / ref["encode"], "{:.0f}", True),
+        ("cold start (s)", ours["cold"], ref["cold"], "{:.2f}", False),
+        ("  of which import (s)", ours["import"], ref["import"], "{:.2f}", False),
+        ("  of which load (s)", ours["load"], ref["load"], "{:.2f}", False),
+        ("peak RSS (MB)", ours["rss"] / 2**20, ref["rss"] / 2**20, "{:.0f}", False),
+    ]
+    for label, a, b, fmt, higher_better in rows:
+        ratio = a / b if higher_better else b / a
+        print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
+    print(f"| RSS ratio (minisbert / s-t) | | | {ours['rss'] / ref['rss']:.2f} |")
+    print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s; minisbert {flops / ours['encode'] / 1e9:.1f} GFLOP/s "
+          f"on real tokens = {flops / ours['encode'] / peak:.0%} of peak "
+          f"(sentence-transformers {flops / ref['encode'] / peak:.0%})")
+    print("(ratios: throughput ours/theirs, cold start theirs/ours: higher is better for minisbert)")
+
+
+if __name__ == "__main__":
+    main()
