@@ -10,6 +10,10 @@ which is what sentence-transformers runs, character class by character class:
   - words split at white space and around every punctuation character, where "punctuation"
     is ASCII's (including $+<=>^`|~) plus every Unicode P* category.
 
+Surrogate code points are first repaired (`tokenizer.well_formed`): a pair becomes the character
+it encodes, a lone one U+FFFD, which cleaning drops. Threads may share the tokenizer: tokenizing
+changes no state but the WordPiece cache, and lru_cache is thread-safe.
+
 Left out: `never_split`, pairs of texts, offsets.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
+from .errors import TokenizerError
 from .tokenizer import Tokenizer, WordPiece, read_json, read_vocab, special_pattern
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
@@ -89,6 +94,12 @@ class BertTokenizer(Tokenizer):
         vocab = read_vocab(folder / "vocab.txt")
         special = {**read_json(folder / "special_tokens_map.json"), **config}
         token = lambda key, default: _content(special.get(key)) or default  # noqa: E731
+        missing = [t for t in (token("unk_token", "[UNK]"), token("cls_token", "[CLS]"),
+                               token("sep_token", "[SEP]"), token("pad_token", "[PAD]"))
+                   if t not in vocab]
+        if missing:  # a truncated vocab.txt, or one of another model
+            raise TokenizerError(f"{folder / 'vocab.txt'} lacks the special tokens {missing}; "
+                                 "download the file again.")
         self.wordpiece = WordPiece(vocab, token("unk_token", "[UNK]"))
         self.cls_id = vocab[token("cls_token", "[CLS]")]
         self.sep_id = vocab[token("sep_token", "[SEP]")]

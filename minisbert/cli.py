@@ -9,7 +9,7 @@
 Texts are the file's non-blank lines, or with `--split sentences` its sentences. `--model` takes
 a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
 file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
-usage errors exit with 2, as argparse does.
+usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_length) is one line too.
 
 Left out: reading texts from stdin, PDF/HTML input, and re-ranking.
 """
@@ -20,6 +20,7 @@ import argparse
 import codecs
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from . import download as hub
@@ -193,6 +194,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, *_) -> str:
+    # A warning (texts cut at max_seq_length) is one line in the errors' form, not Python's
+    # "file:line: Category: message" followed by a line of minisbert's source.
+    return f"minisbert: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
@@ -201,6 +208,7 @@ def main(argv=None) -> int:
     for stream in (sys.stdin, sys.stdout):  # a stray byte or a non-UTF-8 console: no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
+    warnings.formatwarning = _one_line_warning
     try:
         return args.run(args)
     except (MinisbertError, OSError) as e:

@@ -15,10 +15,7 @@ attention, the pooler head (mean pooling does not use it), and any training code
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -82,53 +79,16 @@ def erf(x: np.ndarray) -> np.ndarray:
 _BLOCK = 1 << 16
 
 
-def _threads() -> int:
-    """As many threads as BLAS uses: the usual variables, else the CPUs this process may use."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
-            return int(os.environ[var])
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor | None:
-    n = _threads()
-    return ThreadPoolExecutor(n, thread_name_prefix="minisbert") if n > 1 else None
-
-
-def _blockwise(fn, size: int) -> None:
-    """Run fn(start, stop) over [0, size) in cache-sized blocks, spread over the CPU threads.
-    NumPy's elementwise functions are single-threaded but release the GIL, so threads give
-    them the cores that BLAS uses for the matrix products."""
-    blocks = range(0, size, _BLOCK)
-    pool = _pool()
-    if pool is None or len(blocks) < 2:
-        for i in blocks:
-            fn(i, min(i + _BLOCK, size))
-        return
-    per_thread = -(-len(blocks) // pool._max_workers)  # ceil
-
-    def run(first_block):
-        for i in blocks[first_block:first_block + per_thread]:
-            fn(i, min(i + _BLOCK, size))
-
-    for future in [pool.submit(run, j) for j in range(0, len(blocks), per_thread)]:
-        future.result()  # re-raises any error of the block
-
-
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU, exact form: x·Φ(x) = x/2·(1 + erf(x/√2)). BERT's and XLM-R's `"gelu"`."""
     out = np.empty_like(x)
     src, dst = x.reshape(-1), out.reshape(-1)
-
-    def block(i, j):
-        xb = src[i:j]
+    for i in range(0, src.size, _BLOCK):
+        xb = src[i:i + _BLOCK]
         y = erf(xb * np.float32(1 / math.sqrt(2)))
         y *= 0.5
         y += 0.5
-        np.multiply(y, xb, out=dst[i:j])
-
-    _blockwise(block, src.size)
+        np.multiply(y, xb, out=dst[i:i + _BLOCK])
     return out
 
 

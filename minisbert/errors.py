@@ -1,7 +1,9 @@
-"""The exceptions minisbert raises. Each message names the file or input at fault and what to do.
+"""The exceptions minisbert raises, and its one warning. Each message names the file or input at
+fault and what to do.
 
-All derive from `MinisbertError`, and also from the built-in exception a caller would naturally
-catch (`FileNotFoundError`, `ValueError`, `ImportError`), so existing `except` clauses still work.
+The exceptions all derive from `MinisbertError`, and also from the built-in exception a caller
+would naturally catch (`FileNotFoundError`, `ValueError`, `ImportError`), so existing `except`
+clauses still work.
 """
 
 
@@ -17,6 +19,11 @@ class CheckpointError(MinisbertError, ValueError):
     """model.safetensors is unreadable, truncated, or does not match config.json."""
 
 
+class ConfigError(MinisbertError, ValueError):
+    """A JSON file of the model folder (config.json, modules.json, ...) is not valid JSON, is not
+    the JSON object or list it should be, or lacks or misstates a setting the model needs."""
+
+
 class UnsupportedModelError(MinisbertError, ValueError):
     """The folder asks for an architecture, pooling or activation minisbert does not implement."""
 
@@ -27,3 +34,8 @@ class TokenizerError(MinisbertError, ValueError):
 
 class MissingDependencyError(MinisbertError, ImportError):
     """An optional dependency (sentencepiece, fugashi, a MeCab dictionary) is not installed."""
+
+
+class TruncationWarning(UserWarning):
+    """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
+    Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""

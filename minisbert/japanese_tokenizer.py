@@ -24,6 +24,10 @@ lowercased the raw text instead: the same ids on all 34,500 Japanese test messag
 only on compatibility characters such as "№" (NFKC makes it "No" after the lowercasing) and on
 a literal "[MASK]" (lowercased into plain text).
 
+Surrogate code points, which MeCab cannot take, are first repaired (`tokenizer.well_formed`).
+A NUL character ends the text for MeCab, as it does for the reference (same ids).
+Threads may share the tokenizer: a lock keeps them from using the MeCab tagger at once.
+
 Left out: word tokenizers other than MeCab (basic, sudachi, jumanpp), sentencepiece subwords,
 added tokens beyond the five special ones, pairs of texts.
 """
@@ -32,45 +36,50 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 import unicodedata
 from pathlib import Path
 
 from .errors import MissingDependencyError, TokenizerError
-from .tokenizer import Tokenizer, WordPiece, read_json, read_vocab, special_pattern, split_special
+from .tokenizer import (Tokenizer, WordPiece, read_json, read_vocab, special_pattern,
+                        split_special, well_formed)
 
 _INSTALL = "pip install 'minisbert[ja]'"
 _DICTIONARIES = ("ipadic", "unidic_lite", "unidic")
 
 
-def mecab_tagger(dictionary: str | None, option: str | None):
-    """A fugashi tagger reading the named dictionary (None: only `option`, e.g. "-d <dir>")."""
+def mecab_tagger(dictionary: str | None, option: str | None, config_path: Path):
+    """A fugashi tagger reading the named dictionary (None: only `option`, e.g. "-d <dir>").
+    config_path: the tokenizer_config.json asking for it, named in error messages."""
     try:
         import fugashi
     except ImportError:
         raise MissingDependencyError(
-            f"Japanese models need the MeCab binding fugashi and the ipadic dictionary: {_INSTALL}"
-        ) from None
+            f"{config_path}: Japanese models need the MeCab binding fugashi and the ipadic "
+            f"dictionary: {_INSTALL}") from None
     option = option or ""
     if dictionary is not None:
         if dictionary not in _DICTIONARIES:
-            raise TokenizerError(f"tokenizer_config.json names the MeCab dictionary "
-                                 f"{dictionary!r}; minisbert knows {', '.join(_DICTIONARIES)}.")
+            raise TokenizerError(f"{config_path} names the MeCab dictionary {dictionary!r}; "
+                                 f"minisbert knows {', '.join(_DICTIONARIES)}.")
         try:
             dicdir = importlib.import_module(dictionary).DICDIR
         except ImportError:
             hint = _INSTALL if dictionary == "ipadic" else f"pip install {dictionary}"
             raise MissingDependencyError(
-                f"this model's tokenizer uses the MeCab dictionary {dictionary}, which is not "
-                f"installed: {hint}") from None
+                f"{config_path}: this model's tokenizer uses the MeCab dictionary {dictionary}, "
+                f"which is not installed: {hint}") from None
         if not os.path.isdir(dicdir):  # the unidic package downloads its data separately
-            raise MissingDependencyError(f"the {dictionary} package is installed but its data is "
-                                         f"not ({dicdir}): python -m {dictionary} download")
+            raise MissingDependencyError(
+                f"{config_path}: the {dictionary} package is installed but its data is not "
+                f"({dicdir}): python -m {dictionary} download")
         # -r: the dictionary's own mecabrc, so no system-wide MeCab configuration is needed.
         option = f'-d "{dicdir}" -r "{dicdir}/mecabrc" ' + option
     try:
-        return fugashi.GenericTagger(option)
+        return fugashi.GenericTagger(option, quiet=True)  # quiet: our error says it all
     except RuntimeError as e:
-        raise TokenizerError(f"MeCab could not start with options {option!r}: {e}") from None
+        raise TokenizerError(f"{config_path}: MeCab could not start with options {option!r}: "
+                             f"{e}") from None
 
 
 class JapaneseTokenizer(Tokenizer):
@@ -106,13 +115,20 @@ class JapaneseTokenizer(Tokenizer):
 
         mecab = config.get("mecab_kwargs") or {}
         self.normalize = mecab.get("normalize_text", True)
-        self.tagger = mecab_tagger(mecab.get("mecab_dic", "ipadic"), mecab.get("mecab_option"))
+        self.tagger = mecab_tagger(mecab.get("mecab_dic", "ipadic"), mecab.get("mecab_option"),
+                                   folder / "tokenizer_config.json")
+        # A MeCab tagger parses into one lattice of its own, and fugashi's nodes point into it:
+        # another parse overwrites the nodes of the last (fugashi reads their features lazily).
+        # So one thread at a time parses and reads its words. Parsing holds the GIL anyway
+        # (fugashi does not release it), so the lock costs no parallelism.
+        self.tagger_lock = threading.Lock()
 
     def words(self, text: str, lowercase: bool) -> list[str]:
         """MeCab's words (surface forms) of a text without special tokens."""
         if self.normalize:
             text = unicodedata.normalize("NFKC", text)
-        words = [node.surface for node in self.tagger(text)]  # MeCab drops the spaces itself
+        with self.tagger_lock:
+            words = [node.surface for node in self.tagger(text)]  # MeCab drops the spaces itself
         if lowercase:
             # str.lower on the whole word, so a Greek final sigma becomes "ς", as in the reference.
             words = [w if w in self.never_lower else w.lower() for w in words]
@@ -122,7 +138,7 @@ class JapaneseTokenizer(Tokenizer):
         lowercase = self.lowercase or self.lowercase_input
         ids = []
         # Not self.pieces(): that would lowercase before NFKC; here it happens per MeCab word.
-        for piece, is_special in split_special(text, self.specials):
+        for piece, is_special in split_special(well_formed(text), self.specials):
             if is_special:
                 ids.append(self.vocab[piece])
                 continue

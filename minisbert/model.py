@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
+from array import array
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint, pooling, progress
 from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
-from .errors import ModelFileMissing, UnsupportedModelError
+from .errors import ConfigError, ModelFileMissing, TruncationWarning, UnsupportedModelError
 from .tokenizer import Tokenizer, load_tokenizer
 
 # model_type in config.json -> does it number positions after padding_idx (fairseq style)?
 _ARCHITECTURES = {"bert": False, "xlm-roberta": True}
 
 
-def _read_json(path: Path, required: bool = False) -> dict | list | None:
+def _read_json(path: Path, required: bool = False, kind: type = dict) -> dict | list | None:
+    """The file's JSON, which must be a `kind` (dict: an object, list: an array)."""
     if not path.is_file():
         if required:
             raise ModelFileMissing(f"{path}: no such file. Every model folder needs it; download "
@@ -34,9 +37,14 @@ def _read_json(path: Path, required: bool = False) -> dict | list | None:
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UnsupportedModelError(f"{path} is not valid JSON ({e}); download it again.") from None
+        raise ConfigError(f"{path} is not valid JSON ({e}); download it again.") from None
+    if not isinstance(data, kind):
+        want = "an object" if kind is dict else "an array"
+        raise ConfigError(f"{path} holds a JSON {type(data).__name__} where {want} belongs; "
+                          "download it again.")
+    return data
 
 
 def encoder_config(config: dict, path: Path) -> EncoderConfig:
@@ -69,7 +77,8 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
             positions_after_padding_idx=_ARCHITECTURES[model_type],
         )
     except KeyError as e:
-        raise UnsupportedModelError(f"{path} has no {e.args[0]!r}; it is incomplete.") from None
+        raise ConfigError(f"{path} has no {e.args[0]!r}; it is incomplete, download it "
+                          "again.") from None
     if cfg.hidden_size % cfg.num_heads:
         raise UnsupportedModelError(f"{path}: hidden_size {cfg.hidden_size} does not divide into "
                                     f"{cfg.num_heads} attention heads.")
@@ -93,8 +102,34 @@ def batches(lengths: list[int], batch_size: int, max_tokens: int):
         start += size
 
 
+# Truncation is routine for long documents, so it is reported once per process: enough to
+# learn that embeddings ignore the end of long texts, without a warning per text or per call.
+_truncation_reported = False
+_truncation_lock = threading.Lock()
+
+
+def _report_truncation(cut: array, max_seq_length: int) -> None:
+    """Warn, the first time in this process, that texts were cut. cut[i]: tokens cut from text i."""
+    global _truncation_reported
+    with _truncation_lock:  # encode may run in several threads at once
+        if _truncation_reported:
+            return
+        _truncation_reported = True
+    worst = max(range(len(cut)), key=cut.__getitem__)
+    warnings.warn(
+        f"{sum(n > 0 for n in cut)} text(s) are longer than max_seq_length={max_seq_length} "
+        f"tokens, so their last {sum(cut)} tokens in all were cut and do not count in the "
+        f"embeddings (texts[{worst}] lost the most: {cut[worst]} tokens). Split long texts into "
+        "passages to embed all of them. minisbert reports this once per process.",
+        TruncationWarning, stacklevel=4)  # points at the caller of encode
+
+
 class SentenceModel:
-    """A loaded sentence encoder. Build one with `minisbert.load(path)`."""
+    """A loaded sentence encoder. Build one with `minisbert.load(path)`.
+
+    Several threads may call `encode` on one model at once: encoding changes no state of the
+    model (the weights are read-only, each call has its own arrays).
+    """
 
     # Cap on padded tokens per batch (see `batches`). Smaller caps waste less attention on
     # padding, larger ones make bigger matrix products; 2048 was fastest on a 2-core machine.
@@ -129,27 +164,44 @@ class SentenceModel:
 
         Like sentence-transformers: each text is stripped (and lowercased if the folder says
         do_lower_case), texts are batched by length so little time goes to padding, and the
-        output rows come back in input order.
+        output rows come back in input order. A text longer than max_seq_length tokens is cut
+        to it; the first time that happens in a process, a TruncationWarning says so.
         """
         single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str; encode takes a "
-                                "string or a list of strings.")
-        ids = [self.tokenizer.encode(t.strip()) for t in texts]
+        ids = self._token_ids([texts] if single else texts)
+        normalize = normalize_embeddings or self.normalize
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
         for rows in batches([len(x) for x in ids], batch_size, self.max_batch_tokens):
-            out[rows] = self._embed_batch([ids[r] for r in rows])
+            pooled = self._embed_batch([ids[r] for r in rows])  # [b, dim]
+            # Rows are normalized one by one, so doing it per batch gives the same vectors
+            # without a second [n, dim] array at the end.
+            out[rows] = pooling.normalize(pooled) if normalize else pooled
             bar.update(len(rows))
         bar.close()
-        if normalize_embeddings or self.normalize:
-            out = pooling.normalize(out)
         return out[0] if single else out
 
+    def _token_ids(self, texts) -> list[np.ndarray]:
+        """Each text's ids (stripped, truncated, special tokens added) as an int32 array.
 
-    def _embed_batch(self, batch: list[list[int]]) -> np.ndarray:
+        Texts are read one at a time and only their ids are kept, so memory grows with the ids
+        (at most max_seq_length per text), not with the texts: a generator of long texts is
+        never held whole. int32 arrays take 4 bytes per id, lists of Python ints 8 or more.
+        """
+        ids = []
+        cut = array("i")  # tokens cut from each text, 4 bytes per text
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, not str; encode takes a "
+                                "string or a list of strings.")
+            row, n_cut = self.tokenizer.encode_with_cut(text.strip())
+            ids.append(np.array(row, dtype=np.int32))
+            cut.append(n_cut)
+        if any(cut):
+            _report_truncation(cut, self.max_seq_length)
+        return ids
+
+    def _embed_batch(self, batch: list[np.ndarray]) -> np.ndarray:
         width = max(len(x) for x in batch)
         ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -170,7 +222,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     if not root.is_dir():
         raise ModelFileMissing(f"{root}: no such model folder. Pass the folder that holds "
                                "config.json and model.safetensors (see weights/README.md).")
-    modules = _read_json(root / "modules.json")
+    modules = _read_json(root / "modules.json", kind=list)
     if modules is None:
         warnings.warn(f"{root} has no modules.json, so it is not a sentence-transformers folder; "
                       "creating a model with mean pooling, as sentence-transformers does.",
@@ -199,13 +251,19 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
 
     # Truncation length: the caller's, else the folder's, else the tokenizer's
     # model_max_length capped by the position table (what sentence-transformers does).
+    source = None  # the file max_seq_length comes from, if not from the caller
     if max_seq_length is None:
-        max_seq_length = sbert.get("max_seq_length")
+        max_seq_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
     if max_seq_length is None:
         max_seq_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
-    if not 2 < max_seq_length <= cfg.max_tokens:
-        raise ValueError(f"max_seq_length={max_seq_length} is out of range: this model's position "
-                         f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
+        source = "tokenizer_config.json"
+    if not (isinstance(max_seq_length, int) and 2 < max_seq_length <= cfg.max_tokens):
+        problem = (f"max_seq_length={max_seq_length!r} is out of range: this model's position "
+                   f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
+        if source is None:
+            raise ValueError(problem)
+        raise ConfigError(f"{transformer_dir / source}: {problem} Fix the file, or pass "
+                          "max_seq_length to load().")
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 

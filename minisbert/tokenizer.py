@@ -7,6 +7,8 @@ BERT, `<s> … </s>` for XLM-R) and truncates to `max_length`, counting the spec
 Front ends: `bert_tokenizer.BertTokenizer` (English WordPiece), `japanese_tokenizer`
 (MeCab + WordPiece) and `xlmr_tokenizer` (SentencePiece with XLM-R ids). `load_tokenizer`
 picks one from the model folder's files.
+
+Front ends may be used from several threads at once (see each one for its library).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Tokenizer:
 
     def pieces(self, text: str):
         """Yield (piece, is_special): the text cut at literal special tokens such as "[MASK]"."""
-        for piece, is_special in split_special(text, self.specials):
+        for piece, is_special in split_special(well_formed(text), self.specials):
             if self.lowercase_input and not is_special:
                 piece = "".join(c.lower() for c in piece)
             yield piece, is_special
@@ -43,7 +45,33 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Exactly the ids the model sees: special tokens included, truncated to max_length."""
-        return [self.cls_id, *self.tokenize(text)[: self.max_length - 2], self.sep_id]
+        return self.encode_with_cut(text)[0]
+
+    def encode_with_cut(self, text: str) -> tuple[list[int], int]:
+        """`encode(text)`, and how many tokens truncation cut from the end of the text."""
+        ids = self.tokenize(text)
+        keep = self.max_length - 2  # the special tokens take two of the places
+        return [self.cls_id, *ids[:keep], self.sep_id], max(len(ids) - keep, 0)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """The text with its surrogate code points repaired as UTF-16 decoding repairs them: a high
+    surrogate followed by a low one becomes the character the pair encodes, any other becomes
+    U+FFFD (REPLACEMENT CHARACTER).
+
+    A Python str can hold surrogates (from "\\ud800" in JSON, `errors="surrogateescape"`, or
+    UTF-16 data cut in the middle of a pair), but they are not characters and cannot be encoded
+    as UTF-8, so the reference libraries reject them with an obscure error (HuggingFace's
+    tokenizers: TypeError; SentencePiece: TypeError or RuntimeError; MeCab: UnicodeEncodeError).
+    U+FFFD is Unicode's stand-in for ill-formed text, which each front end then treats as the
+    reference treats a literal U+FFFD.
+    """
+    if not _SURROGATE.search(text):
+        return text  # the usual case: nothing to repair, no copy
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def split_special(text: str, pattern: re.Pattern | None):
@@ -73,9 +101,18 @@ def special_pattern(tokens) -> re.Pattern | None:
 def read_vocab(path: Path) -> dict[str, int]:
     """vocab.txt: one token per line, its id is its line number."""
     if not path.is_file():
-        raise ModelFileMissing(f"{path}: no such file. A WordPiece model folder needs vocab.txt.")
-    with open(path, encoding="utf-8") as f:
-        return {line.rstrip("\n"): i for i, line in enumerate(f)}
+        raise ModelFileMissing(f"{path}: no such file. A WordPiece model folder needs vocab.txt; "
+                               "download the complete folder.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    except UnicodeDecodeError:
+        raise TokenizerError(f"{path} is not UTF-8 text; the file is corrupt, download it "
+                             "again.") from None
+    if next(iter(vocab), "").startswith("version https://git-lfs"):
+        raise TokenizerError(f"{path} is a Git LFS pointer, not the vocabulary; run `git lfs pull` "
+                             "in the model folder or download the file again.")
+    return vocab
 
 
 class WordPiece:
@@ -117,9 +154,13 @@ def read_json(path: Path) -> dict:
         return {}
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TokenizerError(f"{path} is not valid JSON ({e}); download the file again.") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path} holds a JSON {type(data).__name__}, not an object of "
+                             "settings; download the file again.")
+    return data
 
 
 def load_tokenizer(folder: Path, max_length: int) -> Tokenizer:
@@ -132,6 +173,12 @@ def load_tokenizer(folder: Path, max_length: int) -> Tokenizer:
     if cls_name == "XLMRobertaTokenizer" or (not cls_name and (folder / "sentencepiece.bpe.model").exists()):
         from .xlmr_tokenizer import XLMRobertaTokenizer
         return XLMRobertaTokenizer(folder, config, max_length)
+    if not cls_name and not (folder / "vocab.txt").exists():
+        # Nothing says which tokenizer: name both files rather than guess WordPiece's.
+        raise ModelFileMissing(f"{folder}: neither vocab.txt (WordPiece) nor "
+                               "sentencepiece.bpe.model (XLM-R) is here, and minisbert needs one "
+                               "of them (it does not read tokenizer.json); download the complete "
+                               "model folder.")
     if cls_name in ("BertTokenizer", "") :
         from .bert_tokenizer import BertTokenizer
         return BertTokenizer(folder, config, max_length)

@@ -20,6 +20,10 @@ show each one against the reference), minisbert follows SentencePiece, the model
   - text that only becomes "<mask>" after normalization (full-width "＜ｍａｓｋ＞"): special
     tokens are matched in the raw text here, after normalization there.
 
+Surrogate code points, which SentencePiece rejects, are first repaired (`tokenizer.well_formed`).
+Threads may share the tokenizer: SentencePiece's encoding is a const C++ method that releases
+the GIL and is itself run from a thread pool by SentencePiece's batch API.
+
 Left out: pairs of texts, offsets, user-defined SentencePiece symbols, decoding.
 """
 
