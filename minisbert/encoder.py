@@ -195,17 +195,23 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
     n, d = x.shape
     b, s, head_dim = layout.batch, layout.width, d // num_heads
 
-    def heads(p):  # project the packed tokens, then lay them out as [b, heads, s, hd]
+    def heads(p):  # project the packed tokens, then lay them out as [b·heads, s, hd]
         grid = layout.to_grid(linear(x, **p))  # [n, d] -> [n, d] -> [b, s, d]
-        return grid.reshape(b, s, num_heads, head_dim).transpose(0, 2, 1, 3)
+        return grid.reshape(b, s, num_heads, head_dim).transpose(0, 2, 1, 3).reshape(-1, s, head_dim)
 
-    # Scaling q by 1/√hd is the same as scaling q·kᵀ, on a smaller array.
-    scores = heads(q) * np.float32(1 / math.sqrt(head_dim)) @ heads(k).transpose(0, 1, 3, 2)
-    scores += layout.bias  # [b, h, s, hd] @ [b, h, hd, s] -> [b, h, s, s], padded keys -> -inf
-    weights = softmax(scores)  # [b, h, s, s], each query's row sums to 1 over real keys
-    mixed = weights @ heads(v)  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
-    merged = layout.to_packed(mixed.transpose(0, 2, 1, 3))  # -> [b, s, h, hd] -> [n, d]
-    return linear(merged, **out)  # [n, d] -> [n, d]
+    q_, k_, v_ = heads(q), heads(k), heads(v)  # [b·h, s, hd] each, one (text, head) per row
+    q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
+    bias = np.repeat(layout.bias[:, 0], num_heads, axis=0)  # [b, 1, s] -> [b·h, 1, s]
+    mixed = np.empty_like(q_)  # [b·h, s, hd]
+    # The [s, s] score matrices of long texts are large; taking a few (text, head) pairs at a
+    # time keeps their scores in cache from q·kᵀ through softmax to the product with v.
+    step = max(1, 4 * _BLOCK // (s * s))
+    for i in range(0, len(q_), step):
+        scores = q_[i:i + step] @ k_[i:i + step].transpose(0, 2, 1)  # [., s, hd] @ [., hd, s]
+        scores += bias[i:i + step]  # -> [., s, s], padded keys -> -inf
+        mixed[i:i + step] = softmax(scores) @ v_[i:i + step]  # each row sums to 1 over real keys
+    merged = layout.to_packed(mixed.reshape(b, num_heads, s, head_dim).transpose(0, 2, 1, 3))
+    return linear(merged, **out)  # [b, s, h, hd] -> [n, d] -> [n, d]
 
 
 def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:

@@ -10,41 +10,26 @@ does, and a warning.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import warnings
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, pooling, progress
+from . import checkpoint, parallel, pooling, progress
 from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
 from .errors import ConfigError, ModelFileMissing, TruncationWarning, UnsupportedModelError
-from .tokenizer import Tokenizer, load_tokenizer
+from .tokenizer import Tokenizer, load_tokenizer, read_json
 
 # model_type in config.json -> does it number positions after padding_idx (fairseq style)?
 _ARCHITECTURES = {"bert": False, "xlm-roberta": True}
 
 
-def _read_json(path: Path, required: bool = False, kind: type = dict) -> dict | list | None:
-    """The file's JSON, which must be a `kind` (dict: an object, list: an array)."""
-    if not path.is_file():
-        if required:
-            raise ModelFileMissing(f"{path}: no such file. Every model folder needs it; download "
-                                   "the complete folder (see weights/README.md).")
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON ({e}); download it again.") from None
-    if not isinstance(data, kind):
-        want = "an object" if kind is dict else "an array"
-        raise ConfigError(f"{path} holds a JSON {type(data).__name__} where {want} belongs; "
-                          "download it again.")
-    return data
+def _read_json(path: Path, required: bool = False, kind: type = dict):
+    return read_json(path, required=required, kind=kind, error=ConfigError)
 
 
 def encoder_config(config: dict, path: Path) -> EncoderConfig:
@@ -172,12 +157,24 @@ class SentenceModel:
         normalize = normalize_embeddings or self.normalize
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
-        for rows in batches([len(x) for x in ids], batch_size, self.max_batch_tokens):
+
+        def embed(rows):
             pooled = self._embed_batch([ids[r] for r in rows])  # [b, dim]
             # Rows are normalized one by one, so doing it per batch gives the same vectors
             # without a second [n, dim] array at the end.
             out[rows] = pooling.normalize(pooled) if normalize else pooled
-            bar.update(len(rows))
+            return len(rows)
+
+        # One batch per core at a time (see parallel.py); each writes its own rows of `out`.
+        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)
+        n_workers = parallel.workers()
+        if n_workers > 1 and len(ids) > 1:
+            with parallel.single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
+                for done in pool.map(embed, todo):
+                    bar.update(done)
+        else:
+            for rows in todo:
+                bar.update(embed(rows))
         bar.close()
         return out[0] if single else out
 
@@ -246,8 +243,8 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
 
     config_path = transformer_dir / "config.json"
     cfg = encoder_config(_read_json(config_path, required=True), config_path)
-    sbert = _read_json(transformer_dir / "sentence_bert_config.json") or {}
-    tok_cfg = _read_json(transformer_dir / "tokenizer_config.json") or {}
+    sbert = _read_json(transformer_dir / "sentence_bert_config.json")
+    tok_cfg = _read_json(transformer_dir / "tokenizer_config.json")
 
     # Truncation length: the caller's, else the folder's, else the tokenizer's
     # model_max_length capped by the position table (what sentence-transformers does).

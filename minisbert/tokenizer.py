@@ -149,17 +149,24 @@ class WordPiece:
         return tuple(ids)
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, *, required: bool = False, kind: type = dict,
+              error: type[Exception] = TokenizerError):
+    """A model folder's JSON file, which must hold a `kind` (dict: an object, list: an array).
+    A missing file is {} (or None for a list) unless required; a broken one raises `error`."""
     if not path.is_file():
-        return {}
+        if required:
+            raise ModelFileMissing(f"{path}: no such file. Every model folder needs it; download "
+                                   "the complete folder (see weights/README.md).")
+        return {} if kind is dict else None
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TokenizerError(f"{path} is not valid JSON ({e}); download the file again.") from None
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{path} holds a JSON {type(data).__name__}, not an object of "
-                             "settings; download the file again.")
+        raise error(f"{path} is not valid JSON ({e}); download it again.") from None
+    if not isinstance(data, kind):
+        want = "an object" if kind is dict else "an array"
+        raise error(f"{path} holds a JSON {type(data).__name__} where {want} belongs; "
+                    "download it again.")
     return data
 
 
