@@ -130,7 +130,7 @@ def matmul_peak(threads: int) -> float:
             "a = np.random.default_rng(0).standard_normal((4096, 768), dtype=np.float32)\n"
             "b = np.random.default_rng(1).standard_normal((768, 3072), dtype=np.float32)\n"
             "a @ b\nbest = 1e9\n"
-            "for _ in range(5):\n"
+            "for _ in range(20):\n"
             "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
             "print(2 * 4096 * 768 * 3072 / best)\n")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
@@ -169,6 +169,7 @@ def main():
         peak = matmul_peak(args.threads)
         ours = run_worker("minisbert", args.model, f.name, args.threads, args.repeat)
         ref = run_worker("sentence-transformers", args.model, f.name, args.threads, args.repeat)
+        peak = max(peak, matmul_peak(args.threads))  # twice: a busy moment must not lower it
     finally:
         os.unlink(f.name)
 
