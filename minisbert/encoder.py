@@ -1,9 +1,11 @@
 """The transformer encoder (BERT and XLM-RoBERTa) as pure NumPy functions.
 
-Everything here is float32 and batched: `x` is `[b, s, d]` (batch, sequence, width).
-Functions are named after the maths and take their parameters as keyword arguments whose
-names match the keys of the parameter tree built by `checkpoint.py`, so the tree is the
-call graph: `encoder_layer(x, mask, **params["layers"][i], ...)`.
+Everything here is float32 and batched. A batch of texts is `ids` and `mask`, both [b, s]
+(texts × positions, padded); inside the layers `x` is [n, d]: the n real tokens of the batch,
+packed, so padding costs nothing outside attention (see `Layout`). Functions are named after
+the maths and take their parameters as keyword arguments whose names match the keys of the
+parameter tree built by `checkpoint.py`, so the tree is the call graph:
+`encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
 
 BERT and XLM-R run through the same code. They differ only in data from config.json
 (`EncoderConfig`): LayerNorm eps, the activation, and where position ids start.

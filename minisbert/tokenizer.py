@@ -49,7 +49,10 @@ class Tokenizer:
 
     def encode_with_cut(self, text: str) -> tuple[list[int], int]:
         """`encode(text)`, and how many tokens truncation cut from the end of the text."""
-        ids = self.tokenize(text)
+        return self.finish(self.tokenize(text))
+
+    def finish(self, ids: list[int]) -> tuple[list[int], int]:
+        """Content ids -> (truncated ids with the special tokens around them, ids cut)."""
         keep = self.max_length - 2  # the special tokens take two of the places
         return [self.cls_id, *ids[:keep], self.sep_id], max(len(ids) - keep, 0)
 

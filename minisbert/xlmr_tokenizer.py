@@ -112,5 +112,4 @@ class XLMRobertaTokenizer(Tokenizer):
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """`encode` for many texts."""
-        return [[self.cls_id, *ids[: self.max_length - 2], self.sep_id]
-                for ids in self.tokenize_batch(texts)]
+        return [self.finish(ids)[0] for ids in self.tokenize_batch(texts)]
