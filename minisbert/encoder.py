@@ -161,23 +161,31 @@ def softmax(x: np.ndarray) -> np.ndarray:
 class Layout:
     """Where the real tokens of a padded batch are.
 
-    Texts in a batch have different lengths. Everything except attention treats each token on
-    its own, so it runs on the n real tokens packed together, x: [n, d], and padding costs
-    nothing there. Only attention needs the [b, s] grid of texts × positions: it scatters the
-    tokens onto the grid, and a bias keeps every query from attending to padded keys.
+    Texts in a batch have different lengths. Every step of a layer works on the n real tokens
+    packed together, x: [n, d], text after text, so padding costs nothing anywhere. Only
+    attention needs to know where one text ends and the next begins: it takes the texts in
+    runs of equal length (`groups`), which need no padding and no mask at all. The [b, s] grid
+    of texts × positions is used once, to hand the token vectors to pooling.
     """
     real: np.ndarray  # [n] flat index of each real token in the [b·s] grid
-    bias: np.ndarray  # [b, 1, 1, s] 0 for real keys, a large negative number for padding
+    # (first row in x, number of texts, tokens per text) for each run of equal-length texts
+    groups: tuple[tuple[int, int, int], ...]
     batch: int  # b
     width: int  # s
 
     @classmethod
     def from_mask(cls, mask: np.ndarray) -> "Layout":
         """mask: [b, s], 1 for real tokens (a prefix of each row), 0 for padding."""
-        # Any large negative number works the same in float32: exp() of it underflows to
-        # exactly 0 (PARITY.md: -1e4, -inf and float32.min agree).
-        bias = (1.0 - mask.astype(np.float32)) * np.finfo(np.float32).min  # [b, s]
-        return cls(real=np.flatnonzero(mask), bias=bias[:, None, None, :],
+        lengths = mask.sum(axis=1).tolist()
+        groups, start, i = [], 0, 0
+        while i < len(lengths):
+            j = i
+            while j < len(lengths) and lengths[j] == lengths[i]:
+                j += 1
+            groups.append((start, j - i, lengths[i]))
+            start += (j - i) * lengths[i]
+            i = j
+        return cls(real=np.flatnonzero(mask), groups=tuple(groups),
                    batch=mask.shape[0], width=mask.shape[1])
 
     def to_grid(self, x: np.ndarray) -> np.ndarray:
@@ -191,29 +199,47 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
+def _blocks(texts: int, heads: int, length: int):
+    """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
+
+    A block's scores go from q·kᵀ through softmax to the product with v while they stay in
+    the CPU's L2 cache; one long text's scores for all heads at once would not (12 heads ×
+    256² floats are 3 MB).
+    """
+    pairs = max(1, 4 * _BLOCK // (length * length))  # (text, head) pairs per block
+    if pairs >= heads:  # whole texts, several at a time
+        step = pairs // heads
+        for t in range(0, texts, step):
+            yield slice(t, t + step), slice(None)
+    else:  # a few heads of one text at a time
+        for t in range(texts):
+            for h in range(0, heads, pairs):
+                yield slice(t, t + 1), slice(h, h + pairs)
+
+
 def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
                          num_heads: int) -> np.ndarray:
-    """Self-attention: every token mixes the value vectors of all real tokens of its text."""
+    """Self-attention: every token mixes the value vectors of all tokens of its own text."""
     n, d = x.shape
-    b, s, head_dim = layout.batch, layout.width, d // num_heads
-
-    def heads(p):  # project the packed tokens, then lay them out as [b·heads, s, hd]
-        grid = layout.to_grid(linear(x, **p))  # [n, d] -> [n, d] -> [b, s, d]
-        return grid.reshape(b, s, num_heads, head_dim).transpose(0, 2, 1, 3).reshape(-1, s, head_dim)
-
-    q_, k_, v_ = heads(q), heads(k), heads(v)  # [b·h, s, hd] each, one (text, head) per row
+    head_dim = d // num_heads
+    q_ = linear(x, **q)  # [n, d] -> [n, d]
     q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
-    bias = np.repeat(layout.bias[:, 0], num_heads, axis=0)  # [b, 1, s] -> [b·h, 1, s]
-    mixed = np.empty_like(q_)  # [b·h, s, hd]
-    # The [s, s] score matrices of long texts are large; taking a few (text, head) pairs at a
-    # time keeps their scores in cache from q·kᵀ through softmax to the product with v.
-    step = max(1, 4 * _BLOCK // (s * s))
-    for i in range(0, len(q_), step):
-        scores = q_[i:i + step] @ k_[i:i + step].transpose(0, 2, 1)  # [., s, hd] @ [., hd, s]
-        scores += bias[i:i + step]  # -> [., s, s], padded keys -> -inf
-        mixed[i:i + step] = softmax(scores) @ v_[i:i + step]  # each row sums to 1 over real keys
-    merged = layout.to_packed(mixed.reshape(b, num_heads, s, head_dim).transpose(0, 2, 1, 3))
-    return linear(merged, **out)  # [b, s, h, hd] -> [n, d] -> [n, d]
+    k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
+    mixed = np.empty_like(q_)  # [n, d], every row written below
+    for start, texts, length in layout.groups:
+        # The group's rows seen as [texts, length, heads, hd]: a view, nothing is copied.
+        # Transposing a block of it to [texts, heads, length, hd] is a view too; matmul reads
+        # each head's [length, hd] matrix from it in place, with a row stride of d.
+        rows = slice(start, start + texts * length)
+        q4, k4, v4, m4 = (a[rows].reshape(texts, length, num_heads, head_dim)
+                          for a in (q_, k_, v_, mixed))
+        for t, h in _blocks(texts, num_heads, length):
+            qb = q4[t, :, h].transpose(0, 2, 1, 3)  # [., length, h., hd] -> [., h., length, hd]
+            kb = k4[t, :, h].transpose(0, 2, 3, 1)  # -> [., h., hd, length]
+            vb = v4[t, :, h].transpose(0, 2, 1, 3)  # -> [., h., length, hd]
+            weights = softmax(qb @ kb)  # [., h., length, length], each row sums to 1
+            np.matmul(weights, vb, out=m4[t, :, h].transpose(0, 2, 1, 3))  # [., h., length, hd]
+    return linear(mixed, **out)  # [n, d] -> [n, d]
 
 
 def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
