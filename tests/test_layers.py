@@ -90,12 +90,16 @@ def test_softmax():
     check("softmax", encoder.softmax(x), F.softmax(torch.from_numpy(x), dim=-1), atol=1e-6)
 
 
-def test_multi_head_attention_with_padding_mask():
-    b, s, d, h = 3, 11, 64, 4
+@pytest.mark.parametrize("lengths", [
+    [11, 6, 1],  # every text its own length
+    [7, 7, 5, 5, 5, 1],  # runs of equal length, attended to together
+    [300, 300, 40, 3],  # long texts: a few heads at a time, so scores stay in cache
+])
+def test_multi_head_attention_with_padding_mask(lengths):
+    b, s, d, h = len(lengths), max(lengths), 64, 4
     x = rand(b, s, d)
     wq, wk, wv, wo = (rand(d, d, scale=0.3) for _ in range(4))  # torch layout [out, in]
     bq, bk, bv, bo = (rand(d) for _ in range(4))
-    lengths = [11, 6, 1]
     mask = np.array([[1] * n + [0] * (s - n) for n in lengths])
 
     layout = encoder.Layout.from_mask(mask)
@@ -111,7 +115,7 @@ def test_multi_head_attention_with_padding_mask():
     ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
     ref = F.linear(ctx.transpose(1, 2).reshape(b, s, d), t(wo), t(bo))
     # Only real tokens are computed (packed): padded query rows would be discarded anyway.
-    check("multi_head_attention", ours, layout.to_packed(ref.numpy()), atol=1e-4)
+    check(f"multi_head_attention {lengths}", ours, layout.to_packed(ref.numpy()), atol=1e-4)
 
 
 def test_xlmr_position_ids_skip_padding():
