@@ -57,7 +57,7 @@ _ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
 
 
 def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
-    """Complementary error function for z >= 0, elementwise, in z's float dtype."""
+    """Complementary error function 1 - erf(z) for z >= 0, elementwise, in z's float dtype."""
     t = z * z.dtype.type(0.5)
     t += 1
     np.reciprocal(t, out=t)  # t = 1/(1 + z/2)
@@ -70,12 +70,6 @@ def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
     out = np.exp(poly, out=poly)
     out *= t
     return out
-
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """Error function, elementwise, computed in x's float dtype (absolute error < 1e-7 in
-    float64). GELU does not call it: see `gelu`."""
-    return np.copysign(1 - erfc_nonnegative(np.abs(x)), x)
 
 
 # Elementwise passes over a big [tokens, 4d] array are limited by memory bandwidth: GELU makes

@@ -1,7 +1,7 @@
 """minisbert against sentence-transformers on the same texts, each in its own fresh process.
 
     python scripts/bench.py --model weights/all-MiniLM-L6-v2 --corpus en [--n 1000] [--threads 2]
-    python scripts/bench.py --all          # README's four cases, then one table of all of them
+    python scripts/bench.py --all          # README's five cases, then one table of all of them
 
 For each engine a new Python process is started with the same thread count (OMP, OpenBLAS,
 MKL and torch all set to --threads). It reports, from process start:
@@ -15,7 +15,8 @@ matmul reaches in this same run with the same threads.
 
 Corpora are the gettext catalogs of /usr/share/locale (see tests/corpus.py): `en` English
 messages, `ja` Japanese translations, `multi` translations in 20 languages, `long` English
-messages joined into texts near max_seq_length. The texts are whole messages, stripped.
+messages joined into texts near the model's max_seq_length (256 for all-MiniLM-L6-v2, 128 for
+the XLM-R folder). The texts are whole messages, stripped.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ CASES = [
     ("XLM-R 12 × 768, vocab 250,002, 20 languages", ROOT / "weights/bench-xlmr-base", "multi"),
     ("Japanese BERT 12 × 768, vocab 32,000", ROOT / "weights/bench-ja-base", "ja"),
     ("all-MiniLM-L6-v2, long texts", ROOT / "weights/all-MiniLM-L6-v2", "long"),
+    ("XLM-R 12 × 768, long texts", ROOT / "weights/bench-xlmr-base", "long"),
 ]
 
 
@@ -240,7 +242,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="a sentence-transformers model folder")
     ap.add_argument("--corpus", default="en", choices=["en", "ja", "multi", "long"])
-    ap.add_argument("--all", action="store_true", help="README's four cases, then their table")
+    ap.add_argument("--all", action="store_true", help="README's five cases, then their table")
     ap.add_argument("--n", type=int, default=1000, help="number of texts")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=2, help="timed encode runs; the best counts")
