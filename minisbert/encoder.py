@@ -197,7 +197,8 @@ class Layout:
         return grid.reshape(self.batch, self.width, -1)
 
     def to_packed(self, grid: np.ndarray) -> np.ndarray:
-        """[b, s, k] -> [n, k], the real tokens only."""
+        """[b, s, k] -> [n, k], the real tokens only: the inverse of `to_grid`, for comparing
+        with a padded reference (the encoder itself never builds a grid until pooling)."""
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
