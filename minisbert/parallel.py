@@ -16,14 +16,15 @@ in the process gets a single-threaded BLAS too.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
 
 
 @lru_cache(maxsize=1)
-def _openblas_threads():
-    """(get, set) of the OpenBLAS NumPy loaded, or None if there is none to be found."""
+def _openblas():
+    """(the OpenBLAS NumPy loaded, the prefix of its symbols), or None if there is none."""
     try:
         with open("/proc/self/maps") as f:  # Linux: the shared libraries of this process
             paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1]}
@@ -35,13 +36,46 @@ def _openblas_threads():
         except OSError:
             continue
         # NumPy's wheels ship OpenBLAS with its symbols renamed (scipy_openblas…64_).
-        for name in ("scipy_openblas_{}_num_threads64_", "openblas_{}_num_threads64_",
-                     "openblas_{}_num_threads"):
-            get, set_ = getattr(lib, name.format("get"), None), getattr(lib, name.format("set"), None)
-            if get and set_:
-                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, set_
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+            if getattr(lib, f"{prefix}get_num_threads{suffix}", None):
+                return lib, (prefix, suffix)
     return None
+
+
+def _openblas_function(name: str, restype, argtypes=()):
+    found = _openblas()
+    if found is None:
+        return None
+    lib, (prefix, suffix) = found
+    f = getattr(lib, f"{prefix}{name}{suffix}", None)
+    if f is not None:
+        f.restype, f.argtypes = restype, list(argtypes)
+    return f
+
+
+@lru_cache(maxsize=1)
+def _openblas_threads():
+    """(get, set) of the OpenBLAS NumPy loaded, or None if there is none to be found."""
+    get = _openblas_function("get_num_threads", ctypes.c_int)
+    set_ = _openblas_function("set_num_threads", None, [ctypes.c_int])
+    return (get, set_) if get and set_ else None
+
+
+def describe_blas() -> str:
+    """Which BLAS NumPy runs and with which kernels, e.g. "OpenBLAS 0.3.31 (SkylakeX kernels)".
+
+    OpenBLAS picks its kernels for the CPU when it loads, unless OPENBLAS_CORETYPE names
+    others: on a CPU with AVX-512, the AVX2 ("Haswell") kernels multiply matrices at about
+    half the speed, so a benchmark has to say which ones ran.
+    """
+    config = _openblas_function("get_config", ctypes.c_char_p)
+    corename = _openblas_function("get_corename", ctypes.c_char_p)
+    if config is None or corename is None:
+        return "not OpenBLAS (numpy.show_config() tells which BLAS)"
+    version = config().decode(errors="replace").split()[:2]  # ["OpenBLAS", "0.3.31…"]
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    how = f", chosen by OPENBLAS_CORETYPE={forced}" if forced else ""
+    return f"{' '.join(version)} ({corename().decode()} kernels{how})"
 
 
 _lock = threading.Lock()

@@ -91,7 +91,8 @@ if engine == "minisbert":
     t_load = time.time()
     encode = model.encode
     import numpy
-    version = f"NumPy {numpy.__version__}"
+    from minisbert.parallel import describe_blas
+    version = f"NumPy {numpy.__version__}, {describe_blas()}"
 else:
     import torch
     torch.set_num_threads(threads)
@@ -131,18 +132,21 @@ def run_worker(engine: str, folder: str, texts_path: str, threads: int, repeat: 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def matmul_peak(threads: int) -> float:
-    """FLOP/s of a large float32 NumPy matmul with this thread count, in a fresh process."""
-    code = ("import numpy as np, time\n"
+def matmul_peak(threads: int) -> tuple[float, str]:
+    """FLOP/s of a large float32 NumPy matmul with this thread count, in a fresh process with
+    the same environment as the minisbert worker (so the same BLAS kernels), and those kernels."""
+    code = ("import json, time, numpy as np\n"
+            "from minisbert.parallel import describe_blas\n"
             "a = np.random.default_rng(0).standard_normal((4096, 768), dtype=np.float32)\n"
             "b = np.random.default_rng(1).standard_normal((768, 3072), dtype=np.float32)\n"
             "a @ b\nbest = 1e9\n"
             "for _ in range(20):\n"
             "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
-            "print(2 * 4096 * 768 * 3072 / best)\n")
+            "print(json.dumps([2 * 4096 * 768 * 3072 / best, describe_blas()]))\n")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                text=True, check=True).stdout)
+    flops, blas = json.loads(subprocess.run([sys.executable, "-c", code], env=env,
+                                            capture_output=True, text=True, check=True).stdout)
+    return flops, blas
 
 
 def machine() -> str:
@@ -185,14 +189,15 @@ def run_case(folder: str, corpus: str, n: int, threads: int, repeat: int) -> dic
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(texts, f, ensure_ascii=False)
     try:
-        peak = matmul_peak(threads)
+        peak, blas = matmul_peak(threads)
         ours = run_worker("minisbert", folder, f.name, threads, repeat)
         ref = run_worker("sentence-transformers", folder, f.name, threads, repeat)
-        peak = max(peak, matmul_peak(threads))  # twice: a busy moment must not lower it
+        peak = max(peak, matmul_peak(threads)[0])  # twice: a busy moment must not lower it
     finally:
         os.unlink(f.name)
     return {"texts": len(texts), "tokens": sum(lengths), "max_len": max(lengths),
-            "flops": encoder_flops(lengths, model.cfg), "peak": peak, "ours": ours, "ref": ref}
+            "flops": encoder_flops(lengths, model.cfg), "peak": peak, "peak_blas": blas,
+            "ours": ours, "ref": ref}
 
 
 def print_case(name: str, r: dict, threads: int) -> None:
@@ -215,7 +220,7 @@ def print_case(name: str, r: dict, threads: int) -> None:
         print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
     print(f"| RSS ratio (minisbert / s-t) | | | {ours['rss'] / ref['rss']:.2f} |")
     flops, peak = r["flops"], r["peak"]
-    print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s; minisbert {flops / ours['encode'] / 1e9:.1f} "
+    print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s ({r['peak_blas']}); minisbert {flops / ours['encode'] / 1e9:.1f} "
           f"GFLOP/s on real tokens = {flops / ours['encode'] / peak:.0%} of peak "
           f"(sentence-transformers {flops / ref['encode'] / peak:.0%})")
     print("(ratios: throughput ours/theirs, cold start theirs/ours: higher is better for minisbert)")
