@@ -58,9 +58,10 @@ _ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
 
 def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
     """Complementary error function 1 - erf(z) for z >= 0, elementwise, in z's float dtype."""
-    t = z * z.dtype.type(0.5)
-    t += 1
-    np.reciprocal(t, out=t)  # t = 1/(1 + z/2)
+    two = z.dtype.type(2)
+    t = z + two
+    np.divide(two, t, out=t)  # t = 1/(1 + z/2), as 2/(2 + z): NumPy's divide is vectorized,
+    # its reciprocal is not (and takes twice as long)
     poly = t * z.dtype.type(_ERFC_COEFFS[-1])
     for c in reversed(_ERFC_COEFFS[1:-1]):  # Horner's rule, in place
         poly += c
@@ -76,16 +77,21 @@ def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
 # ~30 of them. Working in blocks of 64k elements (256 KB of float32) keeps each block in the
 # L2 cache across all its passes, which makes GELU ~3x faster than whole-array passes.
 _BLOCK = 1 << 16
+# max(x, 0) against an array of zeros: NumPy vectorizes np.maximum of two arrays, but not of an
+# array and a scalar, which takes six times as long.
+_ZEROS = np.zeros(_BLOCK, dtype=np.float32)
+_ZEROS.flags.writeable = False
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
+def gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """GELU, exact form: x·Φ(x), Φ the standard normal CDF. BERT's and XLM-R's `"gelu"`.
 
     Written as max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
     (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the textbook x/2·(1 + erf(x/√2))
     subtracts two numbers near 1 for negative x and keeps only ~1e-6 of accuracy there.
+    `out=x` overwrites x instead of allocating.
     """
-    out = np.empty_like(x)
+    out = np.empty_like(x) if out is None else out
     src, dst = x.reshape(-1), out.reshape(-1)
     for i in range(0, src.size, _BLOCK):
         xb = src[i:i + _BLOCK]
@@ -93,14 +99,23 @@ def gelu(x: np.ndarray) -> np.ndarray:
         y = erfc_nonnegative(a * np.float32(1 / math.sqrt(2)))  # 2·Φ(-|x|)
         a *= -0.5
         y *= a  # -|x|·Φ(-|x|)
-        np.add(y, np.maximum(xb, 0), out=dst[i:i + _BLOCK])
+        # out=x is safe: this block of x is read (by abs above and maximum here) before the
+        # add writes the same memory
+        np.add(y, np.maximum(xb, _ZEROS[:xb.size]), out=dst[i:i + _BLOCK])
     return out
 
 
-def gelu_tanh(x: np.ndarray) -> np.ndarray:
+def _into(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def gelu_tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
     c = np.float32(math.sqrt(2 / math.pi))
-    return 0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))
+    return _into(0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x))), out)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -108,18 +123,20 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def quick_gelu(x: np.ndarray) -> np.ndarray:
-    return x * sigmoid(np.float32(1.702) * x)
+def quick_gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _into(x * sigmoid(np.float32(1.702) * x), out)
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, np.float32(0))
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(x, np.float32(0), out=out)
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    return x * sigmoid(x)
+def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _into(x * sigmoid(x), out)
 
 
+# Every activation takes `out=`: the feed-forward layer passes its own temporary, so the
+# largest array of a layer ([tokens, 4d]) is not allocated twice.
 ACTIVATIONS = {
     "gelu": gelu,
     "gelu_new": gelu_tanh,
@@ -153,13 +170,22 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
-def softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Softmax over the last axis; `out=x` overwrites x instead of allocating."""
-    # Shifting by the max keeps exp() from overflowing.
-    e = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
-    np.exp(e, out=e)
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """softmax(q·kᵀ)·v for a stack of heads, written into `out`.
+
+    q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
+    """
+    # The scores are kept transposed, [..., keys, queries], so the softmax's max and sum over
+    # the keys run down the columns: NumPy reduces such an axis a whole row of queries at a
+    # time (vectorized), where reducing along each short row is ~2x slower. And the division
+    # by each query's sum is done on the output, hd wide, instead of on the weights, `length`
+    # wide: the same numbers, since (e/Σe)·v = (e·v)/Σe.
+    scores_t = k @ q.swapaxes(-1, -2)  # [..., keys, hd] @ [..., hd, queries] -> [..., keys, queries]
+    scores_t -= scores_t.max(axis=-2, keepdims=True)  # shift by the max: exp() cannot overflow
+    e = np.exp(scores_t, out=scores_t)
+    np.matmul(e.swapaxes(-1, -2), v, out=out)  # [..., queries, keys] @ [..., keys, hd]
+    out /= e.sum(axis=-2)[..., None]  # [..., queries, 1]: each query's weights now sum to 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -205,7 +231,7 @@ class Layout:
 def _blocks(texts: int, heads: int, length: int):
     """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
 
-    A block's scores go from q·kᵀ through softmax to the product with v while they stay in
+    A block's scores go from q·kᵀ through exp() to the product with v while they stay in
     the CPU's L2 cache; one long text's scores for all heads at once would not (12 heads ×
     256² floats are 3 MB).
     """
@@ -237,17 +263,15 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         q4, k4, v4, m4 = (a[rows].reshape(texts, length, num_heads, head_dim)
                           for a in (q_, k_, v_, mixed))
         for t, h in _blocks(texts, num_heads, length):
-            qb = q4[t, :, h].transpose(0, 2, 1, 3)  # [., length, h., hd] -> [., h., length, hd]
-            kb = k4[t, :, h].transpose(0, 2, 3, 1)  # -> [., h., hd, length]
-            vb = v4[t, :, h].transpose(0, 2, 1, 3)  # -> [., h., length, hd]
-            scores = qb @ kb  # [., h., length, length]
-            weights = softmax(scores, out=scores)  # each row sums to 1
-            np.matmul(weights, vb, out=m4[t, :, h].transpose(0, 2, 1, 3))  # [., h., length, hd]
+            # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views
+            qb, kb, vb, ob = (a[t, :, h].transpose(0, 2, 1, 3) for a in (q4, k4, v4, m4))
+            attention(qb, kb, vb, out=ob)
     return linear(mixed, **out)  # [n, d] -> [n, d]
 
 
 def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
-    return linear(act(linear(x, **up)), **down)  # [n, d] -> [n, 4d] -> [n, d]
+    h = linear(x, **up)  # [n, d] -> [n, 4d]
+    return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]
 
 
 def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,

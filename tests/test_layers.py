@@ -86,9 +86,16 @@ def test_linear_with_torch_layout_weight():
     check("linear", encoder.linear(x, w.T, b), ref, atol=1e-4)
 
 
-def test_softmax():
-    x = rand(2, 4, 9, 9, scale=20)
-    check("softmax", encoder.softmax(x), F.softmax(torch.from_numpy(x), dim=-1), atol=1e-6)
+@pytest.mark.parametrize("shape", [(2, 4, 9, 16), (1, 3, 300, 32), (5, 2, 1, 8)])
+def test_attention_of_stacked_heads(shape):
+    # scores q·kᵀ with std √hd (up to ~±25): sharp weights, so a wrong axis shows; larger
+    # scores would only show float32 noise (a score's rounding error becomes a relative error
+    # of its weight)
+    q, k, v = (rand(*shape) for _ in range(3))
+    ours = encoder.attention(q, k, v, out=np.empty_like(q))
+    t = torch.from_numpy
+    ref = F.softmax(t(q) @ t(k).transpose(-1, -2), dim=-1) @ t(v)
+    check(f"attention {shape}", ours, ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("lengths", [
