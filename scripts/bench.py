@@ -228,6 +228,9 @@ def print_case(name: str, r: dict, threads: int) -> None:
 
 def print_summary(results: list[tuple[str, dict]]) -> None:
     """All cases in one table, as README shows it."""
+    first = results[0][1]
+    print(f"\n{time.strftime('%Y-%m-%d')}, {machine()}; {first['ours']['version']} vs "
+          f"{first['ref']['version']}")
     print("\n| case | texts/s minisbert / s-t | throughput | cold start minisbert / s-t | "
           "cold start | peak RSS minisbert / s-t | RSS ratio | of matmul peak minisbert (s-t) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -66,6 +66,18 @@ def test_activations(name, ref):
     check(name, encoder.ACTIVATIONS[name](x), ref(torch.from_numpy(x)), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(encoder.ACTIVATIONS))
+def test_activation_in_place_gives_the_same_values(name):
+    # The feed-forward layer calls act(h, out=h). More than one GELU block, and a last block
+    # that is not full, so every block is checked for reading x before overwriting it.
+    x = rand(3 * encoder._BLOCK + 1001, scale=4)
+    expected = encoder.ACTIVATIONS[name](x)
+    y = x.copy()
+    got = encoder.ACTIVATIONS[name](y, out=y)
+    assert got is y
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_activations_survive_extreme_inputs():
     x = np.array([-1e4, -100, -20, 0, 20, 100, 1e4], dtype=np.float32)
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
