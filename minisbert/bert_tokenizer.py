@@ -24,7 +24,8 @@ import unicodedata
 from pathlib import Path
 
 from .errors import TokenizerError
-from .tokenizer import Tokenizer, WordPiece, read_json, read_vocab, special_pattern
+from .folder import read_json
+from .tokenizer import Tokenizer, WordPiece, read_vocab, special_pattern
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
 # and are dropped before this test, as in the reference.
@@ -96,7 +97,7 @@ def split_words(text: str) -> list[str]:
 class BertTokenizer(Tokenizer):
     def __init__(self, folder: Path, config: dict, max_length: int):
         vocab = read_vocab(folder / "vocab.txt")
-        special = {**read_json(folder / "special_tokens_map.json"), **config}
+        special = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
         token = lambda key, default: _content(special.get(key)) or default  # noqa: E731
         missing = [t for t in (token("unk_token", "[UNK]"), token("cls_token", "[CLS]"),
                                token("sep_token", "[SEP]"), token("pad_token", "[PAD]"))

@@ -41,7 +41,8 @@ import unicodedata
 from pathlib import Path
 
 from .errors import MissingDependencyError, TokenizerError
-from .tokenizer import (Tokenizer, WordPiece, read_json, read_vocab, special_pattern,
+from .folder import read_json
+from .tokenizer import (Tokenizer, WordPiece, read_vocab, special_pattern,
                         split_special, well_formed)
 
 _INSTALL = "pip install 'minisbert[ja]'"
@@ -92,7 +93,7 @@ class JapaneseTokenizer(Tokenizer):
                 f"subword_tokenizer_type {self.subword_type!r}; minisbert implements mecab with "
                 "wordpiece or character.")
         self.vocab = read_vocab(folder / "vocab.txt")
-        special = {**read_json(folder / "special_tokens_map.json"), **config}
+        special = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
         names = {key: _content(special.get(key)) or default for key, default in (
             ("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]"),
             ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))}

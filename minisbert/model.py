@@ -22,14 +22,11 @@ import numpy as np
 from . import checkpoint, parallel, pooling, progress
 from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
 from .errors import ConfigError, ModelFileMissing, TruncationWarning, UnsupportedModelError
-from .tokenizer import Tokenizer, load_tokenizer, read_json
+from .folder import read_json
+from .tokenizer import Tokenizer, load_tokenizer
 
 # model_type in config.json -> does it number positions after padding_idx (fairseq style)?
 _ARCHITECTURES = {"bert": False, "xlm-roberta": True}
-
-
-def _read_json(path: Path, required: bool = False, kind: type = dict):
-    return read_json(path, required=required, kind=kind, error=ConfigError)
 
 
 def encoder_config(config: dict, path: Path) -> EncoderConfig:
@@ -219,7 +216,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     if not root.is_dir():
         raise ModelFileMissing(f"{root}: no such model folder. Pass the folder that holds "
                                "config.json and model.safetensors (see weights/README.md).")
-    modules = _read_json(root / "modules.json", kind=list)
+    modules = read_json(root / "modules.json", kind=list)
     if modules is None:
         warnings.warn(f"{root} has no modules.json, so it is not a sentence-transformers folder; "
                       "creating a model with mean pooling, as sentence-transformers does.",
@@ -235,16 +232,16 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
         transformer_dir = root / kinds["Transformer"]
         if "Pooling" in kinds:
             pool_cfg_path = root / kinds["Pooling"] / "config.json"
-            pooling_modes = pooling.modes_from_config(_read_json(pool_cfg_path, required=True),
+            pooling_modes = pooling.modes_from_config(read_json(pool_cfg_path, required=True),
                                                       pool_cfg_path)
         else:
             pooling_modes = ("mean",)
         normalize = "Normalize" in kinds
 
     config_path = transformer_dir / "config.json"
-    cfg = encoder_config(_read_json(config_path, required=True), config_path)
-    sbert = _read_json(transformer_dir / "sentence_bert_config.json")
-    tok_cfg = _read_json(transformer_dir / "tokenizer_config.json")
+    cfg = encoder_config(read_json(config_path, required=True), config_path)
+    sbert = read_json(transformer_dir / "sentence_bert_config.json")
+    tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
 
     # Truncation length: the caller's, else the folder's, else the tokenizer's
     # model_max_length capped by the position table (what sentence-transformers does).

@@ -13,12 +13,12 @@ Front ends may be used from several threads at once (see each one for its librar
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import ModelFileMissing, TokenizerError
+from .folder import read_json
 
 
 class Tokenizer:
@@ -152,30 +152,9 @@ class WordPiece:
         return tuple(ids)
 
 
-def read_json(path: Path, *, required: bool = False, kind: type = dict,
-              error: type[Exception] = TokenizerError):
-    """A model folder's JSON file, which must hold a `kind` (dict: an object, list: an array).
-    A missing file is {} (or None for a list) unless required; a broken one raises `error`."""
-    if not path.is_file():
-        if required:
-            raise ModelFileMissing(f"{path}: no such file. Every model folder needs it; download "
-                                   "the complete folder (see weights/README.md).")
-        return {} if kind is dict else None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise error(f"{path} is not valid JSON ({e}); download it again.") from None
-    if not isinstance(data, kind):
-        want = "an object" if kind is dict else "an array"
-        raise error(f"{path} holds a JSON {type(data).__name__} where {want} belongs; "
-                    "download it again.")
-    return data
-
-
 def load_tokenizer(folder: Path, max_length: int) -> Tokenizer:
     """Pick the front end the model folder was made for, from tokenizer_config.json and files."""
-    config = read_json(folder / "tokenizer_config.json")
+    config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
     cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
     if cls_name == "BertJapaneseTokenizer":
         from .japanese_tokenizer import JapaneseTokenizer

@@ -32,7 +32,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import MissingDependencyError, ModelFileMissing, TokenizerError
-from .tokenizer import Tokenizer, read_json, special_pattern
+from .folder import read_json
+from .tokenizer import Tokenizer, special_pattern
 
 # fairseq's dictionary puts these four first; XLM-R kept that numbering.
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
@@ -75,7 +76,7 @@ class XLMRobertaTokenizer(Tokenizer):
         n_pieces = self.sp.get_piece_size()
         # The five special tokens and their ids. Their spelling comes from the config (it is
         # always the default in practice); their ids are fixed by the renumbering below.
-        config = {**read_json(folder / "special_tokens_map.json"), **config}
+        config = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
         name = lambda key, default: _content(config.get(key)) or default  # noqa: E731
         self.special_ids = {name("bos_token", "<s>"): BOS, name("pad_token", "<pad>"): PAD,
                             name("eos_token", "</s>"): EOS, name("unk_token", "<unk>"): UNK,
