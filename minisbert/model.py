@@ -14,7 +14,6 @@ import os
 import threading
 import warnings
 from array import array
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -150,28 +149,19 @@ class SentenceModel:
         to it; the first time that happens in a process, a TruncationWarning says so.
         """
         single = isinstance(texts, str)
-        ids = self._token_ids([texts] if single else texts)
+        ids = self._token_ids([texts] if single else texts)  # tokenize: one int32 array per text
+        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
         normalize = normalize_embeddings or self.normalize
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
 
         def embed(rows):
-            pooled = self._embed_batch([ids[r] for r in rows])  # [b, dim]
+            pooled = self._embed_batch([ids[r] for r in rows])  # encode and pool: [b, dim]
             # Rows are normalized one by one, so doing it per batch gives the same vectors
             # without a second [n, dim] array at the end.
             out[rows] = pooling.normalize(pooled) if normalize else pooled
-            return len(rows)
 
-        # One batch per core at a time (see parallel.py); each writes its own rows of `out`.
-        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)
-        n_workers = parallel.workers()
-        if n_workers > 1 and len(ids) > 1:
-            with parallel.single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
-                for done in pool.map(embed, todo):
-                    bar.update(done)
-        else:
-            for rows in todo:
-                bar.update(embed(rows))
+        bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
+        parallel.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
         bar.close()
         return out[0] if single else out
 
