@@ -251,7 +251,6 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
-    tokenizer = load_tokenizer(transformer_dir, max_seq_length)
-    tokenizer.lowercase_input = do_lower_case
+    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case)
     params = checkpoint.load_params(transformer_dir / "model.safetensors", cfg)
     return SentenceModel(tokenizer, params, cfg, pooling_modes, normalize, name=root.resolve().name)
