@@ -29,12 +29,10 @@ from .folder import check_not_lfs_pointer
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
            "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Map every tensor of a .safetensors file to a read-only float32 array.
 
-    F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
-    to float32 (a copy), since every computation here is float32.
-    """
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """A .safetensors file's header, checked: (tensor name -> {dtype, shape, data_offsets},
+    the byte where the data starts). `__metadata__` is left out. The data is not read."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -65,9 +63,18 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header is not a JSON object; download the file again.")
     header.pop("__metadata__", None)
+    return header, 8 + header_len
 
-    data_start = 8 + header_len
-    data_len = size - data_start
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Map every tensor of a .safetensors file to a read-only float32 array.
+
+    F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
+    to float32 (a copy), since every computation here is float32.
+    """
+    path = Path(path)
+    header, data_start = read_safetensors_header(path)
+    data_len = path.stat().st_size - data_start
     buffer = _map(path) if data_len else b""
     tensors = {}
     for name, info in header.items():

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from . import download as hub
-from .errors import MinisbertError
+from .errors import InputFileError, MinisbertError
 from .index import check_model, model_identity, read_index, write_index
 from .model import load
 from .search import semantic_search
@@ -36,10 +36,6 @@ QUIT = {"q", "ｑ"}  # ｑ: what a Japanese input method types for q
 # Where a sentence ends: after 。．！？ (and any closing brackets), as the demo splits; after
 # . ! ? only before a space or the line end, so "3.14", "v2.1" and "example.com" stay whole.
 SENTENCE_END = re.compile(r"[。．！？]+[」』）)\"']*|[.!?]+[\"')\]]*(?=\s|$)")
-
-
-class InputFileError(MinisbertError, ValueError):
-    """The input text file cannot be decoded, or holds no text."""
 
 
 # ---------------------------------------------------------------------------- input

@@ -27,7 +27,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .errors import MinisbertError, ModelFileMissing
+from .errors import DownloadError, ModelFileMissing
+from .folder import parse_modules
 from .progress import ProgressBar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -39,10 +40,6 @@ TRANSFORMER_FILES = [("config.json", True), ("model.safetensors", True),
                      ("vocab.txt", False), ("sentencepiece.bpe.model", False),
                      ("tokenizer.json", False), ("sentence_bert_config.json", False)]
 _CHUNK = 1 << 20  # bytes read per network read
-
-
-class DownloadError(MinisbertError, OSError):
-    """The hub could not be reached, or did not have a file the model needs."""
 
 
 def cache_dir() -> Path:
@@ -165,21 +162,18 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
         return found
 
     get("modules.json")
-    modules = []
+    modules = ()
     if (folder / "modules.json").exists():
         try:
-            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            data = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
         except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
             raise DownloadError(f"{folder / 'modules.json'} is not valid JSON ({e}); "
                                 "download again with --force.") from None
-    for m in modules:  # module paths become file paths here: keep them inside the folder
-        if Path(m.get("path", "")).is_absolute() or ".." in Path(m.get("path", "")).parts:
-            raise DownloadError(f"{endpoint}/{name}: modules.json names the folder "
-                                f"{m['path']!r}, outside the model folder; refusing it.")
+        # Module paths become file paths here; parse_modules refuses those outside the folder.
+        modules = parse_modules(data, folder / "modules.json", error=DownloadError)
     # Old sentence-transformers folders keep the transformer in a subfolder (e.g. 0_BERT).
-    transformer = next((m.get("path", "") for m in modules
-                        if m.get("type", "").endswith("Transformer")), "")
-    prefix = f"{transformer.strip('/')}/" if transformer else ""
+    transformer = next((m.path for m in modules if m.kind == "Transformer"), "")
+    prefix = f"{transformer}/" if transformer else ""
     for file, required in TRANSFORMER_FILES:
         if not get(prefix + file) and required:
             if file == "config.json" and not modules:
@@ -190,8 +184,8 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
                                 f"{revision!r} (HTTP 404); minisbert needs config.json and "
                                 "model.safetensors (it does not read pytorch_model.bin).")
     for m in modules:  # 1_Pooling/config.json, 2_Normalize (no files: a 404 is expected)
-        if m.get("path") and m["path"] != transformer:
-            get(f"{m['path'].strip('/')}/config.json")
+        if m.path and m.path != transformer:
+            get(f"{m.path}/config.json")
     if not any((folder / prefix / f).exists() for f in ("vocab.txt", "sentencepiece.bpe.model")):
         raise DownloadError(f"{endpoint}/{name} has neither vocab.txt nor sentencepiece.bpe.model; "
                             "minisbert cannot build its tokenizer.")

@@ -2,7 +2,7 @@
 fault and what to do.
 
 The exceptions all derive from `MinisbertError`, and also from the built-in exception a caller
-would naturally catch (`FileNotFoundError`, `ValueError`, `ImportError`), so existing `except`
+would naturally catch (`FileNotFoundError`, `ValueError`, `ImportError`, `OSError`), so existing `except`
 clauses still work.
 """
 
@@ -34,6 +34,18 @@ class TokenizerError(MinisbertError, ValueError):
 
 class MissingDependencyError(MinisbertError, ImportError):
     """An optional dependency (sentencepiece, fugashi, a MeCab dictionary) is not installed."""
+
+
+class InputFileError(MinisbertError, ValueError):
+    """The command line's input text file cannot be decoded, or holds no text."""
+
+
+class SearchIndexError(MinisbertError, ValueError):
+    """An index folder is unreadable, or was made with another model than the one given."""
+
+
+class DownloadError(MinisbertError, OSError):
+    """The hub could not be reached, or did not have a file the model needs."""
 
 
 class TruncationWarning(UserWarning):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from minisbert import download as hub
-from minisbert.errors import ModelFileMissing
+from minisbert.errors import DownloadError, ModelFileMissing
 
 from cli_support import EXAMPLE, assert_one_line_error, run_cli
 
@@ -132,7 +132,7 @@ def test_interrupted_download_resumes_from_part_file(tmp_path, minilm_path, fake
     fake_hub.honor_range = honor_range
     cut = 12_345_678
     fake_hub.drop_after["model.safetensors"] = cut
-    with pytest.raises(hub.DownloadError, match="run the same command again to resume"):
+    with pytest.raises(DownloadError, match="run the same command again to resume"):
         hub.download(NAME)
     part = tmp_path / NAME / "model.safetensors.part"
     assert part.stat().st_size == cut
