@@ -29,6 +29,7 @@ tensor names.
 from __future__ import annotations
 
 import _compat_pickle
+import math
 import mmap
 import os
 import pickle
@@ -204,15 +205,15 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         raise _Malformed(f"a tensor has a malformed layout: offset {_short(storage_offset)}, "
                               f"size {_short(size)}, stride {_short(stride)}")
     code, flat = storage
-    count = int(np.prod(size, dtype=np.int64))
+    count = math.prod(size)  # Python integers: a huge size cannot wrap around
     if count == 0:
         return _Tensor((code, flat[:0].reshape(size)))
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= flat.size:
         raise _Malformed(f"a tensor of size {list(size)} at offset {storage_offset} reaches "
                               f"element {last} of a storage of {flat.size} elements")
-    contiguous = all(s == int(np.prod(size[i + 1:], dtype=np.int64))
-                     for i, (n, s) in enumerate(zip(size, stride)) if n > 1)
+    contiguous = all(s == math.prod(size[i + 1:]) for i, (n, s) in enumerate(zip(size, stride))
+                     if n > 1)
     if contiguous:  # the usual case: a plain slice of the storage
         return _Tensor((code, flat[storage_offset:storage_offset + count].reshape(size)))
     # A transposed or sliced tensor saved as it was: the same view NumPy-side, no copy.

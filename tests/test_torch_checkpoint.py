@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from minisbert import checkpoint
+from minisbert.model import encoder_config
 from minisbert.errors import CheckpointError, ModelFileMissing
 
 
@@ -87,7 +88,30 @@ def test_real_model_weights_through_pytorch_model_bin(minilm_path, tmp_path):
         assert from_bin[name].tobytes() == reference[name].tobytes(), name
     word = from_bin["embeddings.word_embeddings.weight"]
     assert not word.flags.owndata and not word.flags.writeable
-    print(f"\n{len(reference)} tensors of all-MiniLM-L6-v2 identical through pytorch_model.bin")
+
+    # And the encoder's parameter tree built from either file is the same, leaf for leaf.
+    config_path = minilm_path / "config.json"
+    cfg = encoder_config(json.loads(config_path.read_text()), config_path)
+    leaves = 0
+    for a, b in zip(_leaves(checkpoint.load_params(tmp_path / "pytorch_model.bin", cfg)),
+                    _leaves(checkpoint.load_params(minilm_path / "model.safetensors", cfg)),
+                    strict=True):
+        assert a[0] == b[0] and a[1].shape == b[1].shape and (a[1] == b[1]).all(), a[0]
+        leaves += 1
+    print(f"\n{len(reference)} tensors of all-MiniLM-L6-v2 identical through pytorch_model.bin, "
+          f"and the {leaves} arrays of the parameter tree")
+
+
+def _leaves(tree, path=""):
+    """(path, array) for every array of a nested dict/list parameter tree, in order."""
+    if isinstance(tree, dict):
+        for key in sorted(tree):
+            yield from _leaves(tree[key], f"{path}.{key}")
+    elif isinstance(tree, list):
+        for i, item in enumerate(tree):
+            yield from _leaves(item, f"{path}[{i}]")
+    else:
+        yield path, tree
 
 
 def test_legacy_format_gets_a_conversion_hint(tmp_path):
@@ -203,6 +227,10 @@ def _hostile_pickles(target):
     cases["attribute of an allowed module"] = (b"\x80\x02ctorch._utils\nos.system\n.",
                                                "torch._utils.os.system")
     cases["getattr"] = (b"\x80\x02cbuiltins\ngetattr\n.", "builtins.getattr")
+    # The two older instructions that build objects from a class: INST names it inline.
+    touch = f"touch '{target}'".encode()
+    cases["INST instruction"] = (b"(S'" + touch + b"'\nios\nsystem\n.", "os.system")
+    cases["OBJ instruction"] = (b"(cos\nsystem\nS'" + touch + b"'\no.", "os.system")
     return cases
 
 
