@@ -203,7 +203,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
             and len(size) == len(stride)
             and all(type(n) is int and n >= 0 for n in (storage_offset, *size, *stride))):
         raise _Malformed(f"a tensor has a malformed layout: offset {_short(storage_offset)}, "
-                              f"size {_short(size)}, stride {_short(stride)}")
+                         f"size {_short(size)}, stride {_short(stride)}")
     code, flat = storage
     count = math.prod(size)  # Python integers: a huge size cannot wrap around
     if count == 0:
@@ -211,7 +211,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= flat.size:
         raise _Malformed(f"a tensor of size {list(size)} at offset {storage_offset} reaches "
-                              f"element {last} of a storage of {flat.size} elements")
+                         f"element {last} of a storage of {flat.size} elements")
     contiguous = all(s == math.prod(size[i + 1:]) for i, (n, s) in enumerate(zip(size, stride))
                      if n > 1)
     if contiguous:  # the usual case: a plain slice of the storage
@@ -230,8 +230,9 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
     return data
 
 
-# (module, name) the pickle asks for -> what it gets instead. Storage classes are added in
-# `find_class`. OrderedDict is the state dict itself; its BUILD sets `_metadata` on it, harmless.
+# (module, name) the pickle asks for -> what it gets instead; `find_class` answers the storage
+# classes of _STORAGES too. OrderedDict is the state dict itself (model.state_dict() also
+# pickles a BUILD that sets its `_metadata` attribute, which is harmless).
 _ALLOWED = {
     ("collections", "OrderedDict"): OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
