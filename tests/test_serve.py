@@ -488,3 +488,64 @@ def test_warning_when_reachable_from_other_machines_without_a_key():
     assert exposure_warning("0.0.0.0", "key") is None
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
         assert exposure_warning(host, None) is None
+
+
+# ---------------------------------------------------------------------------- the batcher alone
+
+class _CountingModel:
+    """Stands in for a SentenceModel: text "17" -> vector [17, 0]; encode waits for `gate`."""
+    dim, max_batch_tokens, normalize = 2, 2048, False
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.batches = []
+
+    def encode(self, texts, batch_size):
+        assert self.gate.wait(60)
+        self.batches.append(list(texts))
+        return np.array([[float(t), 0.0] for t in texts], np.float32)
+
+
+def _job_done():
+    event = threading.Event()
+    return event, (lambda job: event.set())
+
+
+def test_batches_keep_encodes_caps_and_rows_go_to_their_own_job():
+    from minisbert.batching import Batcher
+    model = _CountingModel()
+    model.gate.set()
+    batcher = Batcher(model, workers=2, max_wait=0.002)
+    long_done, on_long = _job_done()
+    short_done, on_short = _job_done()
+    long_job = batcher.submit([str(i) for i in range(100)], [100] * 100, on_long)
+    short_job = batcher.submit([str(1000 + i) for i in range(50)], [10] * 50, on_short)
+    assert long_done.wait(60) and short_done.wait(60)
+    batcher.close()
+    for batch in model.batches:
+        width = max(100 if int(t) < 1000 else 10 for t in batch)
+        assert len(batch) <= 32 and len(batch) * width <= 2048, (len(batch), width)
+    assert long_job.vectors[:, 0].tolist() == list(range(100))
+    assert short_job.vectors[:, 0].tolist() == list(range(1000, 1050))
+
+
+def test_full_queue_refuses_and_cancel_drops_waiting_texts():
+    from minisbert.batching import Batcher, QueueFull
+    model = _CountingModel()  # gate closed: the worker holds its first batch
+    batcher = Batcher(model, workers=1, max_wait=0, max_queued=10)
+    first_done, on_first = _job_done()
+    batcher.submit([str(i) for i in range(40)], [10] * 40, on_first)  # empty queue: admitted
+    deadline = time.monotonic() + 30
+    while batcher.queued != 8:  # the worker took 32, 8 wait
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(QueueFull):
+        batcher.submit(["1", "2", "3"], [3] * 3, lambda job: None)  # 8 + 3 > 10
+    called = []
+    gone = batcher.submit(["7", "8"], [3, 3], called.append)  # 8 + 2 fits
+    batcher.cancel(gone)
+    assert batcher.queued == 8 and batcher.dropped == 2
+    model.gate.set()
+    assert first_done.wait(60)
+    batcher.close()
+    assert called == [] and sum(map(len, model.batches)) == 40
