@@ -142,7 +142,8 @@ class Metrics:
             for (name, labels), (counts, total, n, buckets) in sorted(self.histograms.items()):
                 header(name)
                 for bound, count in zip(buckets, counts):
-                    lines.append(f"{name}_bucket{_labels(labels + (('le', f'{bound:g}'),))} {count}")
+                    le = labels + (("le", f"{bound:g}"),)
+                    lines.append(f"{name}_bucket{_labels(le)} {count}")
                 lines.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {n}")
                 lines.append(f"{name}_sum{_labels(labels)} {total:.6f}")
                 lines.append(f"{name}_count{_labels(labels)} {n}")
@@ -277,14 +278,19 @@ class App:
         self.default = next(iter(served.values()))  # a request without `model` gets the first
         self.api_key = api_key
         self.metrics = Metrics()
-        m = self.metrics
-        m.describe("minisbert_requests_total", "counter", "HTTP requests answered, by route and status.")
-        m.describe("minisbert_texts_total", "counter", "Texts embedded, by model.")
-        m.describe("minisbert_tokens_total", "counter", "Tokens embedded (special tokens included), by model.")
-        m.describe("minisbert_texts_dropped_total", "counter", "Texts not encoded because their client disconnected first.")
-        m.describe("minisbert_queue_depth", "gauge", "Texts waiting for an encoder batch, by model.")
-        m.describe("minisbert_batch_size", "histogram", "Texts per encoder batch, by model.")
-        m.describe("minisbert_request_duration_seconds", "histogram", "Time from request to response, by route.")
+        for name, kind, text in [
+                ("minisbert_requests_total", "counter",
+                 "HTTP requests answered, by route and status."),
+                ("minisbert_texts_total", "counter", "Texts embedded, by model."),
+                ("minisbert_tokens_total", "counter",
+                 "Tokens embedded (special tokens included), by model."),
+                ("minisbert_texts_dropped_total", "counter",
+                 "Texts not encoded because their client disconnected first."),
+                ("minisbert_queue_depth", "gauge", "Texts waiting for an encoder batch, by model."),
+                ("minisbert_batch_size", "histogram", "Texts per encoder batch, by model."),
+                ("minisbert_request_duration_seconds", "histogram",
+                 "Time from request to response, by route.")]:
+            self.metrics.describe(name, kind, text)
 
     def check_key(self, request: Request) -> None:
         if self.api_key is None:

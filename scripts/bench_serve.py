@@ -51,7 +51,8 @@ def machine() -> str:
     name = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            name = next(line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return f"{name}, {os.cpu_count()} cores"

@@ -37,7 +37,8 @@ TOLERANCE = 1e-6
 
 def _need_serving_stack():
     for name in ("starlette", "uvicorn", "httpx", "openai"):
-        pytest.importorskip(name, reason=f"{name} is not installed (pip install 'minisbert[serve,test]')")
+        pytest.importorskip(name, reason=f"{name} is not installed "
+                            "(pip install 'minisbert[serve,test]')")
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -252,7 +253,8 @@ def test_embed_in_text_embeddings_inference_shape(server, local):
     norms = np.linalg.norm(np.array(raw), axis=1)
     print(f"/embed normalize=false norms: {norms}")
     assert not np.allclose(norms, 1, atol=1e-3)  # really the pooled vectors before Normalize
-    assert _worst("/embed raw, normalized here", _unit(np.array(raw)), model.encode(TEXTS[:2])) <= TOLERANCE
+    want = model.encode(TEXTS[:2])
+    assert _worst("/embed raw, normalized here", _unit(np.array(raw)), want) <= TOLERANCE
 
 
 def test_embed_too_long_is_413_unless_truncate(server, local):
@@ -403,7 +405,7 @@ def test_metrics_in_prometheus_text_format(server):
             float(line.rsplit(" ", 1)[1])
 
 
-# ---------------------------------------------------------------------------- overload, leaving, stopping
+# ---------------------------------------------------------------- overload, leaving, stopping
 
 LONG = " ".join(f"token{i}" for i in range(120))  # cut at 256 tokens: the slowest texts
 
