@@ -5,6 +5,7 @@
     minisbert encode -i input.txt -o my-index     embed the file once ...
     minisbert search --index my-index             ... and search it without embedding it again
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
+    minisbert serve --model M [--model M2 ...]    an OpenAI-compatible embeddings server
 
 Texts are the file's non-blank lines, or with `--split sentences` its sentences. `--model` takes
 a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import re
 import sys
 import warnings
@@ -136,6 +138,12 @@ def download(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from .serve import run  # Starlette and Uvicorn load only for this command (the serve extra)
+    return run(args.model, host=args.host, port=args.port, api_key=args.api_key,
+               max_wait_ms=args.batch_wait_ms, max_queued=args.queue_size)
+
+
 # ---------------------------------------------------------------------------- arguments
 
 def _positive(value: str) -> int:
@@ -187,6 +195,24 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
     d.add_argument("--force", action="store_true", help="fetch files again even if present")
     d.set_defaults(run=download)
+
+    v = commands.add_parser("serve", help="serve embeddings over HTTP (OpenAI's API)",
+                            description="Serve the models' embeddings over HTTP: OpenAI's "
+                            "/v1/embeddings, text-embeddings-inference's /embed, /v1/models, "
+                            "/health and /metrics. Needs pip install 'minisbert[serve]'.")
+    v.add_argument("--model", metavar="M", action="append", required=True,
+                   help="model folder or hub name; repeat to serve several (clients choose "
+                   "with the request's `model`: the folder name or the hub name)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1, this machine only)")
+    v.add_argument("--port", type=_positive, default=8000, help="default: 8000")
+    v.add_argument("--api-key", default=os.environ.get("MINISBERT_API_KEY"), metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $MINISBERT_API_KEY)")
+    v.add_argument("--batch-wait-ms", type=float, default=5, metavar="MS",
+                   help="most time a text waits for others to share its batch (default: 5)")
+    v.add_argument("--queue-size", type=_positive, default=4096, metavar="N",
+                   help="texts that may wait; more get 503 (default: 4096)")
+    v.set_defaults(run=serve)
     return p
 
 
