@@ -5,6 +5,10 @@
   2. weights/<name>, then weights/<last part of name> (weights/ in the current directory);
   3. <cache>/<name>, where `minisbert download` puts it. The cache is ~/.cache/minisbert,
      or $MINISBERT_CACHE.
+When none exists, the error depends on what was typed. Hub names are `name` or `org/name`, so a
+value that is absolute, starts with . or ~, holds a backslash or more than one /, or whose first
+part is a folder here (weights/nope) is a path, and is reported as a missing folder; anything
+else is a hub name, and the error says how to download it. Both list the models that are here.
 
 `download(name)` copies the files minisbert reads from `{endpoint}/{name}/resolve/{revision}/{file}`
 (endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only. Each file
@@ -64,24 +68,60 @@ def _candidates(name: str) -> list[Path]:
     return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache_dir() / name]))
 
 
+def _is_path(name_or_path: str, only_explicit: bool = False) -> bool:
+    """Is a `--model` value a folder path rather than a hub name? Hub names are `name` or
+    `org/name`, so a path is: absolute, or starting with . or ~, or holding a backslash or
+    more than one /, or (unless only_explicit) one whose first part is a folder here, such
+    as weights/nope (hub names are looked up before this last test can say no)."""
+    if (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~"))
+            or "\\" in name_or_path or name_or_path.strip("/").count("/") > 1):
+        return True
+    first = name_or_path.split("/", 1)[0]
+    return not only_explicit and "/" in name_or_path.strip("/") and Path(first).is_dir()
+
+
+def local_models() -> list[str]:
+    """The models on this machine, as `--model` values: folders in weights/ (and one level
+    down), then hub names in the cache. A model folder holds config.json or modules.json."""
+    def is_model(folder: Path) -> bool:
+        return (folder / "config.json").is_file() or (folder / "modules.json").is_file()
+
+    found = []
+    for root, as_name in ((Path("weights"), False), (cache_dir(), True)):
+        for folder in sorted(root.glob("*/")) + sorted(root.glob("*/*/")) if root.is_dir() else []:
+            if is_model(folder) and not (folder.parent != root and is_model(folder.parent)):
+                found.append(folder.relative_to(root).as_posix() if as_name else str(folder))
+    return list(dict.fromkeys(found))
+
+
+def _here(name_or_path: str) -> str:
+    """The models here, and how to pass one: the end of a "not found" message."""
+    models = local_models()
+    if not models:
+        return f"There are no models in weights/ or {cache_dir()}."
+    return (f"Models here: {', '.join(models)}; pass one with --model, e.g. --model "
+            f"{models[0]}.")
+
+
 def find_model(name_or_path: str) -> Path:
     """The model folder a `--model` argument means (see the module docstring)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.is_absolute() or name_or_path.startswith((".", "~")):
-        raise ModelFileMissing(f"{name_or_path}: no such model folder.")
-    for folder in _candidates(name_or_path):
-        if folder.is_dir():
-            if any(folder.rglob("*.part")):
-                raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
-                                       f"incomplete; run `minisbert download {name_or_path}` "
-                                       "again to finish it.")
-            return folder
+    if not _is_path(name_or_path, only_explicit=True):
+        for folder in _candidates(name_or_path):
+            if folder.is_dir():
+                if any(folder.rglob("*.part")):
+                    raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
+                                           f"incomplete; run `minisbert download {name_or_path}` "
+                                           "again to finish it.")
+                return folder
+    if _is_path(name_or_path):
+        raise ModelFileMissing(f"{name_or_path}: no such model folder. {_here(name_or_path)}")
     tried = ", ".join(str(f) for f in _candidates(name_or_path))
     raise ModelFileMissing(f"model {name_or_path!r} is not here (looked in {tried}); run "
                            f"`minisbert download {name_or_path}` or place the model folder "
-                           "in weights/.")
+                           f"in weights/. {_here(name_or_path)}")
 
 
 def missing_files(folder: Path) -> list[str]:
