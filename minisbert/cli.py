@@ -55,15 +55,18 @@ def split_sentences(line: str) -> list[str]:
 # tab, form feed and carriage return (C0 and C1, including ESC and DEL). Text, even a log with
 # colour codes, stays far below 10 %; bytes of an image or an archive read as latin-1 are
 # about a quarter control characters. Checked on the decoded text, so UTF-16 text is no NUL.
+# Bytes that do not decode are checked too, one character per byte, but only for C0 controls:
+# 0x80-0x9F are letters in Shift-JIS, GBK or cp1252, control characters only in latin-1.
 CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+C0_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 BINARY_SHARE = 0.10
 
 
-def binary_reason(text: str) -> str | None:
+def binary_reason(text: str, control: re.Pattern = CONTROL) -> str | None:
     """Why `text` looks like the content of a binary file, or None if it looks like text."""
     if "\x00" in text:
         return "it holds NUL characters"
-    controls = len(text) - len(CONTROL.sub("", text))
+    controls = len(text) - len(control.sub("", text))
     if controls > BINARY_SHARE * len(text):
         return (f"{controls / len(text):.0%} of its characters are control characters (text has "
                 f"at most {BINARY_SHARE:.0%})")
@@ -95,7 +98,7 @@ def read_texts(path: str, split: str = "lines", encoding: str | None = None) -> 
     except LookupError:
         raise InputFileError(f"--encoding {encoding}: unknown encoding.") from None
     except UnicodeDecodeError as e:
-        reason = binary_reason(data.decode("latin-1"))  # one character per byte
+        reason = binary_reason(data.decode("latin-1"), C0_CONTROL)  # a character per byte
         if reason:
             raise _refuse_binary(source, reason, encoding) from None
         bad = data[skip + e.start:skip + e.start + 4].hex(" ")

@@ -69,14 +69,19 @@ def test_a_file_of_nul_bytes_is_refused_whatever_the_encoding(tmp_path, minilm_p
 
 
 def test_binary_bytes_are_refused_rather_than_decoded_as_latin1(tmp_path, minilm_path):
+    rng = np.random.default_rng(0)
     blob = tmp_path / "photo.jpg"
-    blob.write_bytes(np.random.default_rng(0).integers(1, 256, 8000, dtype=np.uint8).tobytes())
-    proc = run_cli("search", "-i", blob, "--model", minilm_path, "-p", "x")
-    err = assert_one_line_error(proc, "photo.jpg looks like a binary file", "control characters")
-    assert "--encoding latin-1" not in err  # the old advice, which embedded garbage
-    proc = run_cli("search", "-i", blob, "--model", minilm_path, "-p", "x", "--encoding",
-                   "latin-1")
-    assert_one_line_error(proc, "photo.jpg looks like a binary file", "control characters")
+    blob.write_bytes(rng.integers(0, 256, 8000, dtype=np.uint8).tobytes())
+    # No NUL, but control bytes and high bytes, as in compressed data without zeros.
+    no_nul = tmp_path / "packed.bin"
+    pool = np.r_[1:32, 128:256].astype(np.uint8)
+    no_nul.write_bytes(rng.choice(pool, 8000).tobytes())
+    for path, reason in [(blob, "NUL"), (no_nul, "control characters")]:
+        for encoding in [[], ["--encoding", "latin-1"]]:
+            proc = run_cli("search", "-i", path, "--model", minilm_path, "-p", "x", *encoding)
+            err = assert_one_line_error(proc, f"{path.name} looks like a binary file", reason)
+            assert "--encoding latin-1" not in err  # the old advice, which embedded garbage
+            assert proc.stdout == ""
 
 
 def test_binary_threshold_and_text_that_is_not_binary(tmp_path):
@@ -92,6 +97,11 @@ def test_binary_threshold_and_text_that_is_not_binary(tmp_path):
     assert read("\x07" + "a" * 9)  # 1 in 10
     with pytest.raises(InputFileError, match=r"18% of its characters are control characters"):
         read("\x07\x07" + "a" * 9)  # 2 in 11
+    # Legacy encodings use the bytes 0x80-0x9F for letters: not binary, and --encoding reads them.
+    sjis = "東京は晴れです。ファイルはシフトJISです。\n" * 5
+    with pytest.raises(InputFileError, match="not valid utf-8 .* --encoding cp932"):
+        read(sjis, as_="cp932")
+    assert read(sjis, as_="cp932", encoding="cp932") == [sjis.split("\n")[0]] * 5
     # UTF-16 text: NUL bytes, but no NUL characters once decoded; without --encoding, a hint.
     utf16 = "\ufeff" + "first line\nsecond line\n"  # with the BOM Notepad writes
     assert read(utf16, as_="utf-16-le", encoding="utf-16") == ["first line", "second line"]
