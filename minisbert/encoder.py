@@ -342,3 +342,9 @@ def relative_position_buckets(length: int, num_buckets: int = 32,
     scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
     large = np.minimum(exact + scaled.astype(np.int64), half - 1)
     return bucket + np.where(n < exact, n, large)  # [q, k]
+
+
+def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
+    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
+    learned table, [buckets, heads], by each (query, key)'s bucket."""
+    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
