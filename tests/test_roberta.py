@@ -268,7 +268,7 @@ def test_bad_merges_line_names_file_and_line(plain_folder):
 def test_merge_outside_vocabulary_is_reported(plain_folder):
     path = plain_folder / "merges.txt"
     path.write_text(path.read_text(encoding="utf-8") + "\nzzq qzz\n", encoding="utf-8")
-    with pytest.raises(TokenizerError, match="'zzqqzz', which vocab.json lacks"):
+    with pytest.raises(TokenizerError, match="'zzqqzz', which the vocabulary lacks"):
         _load(plain_folder)
 
 
