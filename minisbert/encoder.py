@@ -337,3 +337,35 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     for layer in params["layers"]:
         x = encoder_layer(x, layout, **layer, cfg=cfg)
     return layout.to_grid(x)
+
+
+# ---------------------------------------------------------------------------- relative positions (MPNet)
+
+def relative_position_buckets(length: int, num_buckets: int = 32,
+                              max_distance: int = 128) -> np.ndarray:
+    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
+    [length, length] bucket index for each (query, key) of a text of `length` tokens.
+
+    Half the buckets are for keys before the query, half for keys after it. Within each half,
+    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
+    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
+    """
+    pos = np.arange(length)
+    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
+    half = num_buckets // 2
+    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
+    n = np.abs(n)
+    exact = half // 2
+    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
+    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
+    # buckets) sits on a bucket edge, where another rounding could cross it.
+    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
+    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
+    return bucket + np.where(n < exact, n, large)  # [q, k]
+
+
+def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
+    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
+    learned table, [buckets, heads], by each (query, key)'s bucket."""
+    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
