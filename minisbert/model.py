@@ -278,6 +278,12 @@ class SentenceModel:
             self._prompt_lengths[prompt] = len(self.tokenizer.encode(prompt)) - 1
         return self._prompt_lengths[prompt]
 
+    def tokenize(self, texts, *, prompt_name: str | None = None,
+                 prompt: str | None = None) -> list[list[int]]:
+        """The ids the encoder sees for each text, as encode makes them (prompt included)."""
+        prompt = self.resolve_prompt(prompt_name, prompt)
+        return [self.tokenizer.encode(prompt + text.strip()) for text in texts]
+
     def _token_ids(self, texts, prompt: str = "") -> list[np.ndarray]:
         """Each text's ids (stripped, prompt put before it, truncated, special tokens added) as
         an int32 array.
@@ -310,7 +316,12 @@ class SentenceModel:
         for row, x in enumerate(batch):
             ids[row, :len(x)] = x
             mask[row, :len(x)] = 1
-        x = encode_tokens(ids, mask, self.params, self.cfg)  # [b, s, hidden]
+        tokens = encode_tokens(ids, mask, self.params, self.cfg)  # [b, s, hidden]
+        return self.head(tokens, mask, prompt_length)  # [b, width]
+
+    def head(self, x: np.ndarray, mask: np.ndarray, prompt_length: int = 0) -> np.ndarray:
+        """The modules after the encoder: token vectors x [b, s, hidden] (mask [b, s]) ->
+        sentence vectors [b, width]."""
         for module in self.token_modules:
             x = module(x)  # Dense on every token vector: [b, s, d] -> [b, s, d']
         x = pooling.pool(x, mask, self.pooling.modes, prompt_length)  # [b, d * modes]
