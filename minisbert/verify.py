@@ -233,7 +233,13 @@ def verify(folder: str | Path, texts: list[str] | None = None, *, prompt_name: s
     model = model or load(folder)
     ours = run_minisbert(model, texts, prompt_name)
     if reference == "sentence-transformers":
-        ref = run_sentence_transformers(folder, texts, prompt_name)
+        try:
+            return Report(texts, ours, run_sentence_transformers(folder, texts, prompt_name))
+        except Exception as e:  # noqa: BLE001 - a folder it cannot load; fall back, and say so
+            reason = (str(e).splitlines() or [""])[0][:200]
+            note = f"; sentence-transformers could not run the folder ({type(e).__name__}: {reason})"
     else:
-        ref = run_transformers(folder, model, texts, prompt_name)
+        note = ""
+    ref = run_transformers(folder, model, texts, prompt_name)
+    ref.name += note
     return Report(texts, ours, ref)
