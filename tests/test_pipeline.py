@@ -270,3 +270,40 @@ def test_pooling_normalize_is_the_module():
     x[1] = 0
     ref = torch.nn.functional.normalize(torch.from_numpy(x), dim=1).numpy()
     np.testing.assert_allclose(pooling.normalize(x), ref, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- command line
+
+def test_command_line_prompts(tmp_path, minilm_path):
+    """search --prompt-name for the question, --corpus-prompt-name for the texts; encode
+    --prompt-name for an index's texts. Scores as sentence-transformers gives them."""
+    from cli_support import assert_one_line_error, results, run_cli
+    folder = make(tmp_path, minilm_path, include_prompt=False, normalize=True,
+                  prompts=E5_PROMPTS, default_prompt_name="query")
+    lines = ["The library closes early on public holidays.", "The cat sleeps on the windowsill.",
+             "Stock markets fell after the announcement.", "My phone battery runs out at noon."]
+    (tmp_path / "texts.txt").write_text("\n".join(lines), encoding="utf-8")
+    question = "when does the library close"
+    ref = reference(folder)
+    scores = ref.encode([question], prompt_name="query") @ ref.encode(lines,
+                                                                       prompt_name="passage").T
+    expected = sorted(zip(lines, scores[0].round(3)), key=lambda p: -p[1])
+
+    proc = run_cli("search", "-i", tmp_path / "texts.txt", "--model", folder, "-p", question,
+                   "-k", "4", "--prompt-name", "query", "--corpus-prompt-name", "passage")
+    print(proc.stdout, proc.stderr)
+    got = results(proc.stdout)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert np.abs(np.array([s for _, s in got]) - [s for _, s in expected]).max() <= 0.0011
+
+    assert run_cli("encode", "-i", tmp_path / "texts.txt", "-o", tmp_path / "index", "--model",
+                   folder, "--prompt-name", "passage").returncode == 0
+    from_index = run_cli("search", "--index", tmp_path / "index", "-p", question, "-k", "4",
+                         "--prompt-name", "query")
+    assert results(from_index.stdout) == got
+
+    assert_one_line_error(run_cli("search", "-i", tmp_path / "texts.txt", "--model", folder,
+                                  "-p", question, "--prompt-name", "qry"),
+                          "'qry' is not one of this model's prompts", "'passage'")
+    usage = run_cli("search", "--index", tmp_path / "index", "--corpus-prompt-name", "passage")
+    assert usage.returncode == 2 and "--corpus-prompt-name applies to -i texts" in usage.stderr
