@@ -197,6 +197,13 @@ class SentenceModel:
         """Does the pipeline end with a Normalize module (unit-length vectors)?"""
         return bool(self.modules) and self.modules[-1] is pooling.normalize
 
+    @normalize.setter
+    def normalize(self, on: bool) -> None:
+        # Switching it off gives the vectors before the closing Normalize (a server that cuts
+        # them to fewer dimensions normalizes after cutting); on appends one.
+        body = self.modules[:-1] if self.normalize else self.modules
+        self.modules = body + ((pooling.normalize,) if on else ())
+
     @property
     def max_seq_length(self) -> int:
         """Most tokens the encoder sees per text, special tokens included; the rest is cut."""
