@@ -1,4 +1,4 @@
-"""Reading model.safetensors into the encoder's parameter tree.
+"""Reading a model's weight files into the encoder's parameter tree.
 
 This is the one module that knows checkpoint tensor names. It
   1. parses the safetensors container itself (no torch, no extra library) and memory-maps it,
@@ -37,13 +37,8 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     the byte where the data starts). `__metadata__` is left out. The data is not read."""
     path = Path(path)
     if not path.is_file():
-        hint = ""
-        if (path.parent / "pytorch_model.bin").is_file():  # older folders ship only this
-            hint = (" The folder has pytorch_model.bin, which minisbert does not read (it is a "
-                    "pickle that needs torch): download model.safetensors, or convert the folder "
-                    "once with transformers' save_pretrained.")
-        raise ModelFileMissing(f"{path}: no such file. The model folder needs its weights as "
-                               f"model.safetensors (download it with the rest of the folder).{hint}")
+        raise ModelFileMissing(f"{path}: no such file. Download it with the rest of the model "
+                               "folder.")
     size = path.stat().st_size
     with open(path, "rb") as f:
         start = f.read(64)

@@ -6,6 +6,7 @@
     minisbert search --index my-index             ... and search it without embedding it again
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
     minisbert serve --model M [--model M2 ...]    an OpenAI-compatible embeddings server
+    minisbert verify FOLDER                       compare a folder's results with sentence-transformers
 
 Texts are the file's non-blank lines, or with `--split sentences` its sentences (SPLIT_HELP);
 `-i -` reads them from standard input. Input that looks binary is refused (binary_reason).
@@ -147,13 +148,16 @@ def search(args) -> int:
         folder, name = _model_folder_and_name(model_arg)
         model = load(folder)
         check_model(index, model_identity(model, folder, name))
+        model.resolve_prompt(args.prompt_name)  # an unknown name fails now, not at the question
     else:
         texts = read_texts(args.input, args.split, args.encoding)
         model = load(_default_or_given(args.model))
-        embeddings = model.encode(texts)
+        model.resolve_prompt(args.prompt_name)
+        embeddings = model.encode(texts, prompt_name=args.corpus_prompt_name)
 
     def answer(query: str) -> None:
-        hits = semantic_search(model.encode(query), embeddings, top_k=args.top_k)[0]
+        query_vector = model.encode(query, prompt_name=args.prompt_name)
+        hits = semantic_search(query_vector, embeddings, top_k=args.top_k)[0]
         for hit in hits:
             print(f"Text: {texts[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
 
@@ -178,7 +182,7 @@ def encode(args) -> int:
     texts = read_texts(args.input, args.split, args.encoding)
     folder, name = _model_folder_and_name(args.model)
     model = load(folder)
-    embeddings = model.encode(texts)
+    embeddings = model.encode(texts, prompt_name=args.prompt_name)
     identity = model_identity(model, folder, name)
     write_index(args.output, texts, embeddings, identity)
     print(f"Wrote {len(texts)} texts x {model.dim} dims (model {identity['name']}, fingerprint "
@@ -195,6 +199,15 @@ def serve(args) -> int:
     from .serve import run  # Starlette and Uvicorn load only for this command (the serve extra)
     return run(args.model, host=args.host, port=args.port, api_key=args.api_key,
                max_wait_ms=args.batch_wait_ms, max_queued=args.queue_size)
+def verify(args) -> int:
+    """Print minisbert's and the reference's results side by side; 0 only within tolerance."""
+    from . import verify as parity  # imports nothing beyond NumPy until it runs the reference
+    texts = read_texts(args.texts, args.split, args.encoding) if args.texts \
+        else parity.sample_texts()
+    report = parity.verify(hub.find_model(args.folder), texts[:args.n],
+                           prompt_name=args.prompt_name)
+    print(report.table())
+    return 0 if report.ok else 1
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -242,6 +255,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--prompt", metavar="TEXT", help="answer this one question and exit")
     s.add_argument("-k", "--top-k", type=_positive, default=1, metavar="K",
                    help="how many texts to show per question (default: 1)")
+    s.add_argument("--prompt-name", metavar="NAME", help="the model's prompt to put before each "
+                   "question, e.g. query (default: the model's default prompt, if any)")
+    s.add_argument("--corpus-prompt-name", metavar="NAME", help="the model's prompt to put "
+                   "before each text of -i, e.g. passage (default: the model's default prompt)")
     s.set_defaults(run=search)
 
     e = commands.add_parser("encode", help="embed a text file once and save it as an index",
@@ -251,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", metavar="FOLDER", required=True, help="index folder to write")
     e.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
                    help=f"model folder or hub name (default: {DEFAULT_MODEL})")
+    e.add_argument("--prompt-name", metavar="NAME", help="the model's prompt to put before each "
+                   "text, e.g. passage (default: the model's default prompt, if any)")
     e.set_defaults(run=encode)
 
     d = commands.add_parser("download", help="fetch a model folder from the Hugging Face hub",
@@ -278,6 +297,23 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--queue-size", type=_positive, default=4096, metavar="N",
                    help="texts that may wait; more get 503 (default: 4096)")
     v.set_defaults(run=serve)
+
+    c = commands.add_parser("verify", help="check a model folder against sentence-transformers",
+                            description="Run a model folder through minisbert and through "
+                            "sentence-transformers (or transformers) on the same texts and "
+                            "compare: token ids, vectors, nearest neighbours. Exit status 0 "
+                            "only within tolerance (ids identical, normalized vectors within "
+                            "1e-5).")
+    c.add_argument("folder", metavar="FOLDER", help="model folder (or hub name in the cache)")
+    c.add_argument("--texts", metavar="FILE", help="text file, one text per non-blank line "
+                   "(default: a built-in sample of 52 sentences in 20 languages)")
+    c.add_argument("-n", type=_positive, metavar="N", help="use only the first N texts")
+    c.add_argument("--split", choices=("lines", "sentences"), default="lines",
+                   help="with --texts: one text per line (default), or per sentence")
+    c.add_argument("--encoding", help="the --texts file's encoding (default: UTF-8)")
+    c.add_argument("--prompt-name", metavar="NAME", help="the model's prompt to put before "
+                   "each text (default: the model's default prompt, if any)")
+    c.set_defaults(run=verify)
     return p
 
 
@@ -295,6 +331,9 @@ def main(argv=None) -> int:
     if args.command == "search" and args.input == "-" and args.prompt is None:
         p.error("-i - reads the texts from standard input, so the questions cannot come from it "
                 "too: pass the question with -p")
+    if args.command == "search" and args.index and args.corpus_prompt_name:
+        p.error("--corpus-prompt-name applies to -i texts; an index's texts were embedded by "
+                "`minisbert encode` (give it --prompt-name there)")
     for stream in (sys.stdin, sys.stdout):  # a stray byte or a non-UTF-8 console: no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")

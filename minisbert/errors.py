@@ -28,6 +28,11 @@ class UnsupportedModelError(MinisbertError, ValueError):
     """The folder asks for an architecture, pooling or activation minisbert does not implement."""
 
 
+class PromptError(MinisbertError, ValueError):
+    """encode was asked for a prompt name the folder's config_sentence_transformers.json does
+    not define; the message lists the names it does."""
+
+
 class TokenizerError(MinisbertError, ValueError):
     """A tokenizer file is missing its pieces or cannot be read."""
 

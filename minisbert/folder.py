@@ -57,16 +57,18 @@ def read_json(path: Path, *, required: bool = False, kind: type = dict,
 
 # ---------------------------------------------------------------------------- modules.json
 
-# The module kinds minisbert runs, in the order they run. A kind is the last part of a module's
-# type in modules.json ("sentence_transformers.models.Pooling" -> "Pooling"). To run a new
-# kind, add it here and give model.load its step.
-KINDS = ("Transformer", "Pooling", "Normalize")
+# The module kinds minisbert runs. A kind is the last part of a module's type in modules.json
+# ("sentence_transformers.models.Pooling" -> "Pooling"). To run a new kind, add it here and
+# give model.load its step.
+KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
+# Kinds a pipeline may hold more than once (distiluse has one Dense, some models stack two).
+REPEATABLE = ("Dense",)
 
 
 @dataclass(frozen=True)
 class Module:
     """One step of the pipeline, as modules.json lists it."""
-    kind: str  # "Transformer", "Pooling", "Normalize", ...
+    kind: str  # "Transformer", "Pooling", "Dense", "Normalize", ...
     type: str  # the full type, e.g. "sentence_transformers.models.Pooling"
     path: str  # its folder inside the model folder, "/"-separated; "" is the folder itself
 
@@ -135,7 +137,9 @@ def read_modules(root: str | os.PathLike) -> ModelFolder:
     in the folder itself, and `modules_json` is None (model.load then pools by mean, as
     sentence-transformers does). Old sentence-transformers folders keep the Transformer in a
     subfolder (e.g. 0_BERT); modules.json says where. A module kind minisbert does not run, a
-    kind listed twice, or no Transformer at all is an UnsupportedModelError.
+    kind other than Dense listed twice, or no Transformer at all is an UnsupportedModelError.
+    Whether the modules fit together in their order (widths, token or sentence vectors) is
+    model.load's check, which reads their configs.
     """
     root = Path(root)
     if not root.is_dir():
@@ -148,7 +152,7 @@ def read_modules(root: str | os.PathLike) -> ModelFolder:
     modules = parse_modules(data, source)
     kinds = [m.kind for m in modules]
     unknown = [m.type for m in modules if m.kind not in KINDS]
-    repeated = sorted({k for k in kinds if kinds.count(k) > 1})
+    repeated = sorted({k for k in kinds if kinds.count(k) > 1 and k not in REPEATABLE})
     if unknown or repeated or "Transformer" not in kinds:
         if unknown:
             problem = f"minisbert cannot run {', '.join(unknown)}"
@@ -158,5 +162,5 @@ def read_modules(root: str | os.PathLike) -> ModelFolder:
             problem = "there is no Transformer module"
         raise UnsupportedModelError(
             f"{source} lists the modules {kinds}: {problem}. minisbert runs a Transformer, then "
-            f"optionally {' and '.join(KINDS[1:])}, each at most once.")
+            "optionally Pooling, any number of Dense, and Normalize.")
     return ModelFolder(root, modules, source)

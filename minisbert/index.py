@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import read_safetensors_header
+from .checkpoint import find_weights, read_safetensors_header
 from .errors import SearchIndexError
-from .folder import read_modules
+from .folder import read_json, read_modules
 
 FORMAT = "minisbert-index"
 VERSION = 1
@@ -44,10 +44,12 @@ def _canonical_json(path: Path, drop=()) -> bytes:
 
 def model_fingerprint(folder: str | os.PathLike) -> str:
     """16 hex digits that name a model's vector space: a hash of modules.json, the module
-    configs (pooling), config.json, the safetensors header (every tensor's name, dtype, shape)
-    and 16 evenly spaced 4 KiB samples of the weights. It reads ~70 KB, not the whole file:
-    fine-tuning changes nearly every weight, so the samples catch it; an edit confined to a
-    few weights between the samples would go unnoticed.
+    configs (pooling, Dense), config.json, and the weights: for model.safetensors its header
+    (every tensor's name, dtype, shape) and 16 evenly spaced 4 KiB samples of the data. It
+    reads ~70 KB, not the whole file: fine-tuning changes nearly every weight, so the samples
+    catch it; an edit confined to a few weights between the samples would go unnoticed.
+    pytorch_model.bin is sampled the same way (its size, then 16 samples of the whole file);
+    a sharded checkpoint hashes its index and each shard; Dense modules' weights are hashed too.
 
     Bookkeeping keys of config.json (transformers_version, _name_or_path) are left out, so
     re-saving a folder with another transformers release keeps its fingerprint.
@@ -62,17 +64,34 @@ def model_fingerprint(folder: str | os.PathLike) -> str:
                 h.update(_canonical_json(config))
     h.update(_canonical_json(pipeline.transformer_dir / "config.json",
                              drop={"transformers_version"}))
-    weights = pipeline.transformer_dir / "model.safetensors"
-    _, data_start = read_safetensors_header(weights)
+    _hash_weights(h, find_weights(pipeline.transformer_dir))
+    for module in pipeline.modules:
+        if module.kind == "Dense":
+            _hash_weights(h, find_weights(pipeline.folder(module)))
+    return h.hexdigest()[:16]
+
+
+def _hash_weights(h, weights: Path) -> None:
+    """Feed a weight file (or a sharded checkpoint's index and shards) to the hash `h`."""
+    if weights.name.endswith(".index.json"):
+        h.update(_canonical_json(weights))  # which tensor lives in which shard
+        weight_map = read_json(weights).get("weight_map") or {}
+        for shard in sorted(set(weight_map.values())):
+            _hash_weights(h, weights.parent / Path(shard).name)
+        return
     size = weights.stat().st_size
+    data_start = 0
     with open(weights, "rb") as f:
-        f.seek(8)
-        h.update(f.read(data_start - 8))  # the header's bytes as stored
+        if weights.suffix == ".safetensors":
+            _, data_start = read_safetensors_header(weights)
+            f.seek(8)
+            h.update(f.read(data_start - 8))  # the header's bytes as stored
+        else:
+            h.update(str(size).encode())  # a pickle's names sit among the data: size and samples
         last = max(size - _SAMPLE_BYTES, data_start)
         for offset in np.linspace(data_start, last, _SAMPLES).astype(np.int64):
             f.seek(int(offset))
             h.update(f.read(_SAMPLE_BYTES))
-    return h.hexdigest()[:16]
 
 
 def model_identity(model, folder: str | os.PathLike, name: str | None = None) -> dict:

@@ -64,10 +64,6 @@ def read_config(config: dict, path) -> PoolingConfig:
     return PoolingConfig(modes, include_prompt)
 
 
-def modes_from_config(config: dict, path) -> tuple[str, ...]:
-    return read_config(config, path).modes
-
-
 def pool(x: np.ndarray, mask: np.ndarray, modes: tuple[str, ...],
          prompt_length: int = 0) -> np.ndarray:
     """x: [b, s, d] token vectors, mask: [b, s] (1 = real token) -> [b, d·len(modes)].
@@ -121,8 +117,12 @@ def truncate(x: np.ndarray, dim: int) -> np.ndarray:
     sentence-transformers, this runs after every module of the model (a Normalize module has
     already scaled the whole vector), and `normalize_embeddings` then normalizes the cut one.
     """
-    width = x.shape[-1]
+    check_truncate_dim(dim, x.shape[-1])
+    return x[..., :dim]
+
+
+def check_truncate_dim(dim, width: int) -> None:
+    """A clear error unless `dim` is a whole number from 1 to `width` (the vectors' length)."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 0 < dim <= width:
         raise ValueError(f"truncate_dim={dim!r}: the model's vectors have {width} components, so "
                          f"truncate_dim must be a whole number from 1 to {width}.")
-    return x[..., :dim]

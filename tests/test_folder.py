@@ -86,17 +86,18 @@ def test_module_path_outside_the_folder_is_refused(tmp_path, path):
 
 
 def test_unknown_module_type_names_what_runs(tmp_path):
-    dense = "sentence_transformers.models.Dense"
-    folder = write_modules(tmp_path, (TRANSFORMER, ""), (POOLING, "1_Pooling"), (dense, "2_Dense"))
+    lstm = "sentence_transformers.models.LSTM"
+    folder = write_modules(tmp_path, (TRANSFORMER, ""), (lstm, "1_LSTM"), (POOLING, "2_Pooling"))
     with pytest.raises(UnsupportedModelError) as e:
         read_modules(folder)
     message = str(e.value)
     print(f"\n{message}")
-    for fragment in (str(folder / "modules.json"), dense, "Transformer", "Pooling", "Normalize"):
+    for fragment in (str(folder / "modules.json"), lstm, "Transformer", "Pooling", "Dense",
+                     "Normalize"):
         assert fragment in message, fragment
     # Parsing alone keeps unknown kinds, in order (the downloader fetches what is listed).
     parsed = parse_modules(json.loads((folder / "modules.json").read_text()), folder)
-    assert [m.kind for m in parsed] == ["Transformer", "Pooling", "Dense"]
+    assert [m.kind for m in parsed] == ["Transformer", "LSTM", "Pooling"]
 
 
 @pytest.mark.parametrize("modules, fragment", [

@@ -20,7 +20,7 @@ Texts
 
 Model folders: one exception of a minisbert.errors type, whose message names the file and what to do
 - folder does not exist: test_folder_error (API); test_cli.py::test_user_errors_are_one_line
-- missing config.json, model.safetensors, vocab.txt: [missing ...], [only pytorch_model.bin],
+- missing config.json, model.safetensors, vocab.txt: [missing ...], [only a broken pytorch_model.bin],
   [no tokenizer files at all]
 - missing sentencepiece.bpe.model: test_xlmr.py::test_missing_model_file; command line here
 - truncated safetensors, header length beyond the file, header not JSON, a Git LFS pointer:
@@ -193,11 +193,11 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
             config(intermediate_size=1000), CheckpointError, "model.safetensors",
             ("encoder.layer.0.intermediate.dense.weight has shape [1536, 384]", "[1000, 384]")),
         "missing model.safetensors": (
-            {"model.safetensors": None}, ModelFileMissing, "model.safetensors",
-            ("no such file", "download")),
-        "only pytorch_model.bin": (
-            {"model.safetensors": None, "pytorch_model.bin": b"PK\x03\x04"}, ModelFileMissing,
-            "model.safetensors", ("pytorch_model.bin", "does not read")),
+            {"model.safetensors": None}, ModelFileMissing, "",
+            ("holds no weights", "model.safetensors", "pytorch_model.bin", "Download")),
+        "only a broken pytorch_model.bin": (
+            {"model.safetensors": None, "pytorch_model.bin": b"PK\x03\x04"}, CheckpointError,
+            "pytorch_model.bin", ("neither a zip archive", "download it again")),
         "truncated model.safetensors": (
             {"model.safetensors": safetensors_prefix(weights, 8 + header_len + 100_000)},
             CheckpointError, "model.safetensors", ("truncated", "download it again")),
