@@ -18,7 +18,7 @@ import json
 import mmap
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -134,6 +134,29 @@ def find_weights(folder: str | os.PathLike) -> Path:
                            "Download the complete folder.")
 
 
+def read_weight_map(index_path: str | os.PathLike,
+                    error: type[Exception] = CheckpointError) -> dict[str, list[str]]:
+    """A sharded checkpoint's index (model.safetensors.index.json): shard file -> the tensors
+    it holds. Shards are plain file names beside the index; an index naming anything else
+    (a path, "..") raises `error`, since the downloader turns these names into file paths."""
+    index_path = Path(index_path)
+    index = read_json(index_path, required=True, error=error)
+    weight_map = index.get("weight_map")
+    if not (isinstance(weight_map, dict) and weight_map
+            and all(isinstance(v, str) for v in weight_map.values())):
+        raise error(f"{index_path} has no weight_map {{tensor name: shard file}}; "
+                    "download it again.")
+    by_shard: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        by_shard.setdefault(shard, []).append(name)
+    for shard, names in by_shard.items():
+        if PurePosixPath(shard).name != shard or PureWindowsPath(shard).name != shard \
+                or shard in ("", ".", ".."):  # a file beside the index, no path
+            raise error(f"{index_path} puts {names[0]} in {shard!r}, which is not a file name "
+                        "in the same folder; refusing the index.")
+    return by_shard
+
+
 def read_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every tensor of a weight file, as float32 (integers as they are), whatever its container:
     .safetensors, torch's pytorch_model.bin, or the .index.json of a sharded checkpoint."""
@@ -161,21 +184,8 @@ def read_sharded(index_path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A checkpoint split into shards: model.safetensors.index.json's `weight_map` says which
     shard file (beside the index) holds each tensor; the shards are read and merged."""
     index_path = Path(index_path)
-    index = read_json(index_path, required=True, error=CheckpointError)
-    weight_map = index.get("weight_map")
-    if not (isinstance(weight_map, dict) and weight_map
-            and all(isinstance(v, str) for v in weight_map.values())):
-        raise CheckpointError(f"{index_path} has no weight_map {{tensor name: shard file}}; "
-                              "download it again.")
-    by_shard: dict[str, list[str]] = {}
-    for name, shard in weight_map.items():
-        by_shard.setdefault(shard, []).append(name)
     tensors = {}
-    for shard, names in by_shard.items():
-        if Path(shard).name != shard or shard in (".", ".."):  # a file beside the index, no path
-            raise CheckpointError(f"{index_path} puts {names[0]} in {shard!r}, which is not a "
-                                  "file name in the same folder; the index is corrupt, download "
-                                  "it again.")
+    for shard, names in read_weight_map(index_path).items():
         shard_path = index_path.parent / shard
         if not shard_path.is_file():
             raise ModelFileMissing(f"{shard_path}: no such file, but {index_path.name} says it "

@@ -11,12 +11,21 @@ part is a folder here (weights/nope) is a path, and is reported as a missing fol
 else is a hub name, and the error says how to download it. Both list the models that are here.
 
 `download(name)` copies the files minisbert reads from `{endpoint}/{name}/resolve/{revision}/{file}`
-(endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only. Each file
-goes to `<file>.part` first and is renamed when complete, so a folder never holds a half file
-under its real name; an interrupted download resumes from the `.part` with an HTTP Range request.
+(endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only:
+modules.json, config_sentence_transformers.json (prompts), the Transformer's config and tokenizer
+files, each module's config.json, and last the weights of the Transformer and of each Dense
+module. Weights come in the first format the hub has, in checkpoint.WEIGHT_FILES' order:
+model.safetensors, else model.safetensors.index.json and the shards its weight_map names, else
+pytorch_model.bin, else its index and shards. The small files come first so that a download
+cut short lacks weights, which `missing_files` notices, rather than an optional file it cannot
+tell is missing. Module folders (from modules.json) and shard names (from an index) are remote
+input that becomes file paths: both must stay inside the model folder (folder.parse_modules,
+checkpoint.read_weight_map). Each file goes to `<file>.part` first and is renamed when complete,
+so a folder never holds a half file under its real name; an interrupted download resumes from
+the `.part` with an HTTP Range request.
 
 Each file's size is checked against Content-Length. A large file (one the hub stores with Git
-LFS, such as model.safetensors) is also checked against the SHA-256 the hub publishes for it:
+LFS, such as model.safetensors, a shard or pytorch_model.bin) is also checked against the SHA-256 the hub publishes for it:
 the `X-Linked-Etag` header on the `/resolve/` redirect, which is the file's LFS object id, the
 SHA-256 of its content (`X-Linked-Size` gives its size). A file that does not match is deleted,
 .part and all, and the error says so; the next run fetches it from the start. Small files kept
@@ -44,18 +53,25 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from . import checkpoint
+from .checkpoint import WEIGHT_FILES
 from .errors import DownloadError, MinisbertError, ModelFileMissing
 from .folder import LFS_POINTER, parse_modules, read_modules
 from .progress import ProgressBar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
-# The transformer's files, fetched after modules.json (which names the module folders) and in
-# this order. True: required; False: a 404 is fine (each tokenizer needs only some of them).
-TRANSFORMER_FILES = [("config.json", True), ("model.safetensors", True),
-                     ("tokenizer_config.json", False), ("special_tokens_map.json", False),
-                     ("vocab.txt", False), ("sentencepiece.bpe.model", False),
-                     ("tokenizer.json", False), ("sentence_bert_config.json", False)]
+# The transformer's files besides its weights, fetched after modules.json (which names the
+# module folders) and in this order. True: required; False: a 404 is fine (each tokenizer needs
+# only some of them).
+TRANSFORMER_FILES = [("config.json", True), ("tokenizer_config.json", False),
+                     ("special_tokens_map.json", False), ("vocab.txt", False),
+                     ("sentencepiece.bpe.model", False), ("vocab.json", False),
+                     ("merges.txt", False), ("tokenizer.json", False),
+                     ("sentence_bert_config.json", False)]
+# The files a tokenizer is built from: a complete folder holds one of these sets (WordPiece,
+# XLM-R's SentencePiece, RoBERTa's byte-level BPE).
+TOKENIZER_FILES = [("vocab.txt",), ("sentencepiece.bpe.model",), ("vocab.json", "merges.txt")]
 _CHUNK = 1 << 20  # bytes read per network read
 
 
@@ -127,8 +143,10 @@ def find_model(name_or_path: str) -> Path:
 def missing_files(folder: Path) -> list[str]:
     """What keeps `folder` from being a complete model folder, [] if nothing: a `.part` left by
     a download, modules.json that does not parse, or a file `load` needs that is absent: the
-    Transformer's config.json and model.safetensors (not a Git LFS pointer), its vocab.txt or
-    sentencepiece.bpe.model, and the Pooling module's config.json when modules.json lists one."""
+    Transformer's config.json and weights, its tokenizer files (one of TOKENIZER_FILES), the
+    Pooling module's config.json when modules.json lists one, and each Dense module's config.json
+    and weights. Weights are whichever of checkpoint.WEIGHT_FILES `load` would read (with every
+    shard its index names), and not a Git LFS pointer."""
     parts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.part"))
     if parts:
         return parts
@@ -137,17 +155,43 @@ def missing_files(folder: Path) -> list[str]:
     except MinisbertError as e:
         return [str(e)]
     transformer = pipeline.transformer_dir
-    needed = [transformer / "config.json", transformer / "model.safetensors"]
+    needed = [transformer / "config.json"]
     if pipeline.pooling_config is not None:
         needed.append(pipeline.pooling_config)
-    missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
-    if not any((transformer / f).is_file() for f in ("vocab.txt", "sentencepiece.bpe.model")):
-        missing.append("vocab.txt or sentencepiece.bpe.model")
-    weights = transformer / "model.safetensors"
-    if weights.is_file():
-        with open(weights, "rb") as f:
+    dense = [pipeline.folder(m) for m in pipeline.modules if m.kind == "Dense"]
+    needed += [where / "config.json" for where in dense]
+    missing = [p.relative_to(folder).as_posix() for p in needed if not p.is_file()]
+    for where in [transformer, *dense]:
+        missing += _missing_weights(folder, where)
+    if not any(all((transformer / f).is_file() for f in files) for files in TOKENIZER_FILES):
+        missing.append(" or ".join(" + ".join(files) for files in TOKENIZER_FILES))
+    return missing
+
+
+def _missing_weights(root: Path, where: Path) -> list[str]:
+    """What is missing of the weights `load` would read in module folder `where` (inside root):
+    the weight file itself, a shard the index names, or the real file behind a Git LFS pointer."""
+    def name(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    try:
+        weights = checkpoint.find_weights(where)
+    except ModelFileMissing:
+        return [f"{name(where / WEIGHT_FILES[0])} (or {', '.join(WEIGHT_FILES[1:])})"]
+    files = [weights]
+    if weights.name.endswith(".index.json"):
+        try:
+            files = [where / shard for shard in checkpoint.read_weight_map(weights)]
+        except MinisbertError as e:
+            return [str(e)]
+    missing = []
+    for path in files:
+        if not path.is_file():
+            missing.append(name(path))
+            continue
+        with open(path, "rb") as f:
             if f.read(len(LFS_POINTER)) == LFS_POINTER:
-                missing.append("model.safetensors (a Git LFS pointer)")
+                missing.append(f"{name(path)} (a Git LFS pointer)")
     return missing
 
 
@@ -296,6 +340,26 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
             print(f"{file}: {target.stat().st_size:,} bytes, {found}", file=log)
         return found
 
+    def get_weights(module_path: str) -> str | None:
+        """Fetch a module's weights in the first format the hub has (WEIGHT_FILES' order); an
+        index brings the shards its weight_map names. The weight file got, or None (all 404).
+        A format already here is kept (unless force), as `load` would read it."""
+        prefix = f"{module_path}/" if module_path else ""
+        here = [f for f in WEIGHT_FILES if (folder / prefix / f).is_file()]
+        for file in here[:1] if here and not force else WEIGHT_FILES:
+            if not get(prefix + file):
+                continue
+            if file.endswith(".index.json"):
+                # Shard names are remote input: read_weight_map refuses any that is not a plain
+                # file name, so none can lead outside the folder.
+                for shard in checkpoint.read_weight_map(folder / prefix / file, DownloadError):
+                    if not get(prefix + shard):
+                        raise DownloadError(f"{endpoint}/{name}: {prefix + file} names the shard "
+                                            f"{shard}, but there is no {prefix + shard} at "
+                                            f"revision {revision!r} (HTTP 404).")
+            return prefix + file
+        return None
+
     get("modules.json")
     modules = ()
     if (folder / "modules.json").exists():
@@ -306,6 +370,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
                                 "download again with --force.") from None
         # Module paths become file paths here; parse_modules refuses those outside the folder.
         modules = parse_modules(data, folder / "modules.json", error=DownloadError)
+    get("config_sentence_transformers.json")  # prompts; most folders have one, a 404 is fine
     # Old sentence-transformers folders keep the transformer in a subfolder (e.g. 0_BERT).
     transformer = next((m.path for m in modules if m.kind == "Transformer"), "")
     prefix = f"{transformer}/" if transformer else ""
@@ -316,12 +381,21 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
                                     "it has neither modules.json nor config.json (HTTP 404). "
                                     "Check the name.")
             raise DownloadError(f"{endpoint}/{name} has no {prefix + file} at revision "
-                                f"{revision!r} (HTTP 404); minisbert needs config.json and "
-                                "model.safetensors (it does not read pytorch_model.bin).")
-    for m in modules:  # 1_Pooling/config.json, 2_Normalize (no files: a 404 is expected)
+                                f"{revision!r} (HTTP 404); minisbert needs it.")
+    for m in modules:  # 1_Pooling/config.json, 2_Dense/config.json, 2_Normalize (a 404: no files)
         if m.path and m.path != transformer:
             get(f"{m.path}/config.json")
-    if not any((folder / prefix / f).exists() for f in ("vocab.txt", "sentencepiece.bpe.model")):
-        raise DownloadError(f"{endpoint}/{name} has neither vocab.txt nor sentencepiece.bpe.model; "
-                            "minisbert cannot build its tokenizer.")
+    if not any(all((folder / prefix / f).exists() for f in files) for files in TOKENIZER_FILES):
+        sets = " or ".join(" + ".join(files) for files in TOKENIZER_FILES)
+        raise DownloadError(f"{endpoint}/{name} has none of {sets}; minisbert cannot build its "
+                            "tokenizer.")
+    # The weights last (see the module docstring): the Transformer's, then each Dense module's.
+    for m in [None, *(m for m in modules if m.kind == "Dense")]:
+        module_path = transformer if m is None else m.path
+        if get_weights(module_path) is None:
+            where = f"{module_path}/" if module_path else ""
+            raise DownloadError(f"{endpoint}/{name} has no weights in {where or 'the folder'} at "
+                                f"revision {revision!r}: none of {', '.join(WEIGHT_FILES)} "
+                                "(HTTP 404). minisbert reads no other format (TensorFlow, Flax, "
+                                "ONNX).")
     return folder
