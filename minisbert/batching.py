@@ -7,16 +7,19 @@ threads, one per core as `encode` runs batches (see parallel.py). Each worker:
 
   1. takes texts from the head of the queue, first come first served, as many as one batch of
      `encode` holds: at most `batch_size` texts and at most `model.max_batch_tokens` places once
-     padded to the longest of them (the same caps `model.batches` applies);
+     padded to the longest of them (the same caps `model.batches` applies), all with the same
+     prompt (one `encode` call puts one prompt before its texts);
   2. if that batch is not full and other requests are being encoded right now (so their
      clients are about to send more), waits for company, at most `max_wait` seconds after the
      oldest waiting text arrived; a lone client is never kept waiting;
-  3. runs `model.encode` on the batch and writes each vector into its job's own row.
+  3. runs `model.encode(texts, prompt=...)` on the batch and writes each vector into its job's
+     own row.
 
 A job is done when all its rows are written; its `on_done` callback then runs (in the worker
 thread). Vectors are the raw pooled outputs (`model.encode` without normalizing, even for a
 folder with a Normalize module): callers normalize, so one queue serves requests that want
-either. Row i of a job is what `encode` gives for its text i, up to float rounding: the BLAS
+either. Row i of a job is what `encode(prompt=job.prompt)` gives for its text i (a job's prompt
+None: the model's default prompt, as `encode` without one), up to float rounding: the BLAS
 may round a batch of one text differently from a larger batch (measured: rows of batches of two
 texts or more were bitwise equal whatever the batch, a text alone differed by up to 2.2e-7).
 
@@ -51,8 +54,10 @@ class QueueFull(Exception):
 class Job:
     """One request's texts and, once done, their vectors (row i for texts[i])."""
     texts: list[str]
-    lengths: list[int]  # tokens each text has in the encoder (special tokens in, after the cut)
+    lengths: list[int]  # tokens each text has in the encoder (prompt and special tokens in,
+    #                     after the cut)
     on_done: Callable[["Job"], None]  # called once, from a worker thread, when every row is in
+    prompt: str | None = None  # put before each text, as encode's `prompt`; None: the default
     vectors: np.ndarray = None  # [n, dim] float32, filled by the workers
     error: BaseException | None = None  # set if encoding failed; vectors are then incomplete
     cancelled: bool = False
@@ -92,8 +97,9 @@ class Batcher:
         """Texts waiting for a worker."""
         return len(self._queue)
 
-    def submit(self, texts: list[str], lengths: list[int], on_done) -> Job:
-        job = Job(texts, lengths, on_done, np.empty((len(texts), self.dim), np.float32),
+    def submit(self, texts: list[str], lengths: list[int], on_done,
+               prompt: str | None = None) -> Job:
+        job = Job(texts, lengths, on_done, prompt, np.empty((len(texts), self.dim), np.float32),
                   remaining=len(texts))
         with self._cond:
             if self._closing:
@@ -135,8 +141,8 @@ class Batcher:
         """(how many queue entries the next batch takes, whether that batch is full)."""
         width = 0
         for n, (job, row) in enumerate(self._queue):
-            if n == self.batch_size:
-                return n, True
+            if n == self.batch_size or job.prompt != self._queue[0][0].prompt:
+                return n, True  # full, or the next text wants another prompt
             width = max(width, job.lengths[row])
             if n and (n + 1) * width > self.max_tokens:  # this text would overflow the cap
                 return n, True
@@ -168,11 +174,13 @@ class Batcher:
             if not batch:
                 continue  # the queue was emptied by a cancel while this worker waited
             texts = [job.texts[row] for job, row in batch]
+            prompt = batch[0][0].prompt  # the same for the whole batch (see _batch_end)
             error = None
             try:
                 # One batch per core: each worker's BLAS on one thread (see parallel.py).
                 with parallel.single_threaded_blas():
-                    vectors = self.model.encode(texts, batch_size=len(texts))  # [b, dim]
+                    vectors = self.model.encode(texts, batch_size=len(texts),
+                                                prompt=prompt)  # [b, dim]
             except Exception as e:  # the jobs report it; the worker lives on
                 error, vectors = e, None
             if self.on_batch is not None:

@@ -10,17 +10,23 @@ Routes:
                         depth, latency
 
 Texts of concurrent requests share encoder batches (see batching.py). The vectors are those of
-`SentenceModel.encode` for the same texts; `dimensions` cuts them and normalizes the cut.
-Texts are stripped, as encode strips them, and a text longer than the model's max_seq_length
-is cut to it on /v1/embeddings (`usage` counts the tokens embedded, special tokens included);
-/embed answers 413 for such a text unless `"truncate": true`, as text-embeddings-inference does.
+`SentenceModel.encode` for the same texts, so the folder's default prompt
+(config_sentence_transformers.json `default_prompt_name`) is put before each text, as encode
+puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
+encode's prompt_name does. `dimensions` cuts the vectors and normalizes the cut. Texts are
+stripped, as encode strips them, and a text longer than the model's max_seq_length (prompt
+included) is cut to it on /v1/embeddings (`usage` counts the tokens embedded: prompt and special
+tokens included); /embed answers 413 for such a text unless `"truncate": true`, as
+text-embeddings-inference does.
 
 Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/embed: TEI's
 `{"error", "error_type"}`): 400 for a malformed request, 401 without the API key when one is
 set, 404 for an unknown model, 413 for more than MAX_INPUTS texts or a body over
 MAX_BODY_BYTES, 503 with Retry-After when the queue is full.
 
-Left out: token-id input (lists of integers), `user`, TLS (put a proxy in front), several
+Left out: token-id input (lists of integers), `user`, a prompt text in the request (only the
+names the folder defines: a server that embeds any prefix a client sends is a different
+model per client), TLS (put a proxy in front), several
 processes (one process already keeps every core busy: batches run one per core).
 """
 
@@ -46,7 +52,7 @@ import numpy as np
 from . import download as hub
 from . import pooling
 from .batching import Batcher, QueueFull
-from .errors import MinisbertError, MissingDependencyError
+from .errors import MinisbertError, MissingDependencyError, PromptError
 from .model import SentenceModel, load
 
 try:
@@ -166,11 +172,13 @@ def model_name(model_arg: str) -> str:
     return Path(os.path.abspath(path)).name if path.is_dir() else model_arg
 
 
-def _tokenize(model: SentenceModel, texts: list[str]) -> tuple[list[int], list[int]]:
-    """(tokens each text keeps, tokens cut from each) as encode tokenizes them."""
+def _tokenize(model: SentenceModel, texts: list[str],
+              prompt: str = "") -> tuple[list[int], list[int]]:
+    """(tokens each text keeps, tokens cut from each) as encode tokenizes them: the prompt put
+    before the stripped text, special tokens added, cut at max_seq_length."""
     kept, cut = [], []
     for text in texts:
-        ids, n_cut = model.tokenizer.encode_with_cut(text.strip())
+        ids, n_cut = model.tokenizer.encode_with_cut(prompt + text.strip())
         kept.append(len(ids))
         cut.append(n_cut)
     return kept, cut
@@ -186,10 +194,10 @@ class ClientGone(Exception):
     pass
 
 
-async def _embed(served: Served, texts: list[str], lengths: list[int],
+async def _embed(served: Served, texts: list[str], lengths: list[int], prompt: str,
                  request: Request) -> np.ndarray:
-    """The raw pooled vectors of the texts [n, dim], from the batcher; ClientGone if the client
-    left first (its texts not yet encoded are dropped)."""
+    """The raw pooled vectors of the texts [n, dim] with `prompt` before each, from the batcher;
+    ClientGone if the client left first (its texts not yet encoded are dropped)."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
@@ -200,7 +208,7 @@ async def _embed(served: Served, texts: list[str], lengths: list[int],
             pass
 
     try:
-        job = served.batcher.submit(texts, lengths, on_done)
+        job = served.batcher.submit(texts, lengths, on_done, prompt)
     except QueueFull as e:
         raise ApiError(503, f"The server is busy ({e}); retry in {RETRY_AFTER_SECONDS} s.",
                        code="server_overloaded", kind="server_error", tei_kind="Overloaded",
@@ -314,10 +322,25 @@ class App:
                            f"{', '.join(self.served)}.", param="model", code="model_not_found")
         return self.served[name]
 
-    async def tokenize(self, served: Served, texts: list[str]):
+    def prompt(self, served: Served, body: dict, status: int) -> str:
+        """The prompt text for the request's `prompt_name`, else the model's default prompt (""
+        if it has none), as encode resolves it."""
+        name = body.get("prompt_name")
+        if name is not None and not isinstance(name, str):
+            raise ApiError(status, f"prompt_name is {type(name).__name__}; give the name of one "
+                           "of the model's prompts as a string.", param="prompt_name")
+        try:
+            return served.model.resolve_prompt(name)
+        except PromptError:
+            known = ", ".join(repr(p) for p in served.model.prompts)
+            raise ApiError(status, f"prompt_name {name!r} is not one of {served.name}'s prompts"
+                           f"{f' ({known})' if known else ': it has none'}.",
+                           param="prompt_name") from None
+
+    async def tokenize(self, served: Served, texts: list[str], prompt: str):
         if sum(map(len, texts)) > TOKENIZE_INLINE_CHARS:  # keep the event loop responsive
-            return await run_in_threadpool(_tokenize, served.model, texts)
-        return _tokenize(served.model, texts)
+            return await run_in_threadpool(_tokenize, served.model, texts, prompt)
+        return _tokenize(served.model, texts, prompt)
 
     def counted(self, served: Served, lengths: list[int]) -> None:
         self.metrics.inc("minisbert_texts_total", (("model", served.name),), len(lengths))
@@ -340,8 +363,9 @@ class App:
             raise ApiError(400, f"dimensions={dims!r} is out of range: {served.name} gives "
                            f"vectors of {served.model.dim} dimensions, so ask for 1 to "
                            f"{served.model.dim}.", param="dimensions")
-        lengths, _ = await self.tokenize(served, texts)  # long texts are cut, as encode cuts
-        vectors = await _embed(served, texts, lengths, request)  # [n, dim]
+        prompt = self.prompt(served, body, 400)
+        lengths, _ = await self.tokenize(served, texts, prompt)  # cut as encode cuts them
+        vectors = await _embed(served, texts, lengths, prompt, request)  # [n, dim]
         if dims is not None:  # OpenAI's rule: cut, then scale back to unit length
             vectors = pooling.normalize(vectors[:, :dims])
         elif served.model.normalize:
@@ -374,16 +398,17 @@ class App:
         if body.get("truncation_direction", "right").lower() != "right":
             raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
                            "at the end.", param="truncation_direction")
-        if body.get("prompt_name") is not None:
-            raise ApiError(422, "prompt_name is not supported.", param="prompt_name")
-        lengths, cut = await self.tokenize(served, texts)
+        prompt = self.prompt(served, body, 422)
+        lengths, cut = await self.tokenize(served, texts, prompt)
         if not options["truncate"]:
             for i, n_cut in enumerate(cut):
                 if n_cut:
-                    raise ApiError(413, f"inputs[{i}] has {lengths[i] + n_cut} tokens; "
-                                   f"{served.name} takes at most {served.model.max_seq_length}. "
-                                   'Send "truncate": true to embed its beginning.', param="inputs")
-        vectors = await _embed(served, texts, lengths, request)
+                    with_prompt = f" with the prompt {prompt!r}" if prompt else ""
+                    raise ApiError(413, f"inputs[{i}] has {lengths[i] + n_cut} tokens"
+                                   f"{with_prompt}; {served.name} takes at most "
+                                   f"{served.model.max_seq_length}. Send \"truncate\": true to "
+                                   "embed its beginning.", param="inputs")
+        vectors = await _embed(served, texts, lengths, prompt, request)
         if options["normalize"]:
             vectors = pooling.normalize(vectors)
         self.counted(served, lengths)

@@ -3,7 +3,9 @@ official `openai` client and with plain HTTP.
 
 Two servers run for this file. The main one serves the real all-MiniLM-L6-v2 and a second
 model made from the same weights (CLS + mean pooling: 768 dimensions, no Normalize,
-max_seq_length 32), with an API key from MINISBERT_API_KEY. A small one, with a short queue,
+max_seq_length 32), and a third with MiniLM's weights and e5-style prompts in
+config_sentence_transformers.json, "query: " the default (pooled without the prompt's tokens),
+with an API key from MINISBERT_API_KEY. A small one, with a short queue,
 is used for the full queue, a client that leaves early, and SIGTERM. Expected vectors come from
 `SentenceModel.encode` in this process. The batcher's rules are also tested directly, with a
 stand-in model whose encode blocks until told to go.
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key-5dd1"
 MAIN = "all-MiniLM-L6-v2"
 SECOND = "minilm-cls-mean-32"
+PROMPTED = "minilm-query-prompt"
+PROMPTS = {"query": "query: ", "passage": "passage: "}
 # Vectors served equal encode's up to float rounding: a batch of one text may round otherwise
 # than a larger batch (measured 2.2e-7); the bound leaves room for that and nothing more.
 TOLERANCE = 1e-6
@@ -69,7 +73,14 @@ def folders(tmp_path_factory, minilm_path):
                                              "pooling_mode_cls_token": True,
                                              "pooling_mode_mean_tokens": True}),
     })
-    return {MAIN: main, SECOND: second}
+    prompted = _link_folder(minilm_path, root / PROMPTED, {
+        "config_sentence_transformers.json": json.dumps({"prompts": PROMPTS,
+                                                         "default_prompt_name": "query"}),
+        "1_Pooling/config.json": json.dumps({"word_embedding_dimension": 384,
+                                             "pooling_mode_mean_tokens": True,
+                                             "include_prompt": False}),
+    })
+    return {MAIN: main, SECOND: second, PROMPTED: prompted}
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +136,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(folders, tmp_path_factory):
     _need_serving_stack()
-    srv = Server(["--model", folders[MAIN], "--model", folders[SECOND]],
+    srv = Server(["--model", folders[MAIN], "--model", folders[SECOND], "--model", folders[PROMPTED]],
                  tmp_path_factory.mktemp("log") / "server.log", env={"MINISBERT_API_KEY": KEY})
     yield srv
     srv.stop()
@@ -221,7 +232,7 @@ def test_dimensions_cut_then_normalize(client, local, dims):
 
 def test_model_field_chooses_the_model(client, server, local):
     listed = client.models.list()
-    assert [m.id for m in listed.data] == [MAIN, SECOND]
+    assert [m.id for m in listed.data] == [MAIN, SECOND, PROMPTED]
     r = client.embeddings.create(model=SECOND, input=TEXTS[:2], encoding_format="float")
     got = np.array([d.embedding for d in r.data])
     assert r.model == SECOND and got.shape == (2, 768)
@@ -240,6 +251,74 @@ def test_texts_past_max_seq_length_are_cut_and_usage_counts_what_was_embedded(cl
         warnings.simplefilter("ignore")
         want = local[SECOND].encode([long_text, "short"])
     assert _worst("cut at 32", [d.embedding for d in r.data], want) <= TOLERANCE * 10
+
+
+# ---------------------------------------------------------------------------- prompts
+
+def _tokens_with_prompt(model, texts, prompt):
+    """Tokens the encoder sees per text: the prompt put before the stripped text, [CLS] and
+    [SEP] around it, cut at max_seq_length."""
+    return [min(len(model.tokenizer.tokenize(prompt + t.strip())) + 2, model.max_seq_length)
+            for t in texts]
+
+
+def test_default_prompt_as_encode_puts_it_and_usage_counts_its_tokens(client, server, local):
+    model = local[PROMPTED]
+    assert model.default_prompt_name == "query" and not model.pooling.include_prompt
+    r = client.embeddings.create(model=PROMPTED, input=TEXTS, encoding_format="float")
+    got = np.array([d.embedding for d in r.data])
+    assert _worst("default prompt", got, model.encode(TEXTS)) <= TOLERANCE
+    no_prompt = model.encode(TEXTS, prompt="")
+    print(f"served vs encode(prompt=''): maxdiff {np.abs(got - no_prompt).max():.3f}")
+    assert np.abs(got - no_prompt).max() > 1e-2  # the prompt really changes the vectors
+    with_prompt = _tokens_with_prompt(model, TEXTS, "query: ")
+    without = _tokens_with_prompt(model, TEXTS, "")
+    print(f"usage {r.usage.prompt_tokens}: {sum(with_prompt)} with the prompt, "
+          f"{sum(without)} without")
+    assert r.usage.prompt_tokens == r.usage.total_tokens == sum(with_prompt) > sum(without)
+
+    # /embed (text-embeddings-inference's route) gives the same, normalized as it normalizes.
+    r = _post(server, "/embed", {"inputs": TEXTS, "model": PROMPTED})
+    assert r.status_code == 200, r.text
+    assert _worst("/embed default prompt", r.json(), model.encode(TEXTS)) <= TOLERANCE
+
+
+def test_prompt_name_in_the_body_picks_another_prompt(client, server, local):
+    model = local[PROMPTED]
+    want = model.encode(TEXTS, prompt_name="passage")
+    r = client.embeddings.create(model=PROMPTED, input=TEXTS, encoding_format="float",
+                                 extra_body={"prompt_name": "passage"})
+    assert _worst("prompt_name=passage", [d.embedding for d in r.data], want) <= TOLERANCE
+    assert r.usage.prompt_tokens == sum(_tokens_with_prompt(model, TEXTS, "passage: "))
+    r = _post(server, "/embed", {"inputs": TEXTS, "model": PROMPTED, "prompt_name": "passage"})
+    assert r.status_code == 200, r.text
+    assert _worst("/embed prompt_name=passage", r.json(), want) <= TOLERANCE
+
+    # Names the folder does not define are refused, saying which it does.
+    r = _post(server, "/v1/embeddings", {"input": "x", "model": PROMPTED, "prompt_name": "qury"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt_name", r.text
+    assert "'query', 'passage'" in r.json()["error"]["message"]
+    r = _post(server, "/v1/embeddings", {"input": "x", "model": MAIN, "prompt_name": "query"})
+    assert r.status_code == 400 and "it has none" in r.json()["error"]["message"], r.text
+    r = _post(server, "/embed", {"inputs": "x", "model": PROMPTED, "prompt_name": 3})
+    assert r.status_code == 422 and r.json()["error_type"] == "Validation", r.text
+
+
+def test_the_prompt_counts_toward_max_seq_length(client, server, local):
+    """254 words fill MiniLM's 256 tokens exactly; "query: " adds two, so encode cuts the text
+    and /embed refuses it unless told to truncate."""
+    model = local[PROMPTED]
+    text = " ".join(["word"] * 254)
+    assert _tokens_with_prompt(model, [text], "") == [256]
+    r = _post(server, "/embed", {"inputs": [text], "model": PROMPTED})
+    assert r.status_code == 413 and "258 tokens with the prompt 'query: '" in r.json()["error"], \
+        r.text
+    r = client.embeddings.create(model=PROMPTED, input=[text], encoding_format="float")
+    assert r.usage.prompt_tokens == 256
+    with warnings.catch_warnings():  # the cut is expected here
+        warnings.simplefilter("ignore")
+        want = model.encode([text])
+    assert _worst("prompt + 254 words, cut", [d.embedding for d in r.data], want) <= TOLERANCE
 
 
 # ---------------------------------------------------------------------------- TEI's /embed
@@ -501,10 +580,12 @@ class _CountingModel:
     def __init__(self):
         self.gate = threading.Event()
         self.batches = []
+        self.prompts = []  # the prompt of each batch
 
-    def encode(self, texts, batch_size):
+    def encode(self, texts, batch_size, prompt=None):
         assert self.gate.wait(60)
         self.batches.append(list(texts))
+        self.prompts.append(prompt)
         return np.array([[float(t), 0.0] for t in texts], np.float32)
 
 
@@ -551,3 +632,22 @@ def test_full_queue_refuses_and_cancel_drops_waiting_texts():
     assert first_done.wait(60)
     batcher.close()
     assert called == [] and sum(map(len, model.batches)) == 40
+
+
+def test_a_batch_holds_texts_of_one_prompt():
+    from minisbert.batching import Batcher
+    model = _CountingModel()  # gate closed until all three jobs wait
+    batcher = Batcher(model, workers=1, max_wait=0)
+    events = []
+    for texts, prompt in ((["1", "2"], "query: "), (["3"], "passage: "), (["4", "5"], "query: ")):
+        done, on_done = _job_done()
+        events.append((done, batcher.submit(texts, [5] * len(texts), on_done, prompt)))
+    model.gate.set()
+    assert all(done.wait(60) for done, _ in events)
+    batcher.close()
+    print(f"\nbatches {model.batches}, prompts {model.prompts}")
+    for batch, prompt in zip(model.batches, model.prompts):
+        want = {t: p for texts, p in ((("1", "2", "4", "5"), "query: "), (("3",), "passage: "))
+                for t in texts}
+        assert {want[t] for t in batch} == {prompt}
+    assert [job.vectors[:, 0].tolist() for _, job in events] == [[1, 2], [3], [4, 5]]
