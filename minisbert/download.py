@@ -25,12 +25,13 @@ so a folder never holds a half file under its real name; an interrupted download
 the `.part` with an HTTP Range request.
 
 Each file's size is checked against Content-Length. A large file (one the hub stores with Git
-LFS, such as model.safetensors, a shard or pytorch_model.bin) is also checked against the SHA-256 the hub publishes for it:
-the `X-Linked-Etag` header on the `/resolve/` redirect, which is the file's LFS object id, the
-SHA-256 of its content (`X-Linked-Size` gives its size). A file that does not match is deleted,
-.part and all, and the error says so; the next run fetches it from the start. Small files kept
-in git itself get no published SHA-256 (their ETag is a git blob id), nor do files from a mirror
-that leaves the header out: those are checked by size only, and the log line says which.
+LFS, such as model.safetensors, a shard or pytorch_model.bin) is also checked against the
+SHA-256 the hub publishes for it: the `X-Linked-Etag` header on the `/resolve/` redirect, which
+is the file's LFS object id, the SHA-256 of its content (`X-Linked-Size` gives its size). A file
+that does not match is deleted, .part and all, and the error says so; the next run fetches it
+from the start. Small files kept in git itself get no published SHA-256 (their ETag is a git
+blob id), nor do files from a mirror that leaves the header out: those are checked by size only,
+and the log line says which.
 
 `download` first looks for the model where `find_model` would: a folder there that already holds
 every file `load` needs (see `missing_files`) is used as it is, without touching the network.
@@ -390,8 +391,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
         raise DownloadError(f"{endpoint}/{name} has none of {sets}; minisbert cannot build its "
                             "tokenizer.")
     # The weights last (see the module docstring): the Transformer's, then each Dense module's.
-    for m in [None, *(m for m in modules if m.kind == "Dense")]:
-        module_path = transformer if m is None else m.path
+    for module_path in [transformer, *(m.path for m in modules if m.kind == "Dense")]:
         if get_weights(module_path) is None:
             where = f"{module_path}/" if module_path else ""
             raise DownloadError(f"{endpoint}/{name} has no weights in {where or 'the folder'} at "

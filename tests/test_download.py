@@ -3,9 +3,10 @@
 The fake hub serves the real all-MiniLM-L6-v2 folder in the hub's URL layout,
 `/{name}/resolve/main/{file}`, answers 404 to everything else, honours `Range: bytes=N-`
 (206), and can drop the connection part-way through a file once, as a flaky network does.
-Like the real hub, it answers `/resolve/` for an LFS file (weights: *.safetensors, *.bin) with a 302 to its
-file storage (`/cdn/...`) carrying `X-Linked-Etag: "<sha256>"` and `X-Linked-Size`; the file
-itself comes from there. It can also alter bytes of a file it serves, as a bad proxy would.
+Like the real hub, it answers `/resolve/` for an LFS file (weights: *.safetensors, *.bin) with a
+302 to its file storage (`/cdn/...`) carrying `X-Linked-Etag: "<sha256>"` and `X-Linked-Size`;
+the file itself comes from there. It can also alter bytes of a file it serves, as a bad proxy
+would.
 
 Besides MiniLM as published, it serves folders in the other layouts `load` reads, built here
 with NumPy from MiniLM's tensors: weights only as pytorch_model.bin (torch.save'd, so that case

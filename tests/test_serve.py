@@ -136,7 +136,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(folders, tmp_path_factory):
     _need_serving_stack()
-    srv = Server(["--model", folders[MAIN], "--model", folders[SECOND], "--model", folders[PROMPTED]],
+    srv = Server(["--model", folders[MAIN], "--model", folders[SECOND],
+                  "--model", folders[PROMPTED]],
                  tmp_path_factory.mktemp("log") / "server.log", env={"MINISBERT_API_KEY": KEY})
     yield srv
     srv.stop()
