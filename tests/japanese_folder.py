@@ -70,6 +70,17 @@ def build_vocab(size: int = 32000) -> list[str]:
     return vocab
 
 
+# Every reference tokenizer is forced to ipadic: transformers 5 reads a folder that names no
+# dictionary with unidic_lite (test_japanese.py::test_forgetting_ipadic_changes_ids).
+IPADIC = {"mecab_dic": "ipadic"}
+
+
+def hf_tokenizer(folder: Path, **kwargs):
+    """transformers' BertJapaneseTokenizer on a folder (pass mecab_kwargs=IPADIC)."""
+    from transformers import BertJapaneseTokenizer
+    return BertJapaneseTokenizer.from_pretrained(str(folder), **kwargs)
+
+
 TOKENIZER_CONFIG = {
     # What sonoisa/sentence-bert-base-ja-mean-tokens-v2's tokenizer_config.json says.
     "tokenizer_class": "BertJapaneseTokenizer",
