@@ -102,6 +102,70 @@ def make_xlmr_folder(folder: Path, sp_model: Path, *, hidden: int, layers: int, 
     return folder
 
 
+def write_safetensors(path: Path, tensors: dict) -> Path:
+    """float32 arrays as a safetensors file: 8-byte little-endian header length, JSON header
+    (name -> dtype, shape, data_offsets), then the data, C order."""
+    import numpy as np
+    header, offset = {}, 0
+    for name, a in tensors.items():
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    head = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head)
+        for a in tensors.values():
+            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    return path
+
+
+def make_numpy_xlmr_folder(folder: Path, sp_model: Path, *, hidden: int, layers: int, heads: int,
+                           intermediate: int, max_seq_length: int, normalize: bool = False,
+                           seed: int = 0) -> Path:
+    """A random-weight XLM-R sentence-transformers folder written with NumPy alone (no torch),
+    in HuggingFace's tensor names and layout, for tests that load and run a model without
+    comparing it with a reference: errors, memory, threads. Positions: max_seq_length + 2."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    vocab = sentencepiece_piece_count(sp_model) + 2
+    positions = max_seq_length + 2
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["XLMRobertaModel"], "model_type": "xlm-roberta", "hidden_size": hidden,
+        "num_hidden_layers": layers, "num_attention_heads": heads,
+        "intermediate_size": intermediate, "vocab_size": vocab,
+        "max_position_embeddings": positions, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
+        "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "hidden_act": "gelu"}, indent=2))
+    shapes = {"embeddings.word_embeddings.weight": (vocab, hidden),
+              "embeddings.position_embeddings.weight": (positions, hidden),
+              "embeddings.token_type_embeddings.weight": (1, hidden),
+              "embeddings.LayerNorm.weight": (hidden,), "embeddings.LayerNorm.bias": (hidden,)}
+    for i in range(layers):
+        layer = f"encoder.layer.{i}."
+        for name, out, inp in (("attention.self.query", hidden, hidden),
+                               ("attention.self.key", hidden, hidden),
+                               ("attention.self.value", hidden, hidden),
+                               ("attention.output.dense", hidden, hidden),
+                               ("intermediate.dense", intermediate, hidden),
+                               ("output.dense", hidden, intermediate)):
+            shapes[layer + name + ".weight"] = (out, inp)  # torch's [out, in]
+            shapes[layer + name + ".bias"] = (out,)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[layer + norm + ".weight"] = shapes[layer + norm + ".bias"] = (hidden,)
+    tensors = {name: (1.0 if name.endswith("LayerNorm.weight") else 0.0)
+               + 0.2 * rng.standard_normal(shape).astype(np.float32)
+               for name, shape in shapes.items()}
+    write_safetensors(folder / "model.safetensors", tensors)
+    write_tokenizer_files(folder, sp_model)
+    write_sentence_transformers_files(folder, dim=hidden, max_seq_length=max_seq_length,
+                                      normalize=normalize)
+    return folder
+
+
+def sentencepiece_piece_count(sp_model: Path) -> int:
+    import sentencepiece
+    return sentencepiece.SentencePieceProcessor(model_file=str(sp_model)).get_piece_size()
+
+
 # ---------------------------------------------------------------------------- ids and differences
 
 MAX_LEN = 512  # the id comparisons truncate where XLM-R's position table ends
