@@ -9,6 +9,8 @@ the text into surfaces, and the vocabulary takes, in this order,
   - the most frequent "##" substrings of surfaces, until `size` entries.
 So frequent words are one piece, rarer words split into several ("##" pieces), and words with
 a character seen once (or an emoji) become [UNK]: all three paths of WordPiece get exercised.
+scripts/make_tokenizer_fixtures.py stores the 32,000-entry one in tests/fixtures/japanese, and
+the tests read it from there (conftest.py's ja_vocab).
 
 `make_folder` saves a random-weight BertModel as a sentence-transformers folder laid out like
 sonoisa/sentence-bert-base-ja-mean-tokens-v2.
@@ -68,6 +70,17 @@ def build_vocab(size: int = 32000) -> list[str]:
         add(p)
     assert len(vocab) == size, f"the corpus yields only {len(vocab)} vocabulary entries"
     return vocab
+
+
+# Every reference tokenizer is forced to ipadic: transformers 5 reads a folder that names no
+# dictionary with unidic_lite (test_japanese.py::test_forgetting_ipadic_changes_ids).
+IPADIC = {"mecab_dic": "ipadic"}
+
+
+def hf_tokenizer(folder: Path, **kwargs):
+    """transformers' BertJapaneseTokenizer on a folder (pass mecab_kwargs=IPADIC)."""
+    from transformers import BertJapaneseTokenizer
+    return BertJapaneseTokenizer.from_pretrained(str(folder), **kwargs)
 
 
 TOKENIZER_CONFIG = {

@@ -1,37 +1,16 @@
-"""English WordPiece ids against HuggingFace's tokenizer of the real all-MiniLM-L6-v2."""
+"""English WordPiece ids against HuggingFace's tokenizer of the real all-MiniLM-L6-v2 (without
+the reference: tests/test_tokenizer_fixtures.py)."""
 
 import pytest
 
 import corpus
 from reference import first_mismatches
-
-transformers = pytest.importorskip("transformers")
-
-EDGE = [
-    "", " ", "\t\n\r ", "\u3000", "a",
-    "Café naïve façade Ångström résumé",  # accents (stripped by the uncased model)
-    "ΣΑΣ σας Ὀδυσσεύς ΆΈΉ",  # Greek, final sigma, polytonic
-    "東京は日本の首都です。中文测试",  # CJK ideographs become words of their own
-    "カタカナ ひらがな 한국어",  # kana and Hangul are not in the CJK ranges
-    "👨‍👩‍👧‍👦 👍🏽 🏳️‍🌈 ❤️",  # emoji with joiners, skin tones, variation selectors
-    "nul\x00byte bell\x07 esc\x1b[0m del\x7f zwsp\u200b bom\ufeff rep\ufffd",  # controls
-    "vt\x0bff\x0cnel\x85 nbsp\xa0thin\u2009ls\u2028ps\u2029",  # space-like characters
-    "private\ue000use",
-    "$100+<tag>=^`|~ 50% \"quotes\" «guillemets» ¿qué? — –",
-    "[CLS] literal [SEP] and [MASK] in text, [mask] lowercase",
-    "İstanbul ǅ ﬁ ß ẞ",  # lowercase expansions and ligatures
-    "x" * 101 + " " + "y" * 100,  # a word over 100 characters is one [UNK]
-    "The quick brown fox jumps over the lazy dog. " * 120,  # far beyond max_seq_length
-    "e\u0301 combining acute, a\u0308 umlaut",
-    "ﾃｽﾄ full-width ＡＢＣ１２３",
-    "\U00020000 \U0002a700 \U0002b820 \U0002ceb0",  # CJK extension planes
-]
-
+from tokenizer_fixtures import WORDPIECE_EDGE
 
 @pytest.fixture(scope="module")
-def tokenizers(minilm_path):
-    import minisbert
-    ours = minisbert.load(minilm_path).tokenizer
+def tokenizers(minilm, minilm_path):
+    transformers = pytest.importorskip("transformers")
+    ours = minilm.tokenizer
     ref = transformers.AutoTokenizer.from_pretrained(minilm_path)
     return ours, ref
 
@@ -51,10 +30,10 @@ def test_ids_match_on_every_english_message(tokenizers):
 
 def test_ids_match_on_edge_strings(tokenizers):
     ours, ref = tokenizers
-    got = [ours.encode(t) for t in EDGE]
-    want = reference_ids(ref, EDGE, ours.max_length)
-    assert not first_mismatches(EDGE, got, want)
-    longest = max(range(len(EDGE)), key=lambda i: len(EDGE[i]))
+    got = [ours.encode(t) for t in WORDPIECE_EDGE]
+    want = reference_ids(ref, WORDPIECE_EDGE, ours.max_length)
+    assert not first_mismatches(WORDPIECE_EDGE, got, want)
+    longest = max(range(len(WORDPIECE_EDGE)), key=lambda i: len(WORDPIECE_EDGE[i]))
     assert len(got[longest]) == ours.max_length  # the long text really was truncated
 
 

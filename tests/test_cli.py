@@ -2,6 +2,7 @@
 
 Every printed result is checked against sentence-transformers run here on the same texts:
 its embeddings, util.cos_sim, and the ranking they give (printed scores have 3 decimals).
+User errors and the progress bar need no reference.
 """
 
 from __future__ import annotations
@@ -11,28 +12,25 @@ import io
 import numpy as np
 import pytest
 
-import minisbert
 from minisbert import progress
 from minisbert.cli import PROMPT
 from minisbert.index import read_index
 
 from cli_support import EXAMPLE, assert_one_line_error, results, run_cli
 
-st = pytest.importorskip("sentence_transformers")
-
 EXAMPLE_LINES = [t.strip() for t in EXAMPLE.read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
 @pytest.fixture(scope="module")
-def reference(minilm_path):
+def reference(minilm_reference):
     """Scores of every text for a query, by sentence-transformers: reference(texts, query)."""
-    model = st.SentenceTransformer(str(minilm_path), device="cpu")
+    from sentence_transformers.util import cos_sim
     cache = {}
 
     def scores(texts, query):
         if tuple(texts) not in cache:
-            cache[tuple(texts)] = model.encode(texts)
-        return st.util.cos_sim(model.encode(query), cache[tuple(texts)])[0].numpy()
+            cache[tuple(texts)] = minilm_reference.encode(texts)
+        return cos_sim(minilm_reference.encode(query), cache[tuple(texts)])[0].numpy()
     return scores
 
 
@@ -164,12 +162,12 @@ def test_user_errors_are_one_line(tmp_path, minilm_path):
         assert_one_line_error(run_cli(*args, cwd=tmp_path, env=env), *fragments)
 
 
-def test_encode_then_search_the_saved_index(tmp_path, minilm_path, reference):
+def test_encode_then_search_the_saved_index(tmp_path, minilm_path, minilm_reference, reference):
     idx = tmp_path / "idx"
     proc = run_cli("encode", "-i", EXAMPLE, "-o", idx, "--model", minilm_path)
     assert proc.returncode == 0, proc.stderr
     index = read_index(idx)
-    ref = st.SentenceTransformer(str(minilm_path), device="cpu").encode(EXAMPLE_LINES)
+    ref = minilm_reference.encode(EXAMPLE_LINES)
     diff = np.abs(index.embeddings - ref).max()
     print(f"\nindex embeddings vs sentence-transformers: maxdiff = {diff:.2e}")
     assert index.texts == EXAMPLE_LINES and diff < 1e-5
@@ -193,12 +191,11 @@ class FakeTerminal(io.StringIO):
     (4, True, False, True),     # asked for
     (4, False, True, False),    # refused
 ])
-def test_encode_progress_bar(minilm_path, monkeypatch, n_texts, show, terminal, drawn):
+def test_encode_progress_bar(minilm, monkeypatch, n_texts, show, terminal, drawn):
     monkeypatch.setattr(progress, "AUTO_MIN_TEXTS", 3)
     stderr = FakeTerminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", stderr)
-    model = minisbert.load(minilm_path)
-    model.encode([f"text number {i}" for i in range(n_texts)], batch_size=2,
+    minilm.encode([f"text number {i}" for i in range(n_texts)], batch_size=2,
                  show_progress_bar=show)
     out = stderr.getvalue()
     print(f"\nstderr: {out!r}")

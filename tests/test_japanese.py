@@ -1,7 +1,9 @@
-"""Issue 4: the Japanese front end (MeCab + WordPiece) and sonoisa-style models, against
-HuggingFace's BertJapaneseTokenizer, BertModel and sentence-transformers run in the same test.
+"""The Japanese front end (MeCab + WordPiece) and sonoisa-style models, against HuggingFace's
+BertJapaneseTokenizer, BertModel and sentence-transformers run in the same test (without them:
+tests/test_tokenizer_fixtures.py, and the error tests here).
 
-Every id test compares all ~34,500 Japanese gettext messages (tests/corpus.py) plus edge strings.
+Every id test compares all ~34,500 Japanese gettext messages (tests/corpus.py) plus edge strings,
+with the 32,000-entry vocabulary stored in tests/fixtures (conftest.py's ja_vocab).
 The reference tokenizer is forced to ipadic (`mecab_kwargs={"mecab_dic": "ipadic"}`): transformers
 5 would otherwise use unidic_lite, and `test_forgetting_ipadic_changes_ids` shows that would
 change the ids of a quarter of the corpus.
@@ -13,6 +15,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,38 +23,11 @@ import pytest
 
 import minisbert
 from corpus import lines, spread, translations
-from japanese_folder import build_vocab, make_folder, write_tokenizer_files
+from japanese_folder import IPADIC, hf_tokenizer, make_folder, write_tokenizer_files
 from minisbert.errors import MissingDependencyError
 from minisbert.tokenizer.japanese import JapaneseTokenizer
 from reference import compare, first_mismatches, write_sentence_transformers_files
-
-IPADIC = {"mecab_dic": "ipadic"}
-
-EDGE = [
-    # empty and white space only; full-width space, tabs and newlines
-    "", " ", "\u3000", "\u3000全角スペース\u3000", "\t\tタブと\n改行\r\n",
-    # full-width and half-width forms, compatibility characters NFKC rewrites
-    "ＡＢＣ１２３　ｶﾞｷﾞｸﾞ　ﾊﾝｶｸｶﾀｶﾅ", "ﾌｧｲﾙを開けません",
-    "①②③ ㈱ ㍻ № ℡ ㍱ ℌ Ⅻ",
-    # emoji, including ZWJ sequences, skin tones and flags
-    "😀 絵文字 👍🏽 👨‍👩‍👧 🇯🇵",
-    # literal special tokens, and look-alikes that are not
-    "[CLS]文の前[SEP]", "[MASK]は何ですか", "これは[MASK]です。", "[mask] [ＭＡＳＫ] [UNK][PAD]",
-    # runs over 100 characters (MeCab cuts them into short words, so WordPiece never sees one)
-    "字" * 150, "a" * 120, "ａ" * 120, "ファイル" * 40, "https://example.com/" + "abcdefghij" * 12,
-    # mixed English, Greek final sigma, Turkish dotted I, a titlecase digraph
-    "Hello World, これは Mixed English です。", "NIS パスワードを変更できませんでした。",
-    "ΟΔΟΣ ΣΑΣ ς", "İstanbul ǅ ß",
-    # control and format characters
-    "a\x00b", "\x1c\x85制御文字\u200b\ufeff",
-    # short words, and the model card's example
-    "東京都", "。", "ー", "暴走したAI", "暴走した人工知能",
-]
-
-
-def hf_tokenizer(folder: Path, **kwargs):
-    from transformers import BertJapaneseTokenizer
-    return BertJapaneseTokenizer.from_pretrained(str(folder), **kwargs)
+from tokenizer_fixtures import JAPANESE_EDGE as EDGE
 
 
 def hf_ids(tokenizer, texts) -> list[list[int]]:
@@ -73,17 +49,22 @@ def compare_ids(texts, ours, ref) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def vocab() -> list[str]:
-    pytest.importorskip("fugashi")
-    pytest.importorskip("ipadic")
-    t = time.perf_counter()
-    v = build_vocab(32000)
-    print(f"\nvocab: {len(v)} entries in {time.perf_counter() - t:.1f}s")
-    return v
+def vocab(ja_vocab) -> list[str]:
+    return ja_vocab
+
+
+@pytest.fixture(scope="module")
+def hf():
+    """hf(folder, **kwargs): transformers' BertJapaneseTokenizer."""
+    pytest.importorskip("transformers")
+    return hf_tokenizer
 
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
+    """Every Japanese message and the edge strings; the tests that take them run MeCab."""
+    pytest.importorskip("fugashi")
+    pytest.importorskip("ipadic")
     return list(translations("ja")) + EDGE
 
 
@@ -106,9 +87,9 @@ def folders(tmp_path_factory, vocab) -> dict[str, Path]:
 # ---------------------------------------------------------------------------- token ids
 
 @pytest.mark.parametrize("lowercase", [False, True], ids=["cased", "lowercase"])
-def test_ids_match_transformers(vocab, folders, texts, lowercase):
+def test_ids_match_transformers(vocab, folders, texts, hf, lowercase):
     t = time.perf_counter()
-    reference = hf_tokenizer(folders["sonoisa"], mecab_kwargs=IPADIC, do_lower_case=lowercase)
+    reference = hf(folders["sonoisa"], mecab_kwargs=IPADIC, do_lower_case=lowercase)
     ref = hf_ids(reference, texts)
     print(f"\nreference: {time.perf_counter() - t:.1f}s for {len(texts)} strings")
     # The vocabulary exercises every path of WordPiece: whole words, "##" pieces, [UNK].
@@ -136,40 +117,52 @@ def test_lowercasing_matters_on_this_corpus(folders, texts):
     assert differ > len(texts) // 10
 
 
-def test_older_sentence_transformers_lowercasing(folders, texts):
+# The edge strings where lowercasing the raw text is not lowercasing in the tokenizer, and why.
+LOWER_FIRST_DIFFERS = {
+    "①②③ ㈱ ㍻ № ℡ ㍱ ℌ Ⅻ": "NFKC after lower(): № becomes No, not no",
+    "[CLS]文の前[SEP]": "lowercased special tokens are plain text",
+    "[MASK]は何ですか": "the same",
+    "これは[MASK]です。": "the same",
+    "[mask] [ＭＡＳＫ] [UNK][PAD]": "the same",
+    "ΟΔΟΣ ΣΑΣ ς": "lower() of the whole text writes a word-final sigma as ς",
+    "İstanbul ǅ ß": "lower() writes İ as i + U+0307 before MeCab splits the text",
+}
+
+
+def test_older_sentence_transformers_lowercasing(folders, texts, hf):
     """Older sentence-transformers releases lowercased the raw text (`text.lower()`) and then
     ran the tokenizer without lowercasing. On real messages that gives our ids; it differs only on
-    edge strings (compatibility characters such as "№", a literal "[MASK]")."""
+    the edge strings of LOWER_FIRST_DIFFERS."""
     messages = texts[:-len(EDGE)]
-    ref = hf_tokenizer(folders["sonoisa"], mecab_kwargs=IPADIC)
+    ref = hf(folders["sonoisa"], mecab_kwargs=IPADIC)
     ours = our_tokenizer(folders["sonoisa"], lowercase_input=True)
     assert compare_ids(messages, ours, hf_ids(ref, [s.lower() for s in messages])) == []
     differ = [s for s in EDGE if ours.encode(s) != ref(s.lower(), truncation=True)["input_ids"]]
     print(f"edge strings where the two ways differ: {differ}")
+    assert set(differ) == set(LOWER_FIRST_DIFFERS)
 
 
-def test_forgetting_ipadic_changes_ids(folders, texts):
+def test_forgetting_ipadic_changes_ids(folders, texts, hf):
     """transformers 5 reads a folder that names no dictionary with unidic_lite; the vocab is
     ipadic's, so the ids change. This is why every reference here is forced to ipadic."""
     pytest.importorskip("unidic_lite")
-    ref = hf_tokenizer(folders["no_dic"])  # no mecab_kwargs: transformers' own default
+    ref = hf(folders["no_dic"])  # no mecab_kwargs: transformers' own default
     assert "unidic_lite" in ref.word_tokenizer.mecab.dictionary_info[0]["filename"]
     bad = compare_ids(texts, our_tokenizer(folders["no_dic"]), hf_ids(ref, texts))
     assert len(bad) > len(texts) // 10
 
 
-def test_unidic_lite_when_named(folders, texts):
+def test_unidic_lite_when_named(folders, texts, hf):
     pytest.importorskip("unidic_lite")
     sample = spread(texts[:-len(EDGE)], 5000) + EDGE
-    ref = hf_ids(hf_tokenizer(folders["unidic_lite"]), sample)  # the folder names it
+    ref = hf_ids(hf(folders["unidic_lite"]), sample)  # the folder names it
     assert compare_ids(sample, our_tokenizer(folders["unidic_lite"]), ref) == []
 
 
 @pytest.mark.parametrize("lowercase", [False, True], ids=["cased", "lowercase"])
-def test_character_subwords(folders, texts, lowercase):
+def test_character_subwords(folders, texts, hf, lowercase):
     sample = spread(texts[:-len(EDGE)], 5000) + EDGE
-    ref = hf_ids(hf_tokenizer(folders["character"], mecab_kwargs=IPADIC, do_lower_case=lowercase),
-                 sample)
+    ref = hf_ids(hf(folders["character"], mecab_kwargs=IPADIC, do_lower_case=lowercase), sample)
     ours = our_tokenizer(folders["character"], lowercase_input=lowercase)
     assert compare_ids(sample, ours, ref) == []
 
@@ -267,7 +260,9 @@ def check_both_readings(folder: Path, texts: list[str]) -> None:
     t = time.perf_counter()
     ours = minisbert.load(folder)
     assert ours.max_seq_length == 80 and ours.tokenizer.lowercase_input
-    got = ours.encode(texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)  # texts over 80 tokens, on purpose
+        got = ours.encode(texts)
     t_ours = time.perf_counter() - t
     t = time.perf_counter()
     ref = sentence_transformers_reading(folder).encode(texts, convert_to_numpy=True)
@@ -295,14 +290,20 @@ def check_both_readings(folder: Path, texts: list[str]) -> None:
     assert (apart > 1e-3).sum() >= 200
 
 
-def test_embeddings_small(tmp_path_factory, vocab, folders):
+@pytest.fixture(scope="module")
+def reference_stack():
+    for name in ("fugashi", "ipadic", "torch", "transformers", "sentence_transformers"):
+        pytest.importorskip(name)
+
+
+def test_embeddings_small(tmp_path_factory, vocab, folders, reference_stack):
     folder = make_folder(tmp_path_factory.mktemp("ja_small"), vocab,
                          layers=2, hidden=128, heads=4, intermediate=512)
     check_both_readings(folder, embedding_texts(folders["sonoisa"]))
 
 
 @pytest.mark.slow
-def test_embeddings_base_size(tmp_path_factory, vocab, folders):
+def test_embeddings_base_size(tmp_path_factory, vocab, folders, reference_stack):
     """sonoisa's real shapes: vocab 32000, 12 layers x 768, 12 heads, intermediate 3072.
 
     Attention logits grow like std² · width. std 0.2 at width 128 makes them ~N(0, 5²); at 768

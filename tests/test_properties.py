@@ -1,5 +1,7 @@
-"""Property-based tests: each tokenizer front end, on random strings, never crashes and gives
-the ids of its HuggingFace reference (run here, on the same string).
+"""Property-based tests, parametrized over the three tokenizer front ends (WordPiece, XLM-R
+SentencePiece, MeCab + WordPiece): on random strings each one never crashes and gives
+well-formed ids (no reference needed), and gives the ids of its HuggingFace reference (run
+here, on the same string).
 
 The strings are glued from real text (words, punctuation and spaces of gettext messages in
 several languages, tests/corpus.py), random code points from all of Unicode (controls, format
@@ -12,7 +14,10 @@ first (`tokenizer.base.well_formed`: a pair becomes its character, a lone one U+
 surrogates must get the reference's ids for its repaired form.
 
 Allowed differences: for XLM-R, the classes PARITY.md item 8 and tests/test_xlmr.py document,
-recognised by test_xlmr's own `documented_class`; for WordPiece and MeCab + WordPiece, none.
+recognised by `xlmr_folder.documented_class`; for WordPiece and MeCab + WordPiece, none.
+
+Hypothesis runs inside each test (a @given function called there), so that a missing
+hypothesis or reference library skips that test alone, with the reason.
 """
 
 from __future__ import annotations
@@ -22,24 +27,30 @@ import time
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import corpus
-import xlmr_folder
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.base import well_formed
-
-transformers = pytest.importorskip("transformers")
+from xlmr_folder import documented_class, hf_ids, sp_ids
 
 EXAMPLES = 300
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+FRONT_ENDS = ("wordpiece", "xlmr", "japanese")
+MAX_LENGTH = {"wordpiece": 256, "xlmr": 512, "japanese": 512}
+FOLDER = {"wordpiece": "minilm_path", "xlmr": "xlmr_tokenizer_folder",
+          "japanese": "ja_tokenizer_folder"}
 
-# Real text cut into words, single punctuation characters and runs of white space.
+# Real text is cut into words, single punctuation characters and runs of white space.
 LANGS = ("ja", "zh_CN", "ko", "ar", "he", "hi", "th", "ru", "el", "de", "fr", "vi")
+AWKWARD = ["\x00", "\x85", "\ufffd", "\ufeff", "\u200b", "\u200c", "\u200d", "\u202e", "\u2066",
+           "\u3000", "\u00a0", "\t", "\r\n", "\u0301", "\u20e3", "\ufe0f", "\U0001F3FD", "\ud800",
+           "\udc00", "\ud83d\ude00", "ｶﾞ", "[MASK]", "<mask>", "</s>", "[SEP]"]
+# Always tried first, on every front end: surrogates alone, inside words, next to specials.
+EXAMPLE_TEXTS = ["\ud800", "a\udc80b \ud83d\ude00", "a\udc80b \ud83d\ude00 <mask>",
+                 "東京\udc80都 \ud83d\ude00"]
 
 
-def _fragments() -> list[str]:
+@pytest.fixture(scope="module")
+def fragments() -> list[str]:
     texts = corpus.spread(corpus.english("ja"), 300)
     for lang in LANGS:
         texts += corpus.spread(corpus.translations(lang), 100)
@@ -49,16 +60,25 @@ def _fragments() -> list[str]:
     return sorted(pieces)
 
 
-FRAGMENTS = _fragments()
-AWKWARD = ["\x00", "\x85", "\ufffd", "\ufeff", "\u200b", "\u200c", "\u200d", "\u202e", "\u2066",
-           "\u3000", "\u00a0", "\t", "\r\n", "\u0301", "\u20e3", "\ufe0f", "\U0001F3FD", "\ud800",
-           "\udc00", "\ud83d\ude00", "ｶﾞ", "[MASK]", "<mask>", "</s>", "[SEP]"]
-# Every code point, surrogates included (hypothesis leaves them out unless told).
-ANY_CHAR = st.characters(exclude_categories=())
+def run_property(fragments, check) -> None:
+    """check(text) on EXAMPLES random strings (derandomized: the same ones each run) and on
+    EXAMPLE_TEXTS."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    any_char = st.characters(exclude_categories=())  # every code point, surrogates included
+    texts = st.lists(st.one_of(st.sampled_from(fragments), st.sampled_from(AWKWARD),
+                               st.text(any_char, min_size=1, max_size=4)),
+                     max_size=24).map("".join)
 
-TEXTS = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.sampled_from(AWKWARD),
-                           st.text(ANY_CHAR, min_size=1, max_size=4)),
-                 max_size=24).map("".join)
+    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[hypothesis.HealthCheck.too_slow])
+    @hypothesis.given(text=texts)
+    def property_holds(text):
+        check(text)
+
+    for text in EXAMPLE_TEXTS:
+        property_holds = hypothesis.example(text=text)(property_holds)
+    property_holds()
 
 
 class Tally:
@@ -80,94 +100,79 @@ class Tally:
         print(f"\n{self.name}: {dict(self.counts)} in {time.perf_counter() - self.start:.1f}s")
 
 
-# ---------------------------------------------------------------------------- English WordPiece
+@pytest.fixture(scope="module", params=FRONT_ENDS)
+def front_end(request):
+    """(name, folder, minisbert's tokenizer, vocabulary size) for each front end."""
+    name = request.param
+    if name == "xlmr":
+        sentencepiece = pytest.importorskip("sentencepiece")
+    elif name == "japanese":
+        pytest.importorskip("fugashi")
+        pytest.importorskip("ipadic")
+    folder = request.getfixturevalue(FOLDER[name])
+    if name == "xlmr":  # SentencePiece's pieces, and <pad> and <mask> on top
+        model = sentencepiece.SentencePieceProcessor(model_file=str(folder / "sentencepiece.bpe.model"))
+        vocab_size = model.get_piece_size() + 2
+    else:
+        vocab_size = len((folder / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    return name, folder, load_tokenizer(folder, MAX_LENGTH[name]), vocab_size
 
-@pytest.fixture(scope="module")
-def wordpiece(minilm_path):
-    ours = load_tokenizer(minilm_path, 256)
-    ref = transformers.AutoTokenizer.from_pretrained(minilm_path)
-    tally = Tally("WordPiece (all-MiniLM-L6-v2)")
-    yield ours, ref, tally
+
+# ---------------------------------------------------------------------------- without a reference
+
+def test_ids_are_well_formed(front_end, fragments):
+    """Any string, surrogates included: [CLS]/<s> first, [SEP]/</s> last, at most max_length
+    ids, every id in the vocabulary, and the same ids as for the string's repaired form."""
+    name, _, ours, vocab_size = front_end
+    tally = Tally(f"{name}: well-formed ids")
+
+    def check(text):
+        tally.add(text)
+        ids = ours.encode(text)
+        assert ids[0] == ours.cls_id and ids[-1] == ours.sep_id, (text, ids)
+        assert 2 <= len(ids) <= MAX_LENGTH[name]
+        assert all(0 <= i < vocab_size for i in ids), (text, ids)
+        assert ours.encode(well_formed(text)) == ids
+
+    run_property(fragments, check)
     tally.report()
 
 
-@SETTINGS
-@given(text=TEXTS)
-@example(text="\ud800")
-@example(text="a\udc80b \ud83d\ude00")
-def test_wordpiece_matches_reference(wordpiece, text):
-    ours, ref, tally = wordpiece
-    tally.add(text)
-    want = ref(well_formed(text), truncation=True, max_length=256)["input_ids"]
-    assert ours.encode(text) == want
+# ---------------------------------------------------------------------------- against the reference
 
-
-# ---------------------------------------------------------------------------- XLM-R SentencePiece
-
-@pytest.fixture(scope="module")
-def xlmr(tmp_path_factory):
-    """The SentencePiece model tests/test_xlmr.py trains (same function, same corpus, so the
-    same model and the same documented ties), with its tokenizer files."""
-    sentencepiece = pytest.importorskip("sentencepiece")
-    from test_xlmr import documented_class, hf_ids, sp_ids
-
-    folder = tmp_path_factory.mktemp("xlmr_properties")
-    sp_model = xlmr_folder.train_sentencepiece(folder / "trained.model")
-    xlmr_folder.write_tokenizer_files(folder, sp_model)
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(sp_model))
-    hf = transformers.XLMRobertaTokenizer.from_pretrained(folder)
-    ours = load_tokenizer(folder, 512)
-    tally = Tally("XLM-R SentencePiece")
+def reference_check(name, folder, ours, tally):
+    """check(text) for one front end: minisbert's ids equal the reference's for the repaired
+    text, or (XLM-R) differ in a documented way."""
+    transformers = pytest.importorskip("transformers")
+    if name == "wordpiece":
+        ref = transformers.AutoTokenizer.from_pretrained(folder)
+    elif name == "japanese":
+        from japanese_folder import IPADIC, hf_tokenizer
+        ref = hf_tokenizer(folder, mecab_kwargs=IPADIC)
+    else:
+        import sentencepiece
+        ref = transformers.XLMRobertaTokenizer.from_pretrained(folder)
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "sentencepiece.bpe.model"))
 
     def check(text):
         repaired = well_formed(text)
-        mine, want = ours.encode(text), hf_ids(hf, [repaired])[0]
-        if mine == want:
+        mine = ours.encode(text)
+        want = hf_ids(ref, [repaired], MAX_LENGTH[name])[0]
+        if mine == want or name != "xlmr":
             tally.add(text)
+            assert mine == want, (text, mine, want)
             return
-        cls = documented_class(repaired, sp, hf, ours)
+        cls = documented_class(repaired, sp, ref, ours)
         tally.add(text, f"differs: {cls}")
-        assert cls is not None, (text, hf.convert_ids_to_tokens(mine),
-                                 hf.convert_ids_to_tokens(want))
+        assert cls is not None, (text, ref.convert_ids_to_tokens(mine),
+                                 ref.convert_ids_to_tokens(want))
         if not ours.specials.search(repaired):  # then we follow plain SentencePiece, as documented
             assert mine == sp_ids(sp, repaired)
+    return check
 
-    yield check
+
+def test_matches_reference(front_end, fragments):
+    name, folder, ours, _ = front_end
+    tally = Tally(f"{name}: against the reference")
+    run_property(fragments, reference_check(name, folder, ours, tally))
     tally.report()
-
-
-@SETTINGS
-@given(text=TEXTS)
-@example(text="\ud800")
-@example(text="a\udc80b \ud83d\ude00 <mask>")
-def test_xlmr_matches_reference_or_a_documented_difference(xlmr, text):
-    xlmr(text)
-
-
-# ---------------------------------------------------------------------------- Japanese MeCab
-
-@pytest.fixture(scope="module")
-def japanese(tmp_path_factory):
-    """The vocabulary and tokenizer config tests/test_japanese.py uses (sonoisa's: ipadic)."""
-    pytest.importorskip("fugashi")
-    pytest.importorskip("ipadic")
-    from japanese_folder import build_vocab, write_tokenizer_files
-    from test_japanese import IPADIC, hf_tokenizer, our_tokenizer
-
-    folder = tmp_path_factory.mktemp("ja_properties")
-    write_tokenizer_files(folder, build_vocab(32000))
-    ours = our_tokenizer(folder, max_length=512)
-    ref = hf_tokenizer(folder, mecab_kwargs=IPADIC)
-    tally = Tally("Japanese MeCab + WordPiece")
-    yield ours, ref, tally
-    tally.report()
-
-
-@SETTINGS
-@given(text=TEXTS)
-@example(text="\ud800")
-@example(text="東京\udc80都 \ud83d\ude00")
-def test_japanese_matches_reference(japanese, text):
-    ours, ref, tally = japanese
-    tally.add(text)
-    assert ours.encode(text) == ref(well_formed(text), truncation=True)["input_ids"]

@@ -54,7 +54,6 @@ Concurrency
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -80,59 +79,31 @@ from reference import compare, write_sentence_transformers_files
 
 from cli_support import assert_one_line_error, run_cli
 
-transformers = pytest.importorskip("transformers")
-st = pytest.importorskip("sentence_transformers")
-
-# A long English text: 2000 gettext messages in a row (~110k characters).
-LONG = " ".join(corpus.english("ja")[:2000])
-
 
 # ---------------------------------------------------------------------------- fixtures
+# minilm (minisbert), minilm_reference (sentence-transformers), sp_model and ja_vocab come from
+# conftest.py.
 
 @pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return minisbert.load(minilm_path)
-
-
-@pytest.fixture(scope="module")
-def reference(minilm_path):
-    return st.SentenceTransformer(str(minilm_path), device="cpu")
+def long_text() -> str:
+    """A long English text: 2000 gettext messages in a row (~110k characters)."""
+    return " ".join(corpus.english("ja")[:2000])
 
 
 @pytest.fixture(scope="module")
-def sp_model(tmp_path_factory) -> Path:
-    """A small SentencePiece unigram model (2000 pieces, ~1 s to train) on 8 languages: enough
-    for the XLM-R folders below, which test errors, memory and threads, not parity."""
-    import sentencepiece
-    lines = corpus.spread(corpus.lines(corpus.english("ja")), 1000)
-    for lang in ("ja", "ru", "ar", "hi", "th", "ko", "de"):
-        lines += corpus.spread(corpus.lines(corpus.translations(lang)), 300)
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, vocab_size=2000, model_type="unigram",
-        character_coverage=0.995, num_threads=1, minloglevel=2)
-    path = tmp_path_factory.mktemp("spm") / "sentencepiece.bpe.model"
-    path.write_bytes(model.getvalue())
-    return path
+def reference(minilm_reference):
+    return minilm_reference
 
 
 @pytest.fixture(scope="module")
 def tiny_xlmr(tmp_path_factory, sp_model) -> Path:
     """A random XLM-R of width 32 (one layer), max_seq_length 64, as a sentence-transformers
-    folder with a Normalize module."""
-    folder = xlmr_folder.make_xlmr_folder(
+    folder with a Normalize module, written with NumPy: the tests that use it compare it with
+    nothing, so they need no torch."""
+    pytest.importorskip("sentencepiece")
+    return xlmr_folder.make_numpy_xlmr_folder(
         tmp_path_factory.mktemp("tiny_xlmr"), sp_model, hidden=32, layers=1, heads=2,
-        intermediate=64, max_seq_length=64, max_position_embeddings=66)
-    write_sentence_transformers_files(folder, dim=32, max_seq_length=64, normalize=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ja_vocab() -> list[str]:
-    pytest.importorskip("fugashi")
-    pytest.importorskip("ipadic")
-    from japanese_folder import build_vocab
-    return build_vocab(32000)
+        intermediate=64, max_seq_length=64, normalize=True)
 
 
 def linked_copy(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
@@ -306,14 +277,13 @@ ODD_TEXTS = {
     "bidi isolate and marks": "\u2067abc\u2069 \u200fright\u200e",
     "combining marks": "e\u0301te\u0301 Z\u0351\u0352a\u0353l\u0354g\u0355o \u0915\u094d\u0937",
     "emoji joiners": "👩\u200d👩\u200d👧\u200d👦 family, 👩🏾\u200d💻 coder, 🏳️\u200d🌈 flag, 1️⃣",
-    "long": LONG[:5000],
 }
 
 
-def test_odd_texts_match_sentence_transformers(minilm, reference):
+def test_odd_texts_match_sentence_transformers(minilm, reference, long_text):
     """Ids and embeddings of odd texts against sentence-transformers (surrogates: against its
     result for the repaired text, see test_surrogates_are_rejected_by_the_reference)."""
-    names, texts = list(ODD_TEXTS), list(ODD_TEXTS.values())
+    names, texts = [*ODD_TEXTS, "long"], [*ODD_TEXTS.values(), long_text[:5000]]
     repaired = [well_formed(t) for t in texts]
     ref_ids = reference.tokenizer([t.strip() for t in repaired], truncation=True,
                                   max_length=256)["input_ids"]
@@ -330,19 +300,18 @@ def test_odd_texts_match_sentence_transformers(minilm, reference):
     assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6
 
 
-def test_surrogates_are_rejected_by_the_reference(reference, tiny_xlmr):
+def test_surrogates_are_rejected_by_the_reference(reference, xlmr_reference):
     """Why surrogates are compared through `well_formed`: the references have no ids for them
     (and minisbert's front ends accept them: test_properties.py)."""
-    xlmr = transformers.XLMRobertaTokenizer.from_pretrained(tiny_xlmr)
-    for tokenizer in (reference.tokenizer, xlmr):
+    for tokenizer in (reference.tokenizer, xlmr_reference):
         for text in ("\ud800", "a\udc80b", "\ud83d\ude00"):
             with pytest.raises(TypeError):  # the day this passes, compare such text directly
                 tokenizer(text)
 
 
-def test_truncation_warns_once_per_process(minilm, reference, monkeypatch):
+def test_truncation_warns_once_per_process(minilm, reference, long_text, monkeypatch):
     monkeypatch.setattr(model_module, "_truncation_reported", False)  # as in a fresh process
-    texts = [LONG[:3000], "short", LONG[3000:5000]]
+    texts = [long_text[:3000], "short", long_text[3000:5000]]
     full = [len(ids) for ids in reference.tokenizer(texts)["input_ids"]]  # not truncated
     cut = [max(n - 256, 0) for n in full]
     print(f"\ntokens (special ones included): {full}, max_seq_length 256, cut: {cut}")
@@ -351,8 +320,8 @@ def test_truncation_warns_once_per_process(minilm, reference, monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # so only minisbert's own once-per-process rule counts
         minilm.encode(texts)
-        minilm.encode([LONG[5000:9000], LONG])  # more long texts: no second warning
-        minilm.encode(LONG[:3000])
+        minilm.encode([long_text[5000:9000], long_text])  # more long texts: no second warning
+        minilm.encode(long_text[:3000])
     ours = [w for w in caught if issubclass(w.category, TruncationWarning)]
     assert len(ours) == 1, [str(w.message) for w in ours]
     message = str(ours[0].message)
@@ -363,10 +332,10 @@ def test_truncation_warns_once_per_process(minilm, reference, monkeypatch):
         assert fragment in message, fragment
 
 
-def test_cli_truncation_warning_is_one_line(minilm_path, tmp_path):
+def test_cli_truncation_warning_is_one_line(minilm_path, tmp_path, long_text):
     path = tmp_path / "long.txt"
-    path.write_text(f"{LONG[:3000]}\nA short line.\n{LONG[3000:6000]}\n", encoding="utf-8")
-    proc = run_cli("search", "-i", path, "--model", minilm_path, "-p", LONG[6000:9000], "-k", "3")
+    path.write_text(f"{long_text[:3000]}\nA short line.\n{long_text[3000:6000]}\n", encoding="utf-8")
+    proc = run_cli("search", "-i", path, "--model", minilm_path, "-p", long_text[6000:9000], "-k", "3")
     print(f"\nstderr: {proc.stderr}")
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 3
     assert re.fullmatch(r"minisbert: warning: 2 text\(s\) are longer than max_seq_length=256 "
@@ -401,11 +370,11 @@ print(json.dumps(peaks))
 """
 
 
-def test_memory_does_not_grow_with_the_input(tiny_xlmr, tmp_path):
+def test_memory_does_not_grow_with_the_input(tiny_xlmr, tmp_path, long_text):
     """5000 texts of 2000 characters cost, beyond 500 such texts, no more than their output rows
     and their ids (max_seq_length int32 each) plus ~200 bytes of bookkeeping per text: an array
     header, a list slot, the sort order. Holding the texts would add 2000 bytes per text."""
-    (tmp_path / "long.txt").write_text(LONG, encoding="utf-8")
+    (tmp_path / "long.txt").write_text(long_text, encoding="utf-8")
     run = subprocess.run(
         [sys.executable, "-c", _MEMORY, str(tiny_xlmr), str(tmp_path / "long.txt")],
         capture_output=True, text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -515,6 +484,7 @@ def test_threads_share_one_tokenizer(front_end, minilm_path, tiny_xlmr, ja_vocab
     elif front_end == "sentencepiece":
         tok, texts = load_tokenizer(tiny_xlmr, 64), corpus.translations("ru")[:8000]
     else:
+        pytest.importorskip("fugashi")
         from japanese_folder import write_tokenizer_files
         write_tokenizer_files(tmp_path, ja_vocab)
         tok, texts = load_tokenizer(tmp_path, 512), corpus.translations("ja")[:8000]

@@ -18,13 +18,21 @@ from minisbert.index import check_model, model_fingerprint, model_identity, read
 
 from cli_support import EXAMPLE, assert_one_line_error, run_cli
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("sentence_transformers")
-util = st.util
+
+@pytest.fixture(scope="module")
+def util():
+    pytest.importorskip("torch")
+    return pytest.importorskip("sentence_transformers").util
 
 
-def reference_search(queries, corpus, top_k):
-    return util.semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=top_k)
+@pytest.fixture(scope="module")
+def reference_search(util):
+    """sentence-transformers' semantic_search on NumPy arrays."""
+    import torch
+
+    def search(queries, corpus, top_k):
+        return util.semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=top_k)
+    return search
 
 
 def assert_same_hits(ours, ref, tie=1e-6) -> None:
@@ -44,7 +52,7 @@ def assert_same_hits(ours, ref, tie=1e-6) -> None:
           f"max score difference = {worst:.2e}")
 
 
-def test_cos_sim_matches_sentence_transformers():
+def test_cos_sim_matches_sentence_transformers(util):
     rng = np.random.default_rng(0)
     a = rng.normal(size=(7, 48)).astype(np.float32)
     b = rng.normal(size=(50, 48)).astype(np.float32)
@@ -65,8 +73,8 @@ def test_cos_sim_matches_sentence_transformers():
     (20, 3000, 60, 6, 25),         # top_k larger than a corpus chunk: the merge carries it
     (33, 1000, 1000, 10, 333),     # top_k = corpus: a full ranking
 ])
-def test_semantic_search_matches_sentence_transformers(n_queries, n_corpus, top_k, query_chunk,
-                                                       corpus_chunk):
+def test_semantic_search_matches_sentence_transformers(reference_search, n_queries, n_corpus, top_k,
+                                                       query_chunk, corpus_chunk):
     rng = np.random.default_rng(n_corpus + top_k)
     queries = rng.normal(size=(n_queries, 48)).astype(np.float32)
     corpus = rng.normal(size=(n_corpus, 48)).astype(np.float32)
@@ -75,9 +83,9 @@ def test_semantic_search_matches_sentence_transformers(n_queries, n_corpus, top_
     assert_same_hits(ours, reference_search(queries, corpus, top_k))
 
 
-def test_semantic_search_on_real_embeddings(minilm_path):
+def test_semantic_search_on_real_embeddings(minilm_reference, reference_search):
     """sentence-transformers' own MiniLM embeddings of the example file: same ranking."""
-    model = st.SentenceTransformer(str(minilm_path), device="cpu")
+    model = minilm_reference
     texts = EXAMPLE.read_text(encoding="utf-8").splitlines()
     corpus = model.encode(texts)
     queries = model.encode(["How fast is the neural accelerator?", "明日は雨ですか？",
@@ -86,9 +94,8 @@ def test_semantic_search_on_real_embeddings(minilm_path):
     assert_same_hits(ours, reference_search(queries, corpus, 5))
 
 
-def test_chunked_search_over_large_corpus_equals_unchunked():
-    """200k x 64 corpus in small odd-sized blocks: same hits as sentence-transformers in one
-    block, and no score block ever larger than the chunk sizes."""
+def large_search(**chunks):
+    """30 queries over a 200k x 64 corpus; the score blocks semantic_search asked for."""
     rng = np.random.default_rng(1)
     corpus = rng.normal(size=(200_000, 64)).astype(np.float32)
     queries = rng.normal(size=(30, 64)).astype(np.float32)
@@ -98,13 +105,23 @@ def test_chunked_search_over_large_corpus_equals_unchunked():
         blocks.append((len(q), len(c)))
         return minisbert.cos_sim(q, c)
 
-    chunked = minisbert.semantic_search(queries, corpus, top_k=10, query_chunk_size=8,
-                                        corpus_chunk_size=7919, score_function=spy)
+    hits = minisbert.semantic_search(queries, corpus, top_k=10, score_function=spy, **chunks)
+    return queries, corpus, hits, blocks
+
+
+def test_chunked_search_over_large_corpus_equals_unchunked():
+    """200k x 64 corpus in small odd-sized blocks: same hits as in one block, and no score
+    block ever larger than the chunk sizes."""
+    _, _, chunked, blocks = large_search(query_chunk_size=8, corpus_chunk_size=7919)
     assert max(b[0] for b in blocks) <= 8 and max(b[1] for b in blocks) <= 7919
     assert len(blocks) == 4 * 26  # ceil(30/8) query chunks x ceil(200000/7919) corpus chunks
-    whole = minisbert.semantic_search(queries, corpus, top_k=10, query_chunk_size=30,
-                                      corpus_chunk_size=200_000)
+    _, _, whole, blocks = large_search(query_chunk_size=30, corpus_chunk_size=200_000)
+    assert blocks == [(30, 200_000)]
     assert_same_hits(chunked, whole)
+
+
+def test_chunked_search_over_large_corpus_matches_sentence_transformers(reference_search):
+    queries, corpus, chunked, _ = large_search(query_chunk_size=8, corpus_chunk_size=7919)
     assert_same_hits(chunked, reference_search(queries, corpus, 10))
 
 
@@ -124,16 +141,17 @@ def perturbed_copy(src, dst):
 
 
 @pytest.fixture(scope="module")
-def reference(minilm_path):
+def reference(minilm_reference):
     """sentence-transformers' MiniLM and its embeddings of the example file's lines."""
-    model = st.SentenceTransformer(str(minilm_path), device="cpu")
+    model = minilm_reference
     texts = [t for t in EXAMPLE.read_text(encoding="utf-8").splitlines() if t.strip()]
     return model, texts, model.encode(texts)
 
 
-def test_index_written_reloaded_memory_mapped_and_queried(tmp_path, minilm_path, reference):
+def test_index_written_reloaded_memory_mapped_and_queried(tmp_path, minilm_path, minilm, reference,
+                                                         reference_search):
     st_model, texts, embeddings = reference
-    identity = model_identity(minisbert.load(minilm_path), minilm_path)
+    identity = model_identity(minilm, minilm_path)
     write_index(tmp_path / "idx", texts, embeddings, identity)
 
     index = read_index(tmp_path / "idx")
@@ -159,15 +177,16 @@ def test_fingerprint_follows_the_weights_not_the_formatting(tmp_path, minilm_pat
     assert prints["other"] != prints["model"]
 
 
-def test_index_refuses_another_model(tmp_path, minilm_path, reference):
+def test_index_refuses_another_model(tmp_path, minilm_path, minilm, reference):
+    from sentence_transformers import SentenceTransformer
     _, texts, embeddings = reference
     other = perturbed_copy(minilm_path, tmp_path / "other-model")
     # The perturbed model really embeds differently, so the refusal is warranted.
-    moved = st.SentenceTransformer(str(other), device="cpu").encode(texts[:3])
+    moved = SentenceTransformer(str(other), device="cpu").encode(texts[:3])
     assert np.abs(moved - embeddings[:3]).max() > 1e-3
 
     write_index(tmp_path / "idx", texts, embeddings,
-                model_identity(minisbert.load(minilm_path), minilm_path))
+                model_identity(minilm, minilm_path))
     with pytest.raises(SearchIndexError, match="was made with model 'model'"):
         check_model(read_index(tmp_path / "idx"),
                     model_identity(minisbert.load(other), other))

@@ -1,8 +1,8 @@
 """XLM-RoBERTa (paraphrase-multilingual-mpnet-base-v2's architecture) against HuggingFace.
 
 Ids: minisbert's SentencePiece front end against transformers' XLMRobertaTokenizer on every
-translated gettext message of 21 languages, with a SentencePiece model trained here on those
-catalogs. Where the two differ, the difference must belong to a class this file documents
+translated gettext message of 21 languages, with a SentencePiece model trained on those catalogs
+(stored in tests/fixtures; without transformers, tests/test_tokenizer_fixtures.py checks the ids). Where the two differ, the difference must belong to a class this file documents
 (and shows); anything else fails.
 Embeddings: minisbert against sentence-transformers on random-weight XLMRobertaModels, small
 (always) and at the real model's shapes (--slow).
@@ -16,11 +16,11 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 import corpus
 import minisbert
@@ -28,98 +28,40 @@ import xlmr_folder
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.xlmr import XLMRobertaTokenizer
 from reference import compare
-
-sentencepiece = pytest.importorskip("sentencepiece")
-transformers = pytest.importorskip("transformers")
-
-MAX_LEN = 512  # the id comparisons truncate where XLM-R's position table ends
+from tokenizer_fixtures import XLMR_EDGE, XLMR_LITERAL_SPECIALS
+from xlmr_folder import DOCUMENTED, MAX_LEN, documented_class, hf_ids, sp_ids
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def sp_model(tmp_path_factory):
-    start = time.perf_counter()
-    path = xlmr_folder.train_sentencepiece(tmp_path_factory.mktemp("spm") / "sentencepiece.bpe.model")
-    print(f"\ntrained a {sentencepiece.SentencePieceProcessor(model_file=str(path)).get_piece_size()}"
-          f"-piece unigram model in {time.perf_counter() - start:.1f}s")
-    return path
-
+# sp_model, xlmr_tokenizer_folder and xlmr_reference (transformers) come from conftest.py.
 
 @pytest.fixture(scope="session")
 def sp(sp_model):
+    """Plain SentencePiece on the same model."""
+    sentencepiece = pytest.importorskip("sentencepiece")
     return sentencepiece.SentencePieceProcessor(model_file=str(sp_model))
 
 
 @pytest.fixture(scope="session")
-def tok_folder(tmp_path_factory, sp_model):
-    return xlmr_folder.write_tokenizer_files(tmp_path_factory.mktemp("xlmr_tokenizer"), sp_model)
+def tok_folder(xlmr_tokenizer_folder):
+    return xlmr_tokenizer_folder
 
 
 @pytest.fixture(scope="session")
-def hf(tok_folder):
-    return transformers.XLMRobertaTokenizer.from_pretrained(tok_folder)
+def hf(xlmr_reference):
+    return xlmr_reference
 
 
 @pytest.fixture(scope="session")
 def ours(tok_folder):
+    pytest.importorskip("sentencepiece")
     tok = load_tokenizer(tok_folder, MAX_LEN)
     assert isinstance(tok, XLMRobertaTokenizer)
     return tok
 
 
-def hf_ids(hf, texts, max_length=MAX_LEN, chunk=20_000):
-    # In chunks: the reference keeps a full Encoding per text (tokens, offsets, ...), which for
-    # the whole corpus at once would take 3 GB instead of 0.7 GB.
-    texts = list(texts)
-    return [ids for i in range(0, len(texts), chunk)
-            for ids in hf(texts[i:i + chunk], truncation=True, max_length=max_length)["input_ids"]]
-
-
-def sp_ids(sp, text, max_length=MAX_LEN):
-    """Plain SentencePiece + XLM-R's renumbering, written out from the issue's table."""
-    pieces = [3 if i == 0 else i + 1 for i in sp.encode(text)]
-    return [0, *pieces[: max_length - 2], 2]
-
-
 # ---------------------------------------------------------------------------- documented classes
-
-def documented_class(text, sp, hf, ours) -> str | None:
-    """Which documented difference explains ours != HF on `text`, or None.
-
-    Each class is checked on its own evidence, not just on the text's characters:
-      grapheme   a grapheme cluster of several code points that the two libraries already
-                 tokenize differently when it stands alone (HF normalizes per cluster);
-      U+0085     NEXT LINE is a word boundary for HF, a character for SentencePiece;
-      score tie  the same pieces in a different order: two segmentations of equal score;
-      <mask> after normalization  HF finds "<mask>" in the normalized text, we in the raw text.
-    """
-    import regex  # a dependency of transformers; the stdlib cannot split grapheme clusters
-    if "\x85" in text:
-        return "U+0085"
-    for cluster in set(regex.findall(r"\X", text)):
-        if len(cluster) > 1 and hf(cluster)["input_ids"] != sp_ids(sp, cluster):
-            return "grapheme"
-    a, b = ours.tokenize(text), hf(text, add_special_tokens=False)["input_ids"]
-    if a != b and sorted(a) == sorted(b):
-        return "score tie"
-    if hf.mask_token_id in b and "<mask>" not in text:
-        return "<mask> after normalization"
-    return None
-
-
-# One example list per documented class: HF differs, we equal plain SentencePiece.
-DOCUMENTED = {
-    "grapheme": ["ｶﾞ", "ﾃﾞｰﾀを保存", "ｼﾞｬﾊﾟﾝ", "ａ\u0308", "Ａ\u0301b", "①\u0301",
-                 "\u1100\u1161\u11a8"],  # the last is 각 spelled in conjoining jamo
-    "U+0085": ["\x85", "a\x85b", "line one\x85line two"],
-    # Which strings tie depends on the trained model (deterministic for a given corpus and
-    # sentencepiece version); these come from the corpus and tie "0" + "000" / "000" + "0".
-    "score tie": ["\\u0000", "\\u0000 はテキストに変換できません。",
-                  "disk- -------------------읽기-------------------- ------------"],
-    "<mask> after normalization": ["＜ｍａｓｋ＞", "a ＜mask＞ b"],
-}
-
+# xlmr_folder.documented_class says how each class is recognised; DOCUMENTED holds examples.
 
 @pytest.mark.parametrize("cls,text", [(c, t) for c, ts in DOCUMENTED.items() for t in ts])
 def test_documented_difference(cls, text, sp, hf, ours):
@@ -128,7 +70,7 @@ def test_documented_difference(cls, text, sp, hf, ours):
     print(f"\n{cls}: {text!r}\n  ours {hf.convert_ids_to_tokens(mine)}"
           f"\n  HF   {hf.convert_ids_to_tokens(ref)}")
     assert mine != ref, ("HuggingFace agrees here now: drop the example (for a score tie, the "
-                         "trained model may have changed and no longer tie on it)")
+                         "SentencePiece model may have changed and no longer tie on it)")
     assert mine == sp_ids(sp, text)
     assert documented_class(text, sp, hf, ours) == cls
 
@@ -174,43 +116,17 @@ def test_ids_match_reference_on_corpus(sp, hf, ours):
         assert mine[i] == sp_ids(sp, texts[i])
 
 
-EDGE = {
-    "empty": "",
-    "spaces": "   ",
-    "whitespace mix": " \t\n\r\u3000\u00a0\u2028 ",
-    "one char": "a",
-    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
-    "ZWJ profession + skin tone": "👩🏾\u200d💻 at work",
-    "flags": "🇯🇵🇫🇷🇧🇷",
-    "rainbow flag": "🏳️\u200d🌈",
-    "keycap": "1️⃣2️⃣",
-    "BOM and NUL": "\ufeffx\x00y",
-    "bidi override": "\u202eabc\u202c",
-    "lower one eighth block": "a▁b ▁▁x",
-    "Devanagari conjunct": "क्षि",
-    "Thai sara am": "กำลัง",
-    "ligatures and compat": "ﬀ ™ ½ ǅ …",
-    "long run": "x" * 3000,
-    "long text": " ".join(corpus.translations("ja")[:300]),
-}
-
-
-@pytest.mark.parametrize("name", EDGE)
+@pytest.mark.parametrize("name", [*XLMR_EDGE, "long text"])
 @pytest.mark.parametrize("max_length", [128, MAX_LEN])
 def test_edge_strings(name, max_length, hf, tok_folder):
-    text = EDGE[name]
+    text = XLMR_EDGE[name] if name in XLMR_EDGE else " ".join(corpus.translations("ja")[:300])
     tok = load_tokenizer(tok_folder, max_length)
     ref = hf_ids(hf, [text], max_length)[0]
     assert tok.encode(text) == ref
     assert len(ref) <= max_length
 
 
-LITERAL_SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", "<mask>", "a</s>b", "<unk>x",
-                    "hello <mask> world", "hello<mask>world", " <mask>  <mask> ", "<s><s></s>",
-                    "x\n<mask>\ny", "#<mask>", "<mas k>", "<MASK>", "日本<mask>語"]
-
-
-@pytest.mark.parametrize("text", LITERAL_SPECIALS)
+@pytest.mark.parametrize("text", XLMR_LITERAL_SPECIALS)
 def test_literal_special_tokens_match_reference(text, hf, ours):
     """We take literal special tokens as HF does (not as plain SentencePiece would)."""
     assert ours.encode(text) == hf_ids(hf, [text])[0]
@@ -221,15 +137,21 @@ FRAGMENTS = ["<s>", "</s>", "<pad>", "<unk>", "<mask>", "<", ">", "/", "s", "mas
              "-", "é", "x"]
 
 
-@settings(max_examples=400, deadline=None, database=None)
-@given(parts=st.lists(st.sampled_from(FRAGMENTS), max_size=12))
-def test_random_mixtures_of_specials_and_text(parts, sp, hf, ours):
+def test_random_mixtures_of_specials_and_text(sp, hf, ours):
     """Text fragments, whitespace and special tokens glued in any order (literal ones too,
     "<" + "mask" + ">")."""
-    text = "".join(parts)
-    if ours.encode(text) != hf_ids(hf, [text])[0]:
-        # none of these fragments is in a documented class, but runs of "-" can tie
-        assert documented_class(text, sp, hf, ours) == "score tie", text
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=400, deadline=None, database=None)
+    @hypothesis.given(parts=st.lists(st.sampled_from(FRAGMENTS), max_size=12))
+    def check(parts):
+        text = "".join(parts)
+        if ours.encode(text) != hf_ids(hf, [text])[0]:
+            # none of these fragments is in a documented class, but runs of "-" can tie
+            assert documented_class(text, sp, hf, ours) == "score tie", text
+
+    check()
 
 
 # ---------------------------------------------------------------------------- errors
@@ -303,7 +225,9 @@ def check_embeddings(folder, texts, max_seq_length, ours_raw=None):
     t_ref = time.perf_counter() - start
     if ours_raw is None:
         start = time.perf_counter()
-        ours_raw = model.encode(texts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", minisbert.TruncationWarning)  # cut on purpose
+            ours_raw = model.encode(texts)
         print(f"encode: sentence-transformers {t_ref:.1f}s, minisbert {time.perf_counter() - start:.1f}s")
     else:
         print(f"encode: sentence-transformers {t_ref:.1f}s")
@@ -318,6 +242,9 @@ def check_embeddings(folder, texts, max_seq_length, ours_raw=None):
 
 @pytest.fixture(scope="session")
 def small_folder(tmp_path_factory, sp_model):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("sentence_transformers")
     # max_position_embeddings = max_seq_length + 2: a 64-token text uses the table's last row.
     return xlmr_folder.make_xlmr_folder(tmp_path_factory.mktemp("xlmr_small"), sp_model, hidden=96,
                                         layers=2, heads=4, intermediate=384, max_seq_length=64,
@@ -395,6 +322,8 @@ def test_embeddings_base_size_model(tmp_path, sp_model):
     # 768 makes attention as sharp as 0.2 does in the 96-wide model. At 0.2 this deep and wide
     # the model is chaotic: torch fp32 itself is 2.6e-3 away from torch fp64 on the pooled
     # output, so no fp32 implementation could be held to the tolerances below.
+    for name in ("torch", "transformers", "sentence_transformers"):
+        pytest.importorskip(name)
     start = time.perf_counter()
     folder = xlmr_folder.make_xlmr_folder(tmp_path / "base", sp_model, hidden=768, layers=12,
                                           heads=12, intermediate=3072, max_seq_length=128,

