@@ -38,7 +38,7 @@ def _compare(name, ours, ref):
 @pytest.mark.parametrize("safe", [True, False], ids=["model.safetensors", "pytorch_model.bin"])
 @pytest.mark.parametrize("activation", list(dense.ACTIVATIONS))
 def test_dense_matches_sentence_transformers(tmp_path, activation, safe):
-    import torch
+    torch = pytest.importorskip("torch")
     folder, ref_module = _st_dense(tmp_path, activation=activation, safe=safe)
     config = json.loads((folder / "config.json").read_text())
     assert config["activation_function"].endswith("." + activation)
@@ -57,7 +57,7 @@ def test_dense_matches_sentence_transformers(tmp_path, activation, safe):
     (12, 7, {"module_input_name": "token_embeddings"}),  # on every token vector
 ])
 def test_dense_variants(tmp_path, in_features, out_features, kwargs):
-    import torch
+    torch = pytest.importorskip("torch")
     folder, ref_module = _st_dense(tmp_path, in_features, out_features, **kwargs)
     print(f"\nconfig.json: {(folder / 'config.json').read_text()}")
     key = kwargs.get("module_input_name", "sentence_embedding")
