@@ -214,7 +214,7 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
             {"vocab.txt": None}, ModelFileMissing, "vocab.txt", ("no such file", "download")),
         "no tokenizer files at all": (
             {"vocab.txt": None, "tokenizer_config.json": None}, ModelFileMissing, "",
-            ("neither vocab.txt", "nor sentencepiece.bpe.model", "download")),
+            ("none of vocab.txt", "sentencepiece.bpe.model", "merges.txt", "download")),
         "vocab.txt a Git LFS pointer": (
             {"vocab.txt": lfs}, TokenizerError, "vocab.txt", ("Git LFS pointer", "git lfs pull")),
         "vocab.txt without [CLS]": (

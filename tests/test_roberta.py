@@ -19,7 +19,7 @@ import pytest
 
 import corpus
 import roberta_folder
-from minisbert.bpe_tokenizer import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
+from minisbert.tokenizer.bpe import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
 from minisbert.errors import ModelFileMissing, TokenizerError
 from minisbert.folder import read_json
 

@@ -24,7 +24,7 @@ import unicodedata
 from pathlib import Path
 
 from ..errors import TokenizerError
-from .base import (WORDPIECE_SPECIAL_TOKENS, Tokenizer, WordPiece, read_special_tokens,
+from .base import (WORDPIECE_SPECIAL_TOKENS, CharTable, Tokenizer, WordPiece, read_special_tokens,
                    read_vocab, special_pattern)
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
@@ -53,19 +53,6 @@ def _is_punctuation(c: str) -> bool:
     return unicodedata.category(c).startswith("P")
 
 
-class _CharTable(dict):
-    """A `str.translate` table filled in as characters are met: each character's replacement
-    is worked out once, by `rule`, and after that the whole text is mapped in C."""
-
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def __missing__(self, cp: int) -> str:
-        out = self[cp] = self.rule(chr(cp))
-        return out
-
-
 def _clean(c: str, split_cjk: bool) -> str:
     if _is_dropped(c):
         return ""
@@ -74,10 +61,10 @@ def _clean(c: str, split_cjk: bool) -> str:
     return f" {c} " if split_cjk and _is_cjk(c) else c
 
 
-_CLEAN = {True: _CharTable(lambda c: _clean(c, True)), False: _CharTable(lambda c: _clean(c, False))}
-_NO_MARKS = _CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
-_LOWER = _CharTable(str.lower)  # per character, as the reference does (no final-sigma rule)
-_PUNCTUATION_APART = _CharTable(lambda c: f" {c} " if _is_punctuation(c) else c)
+_CLEAN = {True: CharTable(lambda c: _clean(c, True)), False: CharTable(lambda c: _clean(c, False))}
+_NO_MARKS = CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
+_LOWER = CharTable(str.lower)  # per character, as the reference does (no final-sigma rule)
+_PUNCTUATION_APART = CharTable(lambda c: f" {c} " if _is_punctuation(c) else c)
 
 
 def normalize(text: str, lowercase: bool, strip_accents: bool, split_cjk: bool) -> str:
