@@ -15,6 +15,9 @@ it encodes, a lone one U+FFFD, which cleaning drops. Threads may share the token
 changes no state but caches (WordPiece's lru_cache, and the per-character tables below, whose
 entries are the same whoever fills them in).
 
+Literal special tokens in the text ("[MASK]", or MPNet's "<s>", "<mask>") are taken as those
+tokens; tokenizer.json says which (its `added_tokens`).
+
 Left out: `never_split`, pairs of texts, offsets.
 """
 
@@ -24,8 +27,9 @@ import unicodedata
 from pathlib import Path
 
 from ..errors import TokenizerError
+from ..folder import read_json
 from .base import (WORDPIECE_SPECIAL_TOKENS, CharTable, Tokenizer, WordPiece, read_special_tokens,
-                   read_vocab, special_pattern)
+                   read_vocab, special_pattern, split_special)
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
 # and are dropped before this test, as in the reference.
@@ -96,21 +100,48 @@ class BertTokenizer(Tokenizer):
         self.cls_id = vocab[names["cls_token"]]
         self.sep_id = vocab[names["sep_token"]]
         self.pad_id = vocab[names["pad_token"]]
-        self.vocab = vocab
-        self.specials = special_pattern(t for t in names.values() if t in vocab)  # [MASK] may be absent
         # The tokenizer's own switches (tokenizer_config.json).
         self.do_lower_case = bool(config.get("do_lower_case", True))
         strip = config.get("strip_accents")
         self.strip_accents = self.do_lower_case if strip is None else bool(strip)
         self.split_cjk = bool(config.get("tokenize_chinese_chars", True))
+        # Literal special tokens in the text are taken as such. Which ones: the folder's
+        # tokenizer.json lists them as `added_tokens` (the fast tokenizer sentence-transformers
+        # runs reads them there), else the special tokens named above ([MASK] may be absent).
+        # A token marked "normalized" is found in the normalized text instead of the raw one:
+        # all-mpnet-base-v2's "<unk>" (id 3, beside its real unknown token [UNK]) also matches
+        # "<UNK>", as lowercasing makes it "<unk>".
+        raw = {t: vocab[t] for t in names.values() if t in vocab}
+        normalized = {}
+        added = read_json(folder / "tokenizer.json", error=TokenizerError).get("added_tokens")
+        if added:
+            raw = {}
+            for token in added:
+                content, i = token.get("content"), token.get("id")
+                if not (isinstance(content, str) and content and isinstance(i, int)):
+                    raise TokenizerError(f"{folder / 'tokenizer.json'}: the added token {token!r} "
+                                         "has no content or id; download the file again.")
+                if token.get("normalized"):
+                    normalized[self.normalize(content).strip()] = i
+                else:
+                    raw[content] = i
+        self.special_ids = {**normalized, **raw}
+        self.specials = special_pattern(raw)
+        self.normalized_specials = special_pattern(t for t in normalized if t)
+
+    def normalize(self, text: str) -> str:
+        return normalize(text, self.do_lower_case, self.strip_accents, self.split_cjk)
 
     def tokenize(self, text: str) -> list[int]:
         ids = []
         for piece, is_special in self.pieces(text):
             if is_special:
-                ids.append(self.vocab[piece])
+                ids.append(self.special_ids[piece])
                 continue
-            for word in split_words(normalize(piece, self.do_lower_case, self.strip_accents,
-                                              self.split_cjk)):
-                ids.extend(self.wordpiece.split(word))
+            for part, is_added in split_special(self.normalize(piece), self.normalized_specials):
+                if is_added:
+                    ids.append(self.special_ids[part])
+                    continue
+                for word in split_words(part):
+                    ids.extend(self.wordpiece.split(word))
         return ids
