@@ -290,7 +290,7 @@ def tree_shapes(cfg: EncoderConfig) -> tuple[dict[str, tuple[int, ...]], dict[st
     return outside, layer
 
 
-def _tensors_of(path: str, name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def _tensors_of(name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """The checkpoint's tensors of one parameter: itself, or a linear's / LayerNorm's two."""
     if name.endswith(".weight"):
         return {name: shape}
@@ -303,10 +303,10 @@ def expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
     outside, layer = tree_shapes(cfg)
     shapes = {}
     for path, shape in outside.items():
-        shapes.update(_tensors_of(path, names[path], shape))
+        shapes.update(_tensors_of(names[path], shape))
     for i in range(cfg.num_layers):
         for path, shape in layer.items():
-            shapes.update(_tensors_of(path, names[path].format(i=i), shape))
+            shapes.update(_tensors_of(names[path].format(i=i), shape))
     return shapes
 
 

@@ -389,10 +389,10 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     if "relative_attention_bias" in params:  # MPNet: one bias for every layer, computed once
         # Textbook: the bias of the padded grid, [h, s, s], added to every text's scores.
         # Here: each run of texts of length L takes its top-left [h, L, L] corner, the same
-        # numbers, since a bias depends only on key - query position. Transposed once here
-        # (a view), as `attention` keeps the scores.
-        position_bias = relative_position_bias(params["relative_attention_bias"],
-                                               layout.width).swapaxes(-1, -2)  # [h, k, q]
+        # numbers, since a bias depends only on key - query position. Transposed once here,
+        # as `attention` keeps the scores, and copied so that each row is contiguous.
+        bias = relative_position_bias(params["relative_attention_bias"], layout.width)
+        position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
     for layer in params["layers"]:
         x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
     return layout.to_grid(x)

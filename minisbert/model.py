@@ -73,9 +73,8 @@ ARCHITECTURES = {
         "sinusoidal_positions": ("sinusoidal_pos_embds", False),
     },
 }
-# The kind of value each setting holds; every other one is a whole number.
-_KINDS = {"layer_norm_eps": float, "hidden_act": str, "positions_after_padding_idx": bool,
-          "sinusoidal_positions": bool}
+# The kind of value each setting read from config.json holds; every other one is a whole number.
+_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
 _LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
 
 
@@ -88,9 +87,10 @@ def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
             raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
         return default
     accepted = (int, float) if kind is float else kind
+    # JSON true is no number, although Python's True is an int.
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
-        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "  # JSON true is
-                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")  # no number
+        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
+                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
     return float(value) if kind is float else value
 
 
