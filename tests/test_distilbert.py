@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-import warnings
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ import pytest
 import corpus
 import minisbert
 from minisbert import model
-from reference import compare, write_sentence_transformers_files
+from reference import compare, encode_both, write_sentence_transformers_files
 
 LAYOUTS = {
     # model size, tokenizer and sentence-transformers settings of the real folders
@@ -92,14 +90,7 @@ def check_against_sentence_transformers(folder, max_seq_length: int) -> None:
     our_ids = [ours.tokenizer.encode(t) for t in stripped]
     assert our_ids == ref_ids
     n_cut = sum(len(r) == max_seq_length for r in ref_ids)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", minisbert.TruncationWarning)
-        a = ours.encode(stripped)
-    mid = time.perf_counter()
-    b = ref_model.encode(stripped)
-    print(f"\n{len(texts)} texts, {n_cut} cut at {max_seq_length} tokens; encode: minisbert "
-          f"{mid - start:.1f}s, sentence-transformers {time.perf_counter() - mid:.1f}s")
+    a, b = encode_both(ours, ref_model, stripped, n_cut, max_seq_length)
     assert n_cut >= 5
     compare("pooled", a, b)
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)

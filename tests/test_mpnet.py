@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from minisbert.checkpoint import read_safetensors
 from minisbert.encoder import relative_position_bias, relative_position_buckets
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.bert import BertTokenizer
-from reference import compare, first_mismatches
+from reference import compare, encode_both, first_mismatches
 
 
 def test_relative_position_buckets_match_torch():
@@ -132,14 +131,7 @@ def check_real_model(path, texts):
     assert ours.normalize and ours.max_seq_length == MAX_SEQ_LENGTH and ours.cfg.architecture == "mpnet"
     n_cut = sum(len(ours.tokenizer.tokenize(t)) + 2 > MAX_SEQ_LENGTH for t in texts)
     ref_model = SentenceTransformer(str(path), device="cpu")
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", minisbert.TruncationWarning)
-        a = ours.encode(texts)
-    mid = time.perf_counter()
-    b = ref_model.encode(texts)
-    print(f"\n{len(texts)} texts, {n_cut} cut at {MAX_SEQ_LENGTH} tokens; encode: minisbert "
-          f"{mid - start:.1f}s, sentence-transformers {time.perf_counter() - mid:.1f}s")
+    a, b = encode_both(ours, ref_model, texts, n_cut, MAX_SEQ_LENGTH)
     maxdiff, mincos = compare("all-mpnet-base-v2 normalized", a, b)
     assert n_cut > 0
     assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6

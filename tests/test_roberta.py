@@ -334,12 +334,8 @@ def embedding_texts() -> list[str]:
 
 def check_embeddings(folder, max_seq_length):
     st = pytest.importorskip("sentence_transformers")
-    import warnings
-
-    import numpy as np
-
     import minisbert
-    from reference import compare
+    from reference import compare, encode_both
     ref_model = st.SentenceTransformer(str(folder), device="cpu")
     ours = minisbert.load(folder)
     assert ours.cfg.architecture == "roberta" and ours.normalize
@@ -348,14 +344,7 @@ def check_embeddings(folder, max_seq_length):
     ref_ids = hf_ids(ref_model.tokenizer, texts, max_seq_length)
     assert [ours.tokenizer.encode(t) for t in texts] == ref_ids
     n_cut = sum(len(r) == max_seq_length for r in ref_ids)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", minisbert.TruncationWarning)
-        a = ours.encode(texts)
-    mid = time.perf_counter()
-    b = ref_model.encode(texts)
-    print(f"\n{len(texts)} texts, {n_cut} cut at {max_seq_length} tokens; encode: minisbert "
-          f"{mid - start:.1f}s, sentence-transformers {time.perf_counter() - mid:.1f}s")
+    a, b = encode_both(ours, ref_model, texts, n_cut, max_seq_length)
     assert n_cut >= 5
     maxdiff, mincos = compare("all-distilroberta-v1 layout, normalized", a, b)
     assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6
