@@ -187,8 +187,8 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
         "config.json incomplete": (
             config(hidden_size=None), ConfigError, "config.json", ("'hidden_size'", "download")),
         "unknown model_type": (
-            config(model_type="mpnet"), UnsupportedModelError, "config.json",
-            ("'mpnet'", "bert, xlm-roberta")),
+            config(model_type="deberta-v2"), UnsupportedModelError, "config.json",
+            ("'deberta-v2'", "bert, xlm-roberta, roberta, mpnet, distilbert")),
         "config.json disagrees with a tensor": (
             config(intermediate_size=1000), CheckpointError, "model.safetensors",
             ("encoder.layer.0.intermediate.dense.weight has shape [1536, 384]", "[1000, 384]")),
