@@ -274,7 +274,10 @@ def _canonical(name: str, prefixes: tuple[str, ...]) -> str:
                   re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
 
 
-def tree_shapes(cfg: EncoderConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+Shapes = dict[str, tuple[int, ...]]  # a parameter's path or a tensor's name -> its shape
+
+
+def tree_shapes(cfg: EncoderConfig) -> tuple[Shapes, Shapes]:
     """The shape of every parameter, by its path in the tree, as stored in the checkpoint
     (torch's Linear: [out, in]; a LayerNorm: [d]): (outside the layers, in each layer)."""
     d, ff = cfg.hidden_size, cfg.intermediate_size
@@ -290,14 +293,14 @@ def tree_shapes(cfg: EncoderConfig) -> tuple[dict[str, tuple[int, ...]], dict[st
     return outside, layer
 
 
-def _tensors_of(name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def _tensors_of(name: str, shape: tuple[int, ...]) -> Shapes:
     """The checkpoint's tensors of one parameter: itself, or a linear's / LayerNorm's two."""
     if name.endswith(".weight"):
         return {name: shape}
     return {name + ".weight": shape, name + ".bias": shape[:1]}
 
 
-def expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+def expected_shapes(cfg: EncoderConfig) -> Shapes:
     """Every tensor the encoder needs, by its checkpoint name, with its stored shape."""
     names, _ = NAMES[cfg.architecture]
     outside, layer = tree_shapes(cfg)
@@ -349,12 +352,13 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
                          + (" …" if len(unexpected) > 5 else ""))
         raise CheckpointError(f"{path} does not match config.json ({cfg.architecture}, "
                               f"{cfg.num_layers} layers): " + "; ".join(parts)
-                              + ". Check that config.json and the weights come from the same model.")
+                              + ". Check that config.json and the weights come from the same "
+                              "model.")
     for name, shape in want.items():
         if tensors[name].shape != shape:
             raise CheckpointError(
-                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json implies "
-                f"{list(shape)}. Check that config.json and the weights belong together.")
+                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json "
+                f"implies {list(shape)}. Check that config.json and the weights belong together.")
 
     def param(path: str, i: int = 0):
         name = names[path].format(i=i)

@@ -128,7 +128,8 @@ def check_real_model(path, texts):
     # no files), and every folder holds a desktop.ini. Both must load as they do in
     # sentence-transformers.
     assert not (path / "2_Normalize").exists() and (path / "desktop.ini").exists()
-    assert ours.normalize and ours.max_seq_length == MAX_SEQ_LENGTH and ours.cfg.architecture == "mpnet"
+    assert ours.normalize and ours.max_seq_length == MAX_SEQ_LENGTH
+    assert ours.cfg.architecture == "mpnet"
     n_cut = sum(len(ours.tokenizer.tokenize(t)) + 2 > MAX_SEQ_LENGTH for t in texts)
     ref_model = SentenceTransformer(str(path), device="cpu")
     a, b = encode_both(ours, ref_model, texts, n_cut, MAX_SEQ_LENGTH)

@@ -147,7 +147,8 @@ def test_relative_position_bias_counts():
         with_bias = form.encode_tokens(ids, mask, params, cfg)[several]
         without = form.encode_tokens(ids, mask, flat, cfg)[several]
         change = np.abs(with_bias - without).max(axis=-1)  # per token
-        print(f"\n{form.__name__}: the bias moves each token by {change.min():.2f}..{change.max():.2f}")
+        print(f"\n{form.__name__}: the bias moves each token by "
+              f"{change.min():.2f}..{change.max():.2f}")
         assert change.min() > 1e-2
 
 

@@ -85,6 +85,19 @@ def split_words(text: str) -> list[str]:
     return text.translate(_PUNCTUATION_APART).split()
 
 
+def added_tokens(path: Path) -> list[tuple[str, int, bool]]:
+    """tokenizer.json's `added_tokens`, as (content, id, normalized); [] without the file."""
+    added = read_json(path, error=TokenizerError).get("added_tokens") or []
+    out = []
+    for token in added if isinstance(added, list) else [added]:
+        if not (isinstance(token, dict) and isinstance(token.get("content"), str)
+                and token["content"] and isinstance(token.get("id"), int)):
+            raise TokenizerError(f"{path}: the added token {token!r} has no content or id; "
+                                 "download the file again.")
+        out.append((token["content"], token["id"], bool(token.get("normalized"))))
+    return out
+
+
 class BertTokenizer(Tokenizer):
     def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
         """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
@@ -113,18 +126,10 @@ class BertTokenizer(Tokenizer):
         # "<UNK>", as lowercasing makes it "<unk>".
         raw = {t: vocab[t] for t in names.values() if t in vocab}
         normalized = {}
-        added = read_json(folder / "tokenizer.json", error=TokenizerError).get("added_tokens")
+        added = added_tokens(folder / "tokenizer.json")
         if added:
-            raw = {}
-            for token in added:
-                content, i = token.get("content"), token.get("id")
-                if not (isinstance(content, str) and content and isinstance(i, int)):
-                    raise TokenizerError(f"{folder / 'tokenizer.json'}: the added token {token!r} "
-                                         "has no content or id; download the file again.")
-                if token.get("normalized"):
-                    normalized[self.normalize(content).strip()] = i
-                else:
-                    raw[content] = i
+            raw = {content: i for content, i, norm in added if not norm}
+            normalized = {self.normalize(content).strip(): i for content, i, norm in added if norm}
         self.special_ids = {**normalized, **raw}
         self.specials = special_pattern(raw)
         self.normalized_specials = special_pattern(t for t in normalized if t)
