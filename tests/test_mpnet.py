@@ -183,3 +183,20 @@ def test_config_errors_name_the_key(mpnet_path, tmp_path):
     cfg = model.encoder_config(config, tmp_path / "config.json")
     assert (cfg.type_vocab_size, cfg.pad_token_id, cfg.layer_norm_eps,
             cfg.relative_attention_buckets) == (0, 1, 1e-5, 32)
+
+
+def test_broken_tokenizer_json_is_named(mpnet_path, tmp_path):
+    """The added tokens come from tokenizer.json: a file that does not parse, or an added token
+    without content or id, is a TokenizerError that names the file."""
+    import shutil
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        shutil.copy(mpnet_path / name, tmp_path / name)
+    good = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    cases = {"{not json": "tokenizer.json is not valid JSON",
+             json.dumps({**good, "added_tokens": [{"content": "<s>"}]}):
+                 r"tokenizer.json: the added token \{'content': '<s>'\} has no content or id",
+             json.dumps({**good, "added_tokens": ["<s>"]}): "the added token '<s>'"}
+    for text, match in cases.items():
+        (tmp_path / "tokenizer.json").write_text(text, encoding="utf-8")
+        with pytest.raises(minisbert.TokenizerError, match=match):
+            load_tokenizer(tmp_path, MAX_SEQ_LENGTH)
