@@ -55,10 +55,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 TRANSFORMER_FILES = [("config.json", True), ("model.safetensors", True),
                      ("tokenizer_config.json", False), ("special_tokens_map.json", False),
                      ("vocab.txt", False), ("sentencepiece.bpe.model", False),
-                     ("vocab.json", False), ("merges.txt", False),
                      ("tokenizer.json", False), ("sentence_bert_config.json", False)]
-# The file each kind of tokenizer cannot do without: WordPiece, SentencePiece, byte-level BPE.
-TOKENIZER_FILES = ("vocab.txt", "sentencepiece.bpe.model", "merges.txt")
 _CHUNK = 1 << 20  # bytes read per network read
 
 
@@ -131,8 +128,7 @@ def missing_files(folder: Path) -> list[str]:
     """What keeps `folder` from being a complete model folder, [] if nothing: a `.part` left by
     a download, modules.json that does not parse, or a file `load` needs that is absent: the
     Transformer's config.json and model.safetensors (not a Git LFS pointer), its vocab.txt or
-    sentencepiece.bpe.model or merges.txt, and the Pooling module's config.json when
-    modules.json lists one."""
+    sentencepiece.bpe.model, and the Pooling module's config.json when modules.json lists one."""
     parts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.part"))
     if parts:
         return parts
@@ -145,8 +141,8 @@ def missing_files(folder: Path) -> list[str]:
     if pipeline.pooling_config is not None:
         needed.append(pipeline.pooling_config)
     missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
-    if not any((transformer / f).is_file() for f in TOKENIZER_FILES):
-        missing.append(" or ".join(TOKENIZER_FILES))
+    if not any((transformer / f).is_file() for f in ("vocab.txt", "sentencepiece.bpe.model")):
+        missing.append("vocab.txt or sentencepiece.bpe.model")
     weights = transformer / "model.safetensors"
     if weights.is_file():
         with open(weights, "rb") as f:
@@ -325,7 +321,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
     for m in modules:  # 1_Pooling/config.json, 2_Normalize (no files: a 404 is expected)
         if m.path and m.path != transformer:
             get(f"{m.path}/config.json")
-    if not any((folder / prefix / f).exists() for f in TOKENIZER_FILES):
-        raise DownloadError(f"{endpoint}/{name} has none of {', '.join(TOKENIZER_FILES)}; "
+    if not any((folder / prefix / f).exists() for f in ("vocab.txt", "sentencepiece.bpe.model")):
+        raise DownloadError(f"{endpoint}/{name} has neither vocab.txt nor sentencepiece.bpe.model; "
                             "minisbert cannot build its tokenizer.")
     return folder

@@ -304,7 +304,7 @@ def test_missing_files_names_what_load_would_lack(tmp_path, minilm_path):
     (folder / "1_Pooling" / "config.json").unlink()
     (folder / "vocab.txt").unlink()
     assert hub.missing_files(folder) == ["1_Pooling/config.json",
-                                         "vocab.txt or sentencepiece.bpe.model or merges.txt"]
+                                         "vocab.txt or sentencepiece.bpe.model"]
     (folder / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     assert "model.safetensors (a Git LFS pointer)" in hub.missing_files(folder)
     (folder / "config.json.part").write_bytes(b"{")
