@@ -4,8 +4,9 @@ This is the one module that knows checkpoint tensor names. It
   1. parses the safetensors container itself (no torch, no extra library) and memory-maps it,
      so a 768 MB embedding table costs no RAM until rows of it are read; reads pytorch_model.bin
      the same way through torch_checkpoint.py, and checkpoints split into shards;
-  2. renames HuggingFace tensors to the tree `encoder.py` is called with, transposing the
-     linear weights once (torch stores them [out, in]; we multiply x @ W with W [in, out]);
+  2. renames HuggingFace tensors to the tree `encoder.py` is called with, by one table per
+     family (BERT's names, which XLM-R and RoBERTa share; MPNet's; DistilBERT's), transposing
+     the linear weights once (torch stores them [out, in]; we multiply x @ W with W [in, out]);
   3. checks every shape against config.json and refuses missing or unexpected tensors.
 
 The safetensors format: 8 bytes little-endian header length N, N bytes of JSON mapping each
@@ -206,14 +207,70 @@ def read_sharded(index_path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------- name mapping
 
-# Task checkpoints prefix the encoder with the model family; sentence-transformers ones do not.
-_PREFIXES = ("bert.", "roberta.", "xlm_roberta.")
-# Tensors that exist in checkpoints but are not part of a sentence encoder's forward pass.
-_IGNORED = re.compile(r"(^|\.)position_ids$|^cls\.|^lm_head\.|^pooler\.|^classifier\.")
+# Each family's tensor names, one table per family: the path of a parameter in the tree that
+# encoder.encode_tokens reads -> the checkpoint's name for it; "{i}" is the layer number. A name
+# ending in ".weight" is one tensor (an embedding table); any other is the prefix of a linear
+# layer or a LayerNorm, whose ".weight" and ".bias" follow it.
+_BERT_NAMES = {
+    "embeddings.word": "embeddings.word_embeddings.weight",
+    "embeddings.position": "embeddings.position_embeddings.weight",
+    "embeddings.token_type": "embeddings.token_type_embeddings.weight",
+    "embeddings.ln": "embeddings.LayerNorm",
+    "attn.q": "encoder.layer.{i}.attention.self.query",
+    "attn.k": "encoder.layer.{i}.attention.self.key",
+    "attn.v": "encoder.layer.{i}.attention.self.value",
+    "attn.out": "encoder.layer.{i}.attention.output.dense",
+    "ln_attn": "encoder.layer.{i}.attention.output.LayerNorm",
+    "ffn.up": "encoder.layer.{i}.intermediate.dense",
+    "ffn.down": "encoder.layer.{i}.output.dense",
+    "ln_ffn": "encoder.layer.{i}.output.LayerNorm",
+}
+_MPNET_NAMES = {
+    "embeddings.word": "embeddings.word_embeddings.weight",
+    "embeddings.position": "embeddings.position_embeddings.weight",
+    "embeddings.ln": "embeddings.LayerNorm",
+    "attn.q": "encoder.layer.{i}.attention.attn.q",
+    "attn.k": "encoder.layer.{i}.attention.attn.k",
+    "attn.v": "encoder.layer.{i}.attention.attn.v",
+    "attn.out": "encoder.layer.{i}.attention.attn.o",
+    "ln_attn": "encoder.layer.{i}.attention.LayerNorm",
+    "ffn.up": "encoder.layer.{i}.intermediate.dense",
+    "ffn.down": "encoder.layer.{i}.output.dense",
+    "ln_ffn": "encoder.layer.{i}.output.LayerNorm",
+    # one [buckets, heads] table, shared by every layer
+    "relative_attention_bias": "encoder.relative_attention_bias.weight",
+}
+_DISTILBERT_NAMES = {
+    "embeddings.word": "embeddings.word_embeddings.weight",
+    "embeddings.position": "embeddings.position_embeddings.weight",
+    "embeddings.ln": "embeddings.LayerNorm",
+    "attn.q": "transformer.layer.{i}.attention.q_lin",
+    "attn.k": "transformer.layer.{i}.attention.k_lin",
+    "attn.v": "transformer.layer.{i}.attention.v_lin",
+    "attn.out": "transformer.layer.{i}.attention.out_lin",
+    "ln_attn": "transformer.layer.{i}.sa_layer_norm",
+    "ffn.up": "transformer.layer.{i}.ffn.lin1",
+    "ffn.down": "transformer.layer.{i}.ffn.lin2",
+    "ln_ffn": "transformer.layer.{i}.output_layer_norm",
+}
+_LAYER_NORMS = ("embeddings.ln", "ln_attn", "ln_ffn")  # the paths that are LayerNorms
+# model_type -> (its table, the prefix task checkpoints put before the encoder's names;
+# sentence-transformers checkpoints have none). RoBERTa and XLM-R use BERT's names.
+NAMES = {
+    "bert": (_BERT_NAMES, ("bert.",)),
+    "xlm-roberta": (_BERT_NAMES, ("roberta.", "xlm_roberta.")),
+    "roberta": (_BERT_NAMES, ("roberta.",)),
+    "mpnet": (_MPNET_NAMES, ("mpnet.",)),
+    "distilbert": (_DISTILBERT_NAMES, ("distilbert.",)),
+}
+# Tensors that exist in checkpoints but are not part of a sentence encoder's forward pass:
+# buffers of position numbers, pooler and task heads (DistilBERT's masked-LM head is vocab_*).
+_IGNORED = re.compile(r"(^|\.)position_ids$|^cls\.|^lm_head\.|^pooler\.|^classifier\."
+                      r"|^vocab_(transform|layer_norm|projector)\.")
 
 
-def _canonical(name: str) -> str:
-    for prefix in _PREFIXES:
+def _canonical(name: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
         if name.startswith(prefix):
             name = name[len(prefix):]
             break
@@ -222,38 +279,70 @@ def _canonical(name: str) -> str:
                   re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
 
 
-def expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor the encoder needs, by its HuggingFace name, with its stored shape."""
+Shapes = dict[str, tuple[int, ...]]  # a parameter's path or a tensor's name -> its shape
+
+
+def tree_shapes(cfg: EncoderConfig) -> tuple[Shapes, Shapes]:
+    """The shape of every parameter, by its path in the tree, as stored in the checkpoint
+    (torch's Linear: [out, in]; a LayerNorm: [d]): (outside the layers, in each layer)."""
     d, ff = cfg.hidden_size, cfg.intermediate_size
-    shapes = {
-        "embeddings.word_embeddings.weight": (cfg.vocab_size, d),
-        "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, d),
-        "embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, d),
-        "embeddings.LayerNorm.weight": (d,),
-        "embeddings.LayerNorm.bias": (d,),
-    }
+    outside = {"embeddings.word": (cfg.vocab_size, d),
+               "embeddings.position": (cfg.max_position_embeddings, d),
+               "embeddings.ln": (d,)}
+    if cfg.type_vocab_size:
+        outside["embeddings.token_type"] = (cfg.type_vocab_size, d)
+    if cfg.relative_attention_buckets:
+        outside["relative_attention_bias"] = (cfg.relative_attention_buckets, cfg.num_heads)
+    layer = {"attn.q": (d, d), "attn.k": (d, d), "attn.v": (d, d), "attn.out": (d, d),
+             "ln_attn": (d,), "ffn.up": (ff, d), "ffn.down": (d, ff), "ln_ffn": (d,)}
+    return outside, layer
+
+
+def _tensors_of(name: str, shape: tuple[int, ...]) -> Shapes:
+    """The checkpoint's tensors of one parameter: itself, or a linear's / LayerNorm's two."""
+    if name.endswith(".weight"):
+        return {name: shape}
+    return {name + ".weight": shape, name + ".bias": shape[:1]}
+
+
+def expected_shapes(cfg: EncoderConfig) -> Shapes:
+    """Every tensor the encoder needs, by its checkpoint name, with its stored shape."""
+    names, _ = NAMES[cfg.architecture]
+    outside, layer = tree_shapes(cfg)
+    shapes = {}
+    for path, shape in outside.items():
+        shapes.update(_tensors_of(names[path], shape))
     for i in range(cfg.num_layers):
-        p = f"encoder.layer.{i}."
-        for lin, (n_out, n_in) in {"attention.self.query": (d, d), "attention.self.key": (d, d),
-                                   "attention.self.value": (d, d),
-                                   "attention.output.dense": (d, d),
-                                   "intermediate.dense": (ff, d), "output.dense": (d, ff)}.items():
-            shapes[p + lin + ".weight"] = (n_out, n_in)  # torch Linear: [out, in]
-            shapes[p + lin + ".bias"] = (n_out,)
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes[p + ln + ".weight"] = (d,)
-            shapes[p + ln + ".bias"] = (d,)
+        for path, shape in layer.items():
+            shapes.update(_tensors_of(names[path].format(i=i), shape))
     return shapes
+
+
+def sinusoidal_positions(rows: int, d: int) -> np.ndarray:
+    """The fixed position table of "Attention Is All You Need", as DistilBERT makes it when
+    sinusoidal_pos_embds is set: row p, column j is sin (even j) or cos (odd j) of
+    p / 10000^(2·(j // 2) / d), computed in float64 and stored as float32."""
+    angle = np.arange(rows)[:, None] / np.power(10000, 2 * (np.arange(d) // 2) / d)  # [rows, d]
+    table = np.empty((rows, d), dtype=np.float64)
+    table[:, 0::2] = np.sin(angle[:, 0::2])
+    table[:, 1::2] = np.cos(angle[:, 1::2])
+    return table.astype(np.float32)
 
 
 def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
     """Read the weight file and arrange it as the parameter tree of `encoder.encode_tokens`."""
+    names, prefixes = NAMES[cfg.architecture]
     raw = read_tensors(path)
     tensors = {}
     for name, array in raw.items():
-        name = _canonical(name)
+        name = _canonical(name, prefixes)
         if not _IGNORED.search(name):
             tensors[name] = array
+    position = names["embeddings.position"]
+    if cfg.sinusoidal_positions and position not in tensors:
+        # DistilBERT with sinusoidal_pos_embds: a checkpoint saved without the fixed table. One
+        # saved with it is used as saved, as transformers does.
+        tensors[position] = sinusoidal_positions(cfg.max_position_embeddings, cfg.hidden_size)
 
     want = expected_shapes(cfg)
     missing = sorted(set(want) - set(tensors))
@@ -266,43 +355,39 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} tensor(s): {', '.join(unexpected[:5])}"
                          + (" …" if len(unexpected) > 5 else ""))
-        raise CheckpointError(f"{path} does not match config.json ({cfg.num_layers} layers): "
-                              + "; ".join(parts)
-                              + ". Check that config.json and model.safetensors come from the same model.")
+        raise CheckpointError(f"{path} does not match config.json ({cfg.architecture}, "
+                              f"{cfg.num_layers} layers): " + "; ".join(parts)
+                              + ". Check that config.json and the weights come from the same "
+                              "model.")
     for name, shape in want.items():
         if tensors[name].shape != shape:
             raise CheckpointError(
-                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json implies "
-                f"{list(shape)}. Check that config.json and model.safetensors belong together.")
+                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json "
+                f"implies {list(shape)}. Check that config.json and the weights belong together.")
 
-    def linear(prefix):
+    def param(path: str, i: int = 0):
+        name = names[path].format(i=i)
+        if name.endswith(".weight"):
+            return tensors[name]  # an embedding table: stays memory-mapped, rows read on use
+        if path in _LAYER_NORMS:
+            return {"g": tensors[name + ".weight"], "b": tensors[name + ".bias"]}
         # Transposed view, no copy: x @ w.T runs as one BLAS call with a transposed operand.
-        return {"w": tensors[prefix + ".weight"].T, "b": tensors[prefix + ".bias"]}
+        return {"w": tensors[name + ".weight"].T, "b": tensors[name + ".bias"]}
 
-    def norm(prefix):
-        return {"g": tensors[prefix + ".weight"], "b": tensors[prefix + ".bias"]}
+    def tree(paths, i: int = 0) -> dict:  # {"attn.q": ...} -> {"attn": {"q": ...}}
+        out = {}
+        for path in paths:
+            *parents, leaf = path.split(".")
+            node = out
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = param(path, i)
+        return out
 
-    layers = []
-    for i in range(cfg.num_layers):
-        p = f"encoder.layer.{i}."
-        layers.append({
-            "attn": {"q": linear(p + "attention.self.query"),
-                     "k": linear(p + "attention.self.key"),
-                     "v": linear(p + "attention.self.value"),
-                     "out": linear(p + "attention.output.dense")},
-            "ln_attn": norm(p + "attention.output.LayerNorm"),
-            "ffn": {"up": linear(p + "intermediate.dense"), "down": linear(p + "output.dense")},
-            "ln_ffn": norm(p + "output.LayerNorm"),
-        })
-    return {
-        "embeddings": {
-            "word": tensors["embeddings.word_embeddings.weight"],  # stays memory-mapped
-            "position": tensors["embeddings.position_embeddings.weight"],
-            "token_type": tensors["embeddings.token_type_embeddings.weight"],
-            "ln": norm("embeddings.LayerNorm"),
-        },
-        "layers": layers,
-    }
+    outside, layer = tree_shapes(cfg)
+    params = tree(outside)
+    params["layers"] = [tree(layer, i) for i in range(cfg.num_layers)]
+    return params
 
 
 # ---------------------------------------------------------------------------- Dense modules

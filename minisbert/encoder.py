@@ -1,4 +1,5 @@
-"""The transformer encoder (BERT and XLM-RoBERTa) as pure NumPy functions, fast form.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) as pure NumPy functions,
+fast form.
 
 `textbook.py` is the same function written plainly, on a padded [b, s, d] batch with a mask;
 read it first. This file computes the same numbers faster (tests/test_textbook.py holds the
@@ -12,11 +13,15 @@ the maths and take their parameters as keyword arguments whose names match the k
 parameter tree built by `checkpoint.py`, so the tree is the call graph:
 `encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
 
-BERT and XLM-R run through the same code. They differ only in data from config.json
-(`EncoderConfig`): LayerNorm eps, the activation, and where position ids start.
+Every family runs through the same code. They differ only in data (`EncoderConfig`, built from
+config.json by model.encoder_config, and the parameter tree): LayerNorm eps, the activation,
+where position ids start, whether there is a token-type table (not in MPNet and DistilBERT),
+and whether a relative position bias is added to the attention scores (MPNet). Their tensor
+names differ too, which only checkpoint.py knows.
 
-Left out on purpose: dropout (inference only), relative position embeddings, cross
-attention, the pooler head (mean pooling does not use it), and any training code.
+Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
+relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean
+pooling does not use it), and any training code.
 """
 
 from __future__ import annotations
@@ -36,17 +41,24 @@ class EncoderConfig:
     intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
     vocab_size: int
     max_position_embeddings: int  # rows in the position table
-    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R)
-    layer_norm_eps: float  # 1e-12 for BERT, 1e-5 for XLM-R
+    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R, 0: no table)
+    layer_norm_eps: float  # 1e-12 for BERT and DistilBERT, 1e-5 for XLM-R, RoBERTa, MPNet
     hidden_act: str  # name of the feed-forward activation, see ACTIVATIONS
     pad_token_id: int
-    # XLM-R numbers real positions from pad_token_id + 1 (fairseq's convention) and gives
-    # padding the position pad_token_id; BERT numbers positions 0..s-1.
+    # XLM-R, RoBERTa and MPNet number real positions from pad_token_id + 1 (fairseq's
+    # convention) and give padding the position pad_token_id; BERT numbers positions 0..s-1.
     positions_after_padding_idx: bool
+    # Rows of MPNet's learned relative position bias table ([rows, heads]); 0: no such bias.
+    relative_attention_buckets: int = 0
+    # config.json's model_type: which tensor names the checkpoint uses (checkpoint.py).
+    architecture: str = "bert"
+    # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
+    # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
+    sinusoidal_positions: bool = False
 
     @property
     def max_tokens(self) -> int:
-        """How many tokens the position table can hold (512 for both families)."""
+        """How many tokens the position table can hold (512 for every family here)."""
         if self.positions_after_padding_idx:
             return self.max_position_embeddings - self.pad_token_id - 1
         return self.max_position_embeddings
@@ -181,10 +193,12 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """softmax(q·kᵀ)·v for a stack of heads, written into `out`.
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray,
+              bias_t: np.ndarray | None = None) -> np.ndarray:
+    """softmax(q·kᵀ + bias)·v for a stack of heads, written into `out`.
 
     q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
+    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries].
     """
     # Textbook: softmax(q·kᵀ/√hd + mask)·v, a softmax over the last axis of [..., queries,
     # keys]. Here: no mask (texts come in runs of equal length), the softmax in place on the
@@ -194,6 +208,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray) -> n
     # the division by each query's sum is done on the output, hd wide, instead of on the
     # weights, `length` wide: the same numbers, since (e/Σe)·v = (e·v)/Σe.
     scores_t = k @ q.swapaxes(-1, -2)  # [..., keys, hd] @ [..., hd, queries] -> [..., keys, queries]
+    if bias_t is not None:
+        scores_t += bias_t  # the same for every text: broadcast over the leading axis
     scores_t -= scores_t.max(axis=-2, keepdims=True)  # shift by the max: exp() cannot overflow
     e = np.exp(scores_t, out=scores_t)
     np.matmul(e.swapaxes(-1, -2), v, out=out)  # [..., queries, keys] @ [..., keys, hd]
@@ -265,7 +281,7 @@ def _blocks(texts: int, heads: int, length: int):
 
 
 def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
-                         num_heads: int) -> np.ndarray:
+                         num_heads: int, position_bias: np.ndarray | None = None) -> np.ndarray:
     """Self-attention: every token mixes the value vectors of all tokens of its own text."""
     n, d = x.shape
     head_dim = d // num_heads
@@ -286,7 +302,8 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views
             qb, kb, vb, ob = (a[t, :, h].transpose(0, 2, 1, 3) for a in (q4, k4, v4, m4))
-            attention(qb, kb, vb, out=ob)
+            bias_t = None if position_bias is None else position_bias[h, :length, :length]
+            attention(qb, kb, vb, out=ob, bias_t=bias_t)
     return linear(mixed, **out)  # [n, d] -> [n, d]
 
 
@@ -296,10 +313,12 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
 
 
 def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
-                  ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
+                  ln_ffn: dict, cfg: EncoderConfig,
+                  position_bias: np.ndarray | None = None) -> np.ndarray:
     """One post-LN transformer block (BERT's original order: add, then normalize)."""
     eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads),
+    x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads,
+                                            position_bias=position_bias),
                    **ln_attn, eps=eps)
     return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
                       **ln_ffn, eps=eps)
@@ -315,31 +334,6 @@ def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
         return np.cumsum(m, axis=1) * m + cfg.pad_token_id
     return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
 
-
-def embed(ids: np.ndarray, layout: Layout, word: np.ndarray,
-          position: np.ndarray, token_type: np.ndarray, ln: dict,
-          cfg: EncoderConfig) -> np.ndarray:
-    """Vectors of the real tokens before the first layer: word + position + type, normalized."""
-    # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
-    # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
-    x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
-    x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
-    x += token_type[0]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
-
-
-def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: EncoderConfig) -> np.ndarray:
-    """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]
-    (zeros at padded places)."""
-    layout = Layout.from_mask(mask)
-    x = embed(ids, layout, **params["embeddings"], cfg=cfg)  # [n, d]
-    for layer in params["layers"]:
-        x = encoder_layer(x, layout, **layer, cfg=cfg)
-    return layout.to_grid(x)
-
-
-# ---------------------------------------------------------------------------- relative positions (MPNet)
 
 def relative_position_buckets(length: int, num_buckets: int = 32,
                               max_distance: int = 128) -> np.ndarray:
@@ -367,5 +361,38 @@ def relative_position_buckets(length: int, num_buckets: int = 32,
 
 def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
     """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
-    learned table, [buckets, heads], by each (query, key)'s bucket."""
+    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
+    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
     return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+
+
+def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarray, ln: dict,
+          cfg: EncoderConfig, token_type: np.ndarray | None = None) -> np.ndarray:
+    """Vectors of the real tokens before the first layer: word + position (+ type), normalized.
+    MPNet and DistilBERT have no token-type table."""
+    # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
+    # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
+    x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
+    x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
+    if token_type is not None:
+        x += token_type[0]  # single sentences: every token has type 0
+    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+
+
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
+                  cfg: EncoderConfig) -> np.ndarray:
+    """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]
+    (zeros at padded places)."""
+    layout = Layout.from_mask(mask)
+    x = embed(ids, layout, **params["embeddings"], cfg=cfg)  # [n, d]
+    position_bias = None
+    if "relative_attention_bias" in params:  # MPNet: one bias for every layer, computed once
+        # Textbook: the bias of the padded grid, [h, s, s], added to every text's scores.
+        # Here: each run of texts of length L takes its top-left [h, L, L] corner, the same
+        # numbers, since a bias depends only on key - query position. Transposed once here,
+        # as `attention` keeps the scores, and copied so that each row is contiguous.
+        bias = relative_position_bias(params["relative_attention_bias"], layout.width)
+        position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
+    for layer in params["layers"]:
+        x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
+    return layout.to_grid(x)

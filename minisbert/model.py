@@ -32,12 +32,57 @@ from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedMode
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
 
-# model_type in config.json -> does it number positions after padding_idx (fairseq style)?
-_ARCHITECTURES = {"bert": False, "xlm-roberta": True}
-
-
 _REQUIRED = object()
-_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string"}
+_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+# The architectures minisbert runs: model_type in config.json -> each EncoderConfig setting,
+# either (the config.json key that holds it, its value when the key is absent) or a plain value
+# the architecture fixes whatever the file says. Defaults are those of transformers' config
+# classes; a key marked _REQUIRED must be in the file.
+_BERT_KEYS = {
+    "hidden_size": ("hidden_size", _REQUIRED),
+    "num_layers": ("num_hidden_layers", _REQUIRED),
+    "num_heads": ("num_attention_heads", _REQUIRED),
+    "intermediate_size": ("intermediate_size", _REQUIRED),
+    "vocab_size": ("vocab_size", _REQUIRED),
+    "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
+    "type_vocab_size": ("type_vocab_size", 2),
+    "layer_norm_eps": ("layer_norm_eps", 1e-12),
+    "hidden_act": ("hidden_act", "gelu"),
+}
+ARCHITECTURES = {
+    "bert": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 0),
+             "positions_after_padding_idx": False},
+    "xlm-roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
+                    "positions_after_padding_idx": True},
+    "roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
+                "positions_after_padding_idx": True},
+    "mpnet": {
+        **_BERT_KEYS,
+        "type_vocab_size": 0,  # no token types
+        "pad_token_id": 1,  # MPNet numbers positions after padding index 1, whatever the config
+        "positions_after_padding_idx": True,
+        # rows of the relative position bias table; the model always uses the first 32
+        "relative_attention_buckets": ("relative_attention_num_buckets", 32),
+    },
+    "distilbert": {
+        "hidden_size": ("dim", _REQUIRED),
+        "num_layers": ("n_layers", _REQUIRED),
+        "num_heads": ("n_heads", _REQUIRED),
+        "intermediate_size": ("hidden_dim", _REQUIRED),
+        "vocab_size": ("vocab_size", _REQUIRED),
+        "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
+        "type_vocab_size": 0,  # no token types
+        "layer_norm_eps": 1e-12,  # hard-coded in DistilBERT, not in its config
+        "hidden_act": ("activation", "gelu"),
+        "pad_token_id": ("pad_token_id", 0),
+        "positions_after_padding_idx": False,
+        "sinusoidal_positions": ("sinusoidal_pos_embds", False),
+    },
+}
+# The kind of value each setting read from config.json holds; every other one is a whole number.
+_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
+_LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
 
 
 def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
@@ -49,52 +94,52 @@ def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
             raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
         return default
     accepted = (int, float) if kind is float else kind
-    if isinstance(value, bool) or not isinstance(value, accepted):  # JSON true is no number
+    # JSON true is no number, although Python's True is an int.
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
         raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
                           f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
     return float(value) if kind is float else value
 
 
 def encoder_config(config: dict, path: Path) -> EncoderConfig:
-    """The encoder's settings from config.json (at `path`), each checked for its type."""
+    """The encoder's settings from config.json (at `path`), each checked for its type, read
+    as ARCHITECTURES says for the file's model_type."""
     model_type = _setting(config, path, "model_type", str, default=None)
-    if model_type not in _ARCHITECTURES:
+    if model_type not in ARCHITECTURES:
         archs = ", ".join(map(str, config.get("architectures") or [])) or "none"
         raise UnsupportedModelError(
             f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
-            f"minisbert runs {', '.join(_ARCHITECTURES)} encoders.")
+            f"minisbert runs {', '.join(ARCHITECTURES)} encoders.")
     positions = _setting(config, path, "position_embedding_type", str, default="absolute")
     if positions != "absolute":
         raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
                                     "supported; minisbert implements absolute positions only.")
-    act = _setting(config, path, "hidden_act", str, default="gelu")
-    if act not in ACTIVATIONS:
-        raise UnsupportedModelError(f"{path}: hidden_act {act!r} is not supported; minisbert "
-                                    f"implements {', '.join(ACTIVATIONS)}.")
-
-    def size(key, default=_REQUIRED, least=1):
-        n = _setting(config, path, key, int, default)
-        if n < least:
-            raise ConfigError(f"{path}: {key!r} is {n}; it must be at least {least}. Fix the "
+    settings = {"architecture": model_type}
+    for field, source in ARCHITECTURES[model_type].items():
+        if not isinstance(source, tuple):  # fixed by the architecture
+            settings[field] = source
+            continue
+        key, default = source
+        kind = _KINDS.get(field, int)
+        value = settings[field] = _setting(config, path, key, kind, default)
+        least = _LEAST.get(field, 1)
+        if kind is int and value < least:
+            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
                               "file, or download it again.")
-        return n
+    cfg = EncoderConfig(**settings)
 
-    cfg = EncoderConfig(
-        hidden_size=size("hidden_size"),
-        num_layers=size("num_hidden_layers"),
-        num_heads=size("num_attention_heads"),
-        intermediate_size=size("intermediate_size"),
-        vocab_size=size("vocab_size"),
-        max_position_embeddings=size("max_position_embeddings"),
-        type_vocab_size=size("type_vocab_size", 2),
-        layer_norm_eps=_setting(config, path, "layer_norm_eps", float, 1e-12),
-        hidden_act=act,
-        pad_token_id=size("pad_token_id", 0 if model_type == "bert" else 1, least=0),
-        positions_after_padding_idx=_ARCHITECTURES[model_type],
-    )
+    keys = {field: source[0] for field, source in ARCHITECTURES[model_type].items()
+            if isinstance(source, tuple)}  # for the messages below
+    if cfg.hidden_act not in ACTIVATIONS:
+        raise UnsupportedModelError(f"{path}: {keys['hidden_act']} {cfg.hidden_act!r} is not "
+                                    f"supported; minisbert implements {', '.join(ACTIVATIONS)}.")
     if cfg.hidden_size % cfg.num_heads:
-        raise UnsupportedModelError(f"{path}: hidden_size {cfg.hidden_size} does not divide into "
-                                    f"{cfg.num_heads} attention heads.")
+        raise UnsupportedModelError(f"{path}: {keys['hidden_size']} {cfg.hidden_size} does not "
+                                    f"divide into {cfg.num_heads} attention heads.")
+    if 0 < cfg.relative_attention_buckets < 32:
+        raise UnsupportedModelError(
+            f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "
+            "MPNet always looks up 32 relative position buckets, so the table needs at least 32.")
     return cfg
 
 

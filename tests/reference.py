@@ -68,3 +68,22 @@ def first_mismatches(texts, ours, ref, show: int = 5) -> list[int]:
     for i in bad[:show]:
         print(f"  text {texts[i]!r}\n    ours {ours[i]}\n    ref  {ref[i]}")
     return bad
+
+
+def encode_both(ours, ref_model, texts: list[str], n_cut: int, max_seq_length: int):
+    """minisbert's and sentence-transformers' encode() of the same texts, (ours, ref); prints
+    how many texts are cut at max_seq_length and how long each library took. minisbert's
+    warning about cut texts is silenced: the cut is what these tests compare."""
+    import time
+    import warnings
+
+    import minisbert
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)
+        a = ours.encode(texts)
+    mid = time.perf_counter()
+    b = ref_model.encode(texts)
+    print(f"\n{len(texts)} texts, {n_cut} cut at {max_seq_length} tokens; encode: minisbert "
+          f"{mid - start:.1f}s, sentence-transformers {time.perf_counter() - mid:.1f}s")
+    return a, b

@@ -1,16 +1,25 @@
-"""MPNet (all-mpnet-base-v2's architecture) against HuggingFace's MPNetModel."""
+"""MPNet against HuggingFace, on the real all-mpnet-base-v2: the relative position buckets and
+bias against MPNetModel's, token ids against MPNetTokenizer on every English catalog message,
+and embeddings against sentence-transformers (48 texts always, 1,040 with --slow)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
 import numpy as np
 import pytest
 
+import corpus
+import minisbert
 import mpnet_folder
+from minisbert import encoder, model, textbook
 from minisbert.checkpoint import read_safetensors
 from minisbert.encoder import relative_position_bias, relative_position_buckets
+from minisbert.tokenizer import load_tokenizer
+from minisbert.tokenizer.bert import BertTokenizer
+from reference import compare, encode_both, first_mismatches
 
 
 def test_relative_position_buckets_match_torch():
@@ -64,3 +73,130 @@ def test_relative_position_bias_of_real_model(mpnet_path):
           f"{np.abs(ours - ref).max():.1e}; bias range {ours.min():.2f}..{ours.max():.2f}")
     assert ours.shape == ref.shape == (12, 300, 300)
     assert np.array_equal(ours, ref)
+
+
+# ---------------------------------------------------------------------------- the real model
+
+MAX_SEQ_LENGTH = 384  # all-mpnet-base-v2's sentence_bert_config.json
+
+
+@pytest.fixture(scope="session")
+def english():
+    texts = corpus.english()
+    assert len(texts) > 30_000, "the gettext catalogs are missing (tests/corpus.py)"
+    return texts
+
+
+def test_ids_match_reference_on_english_catalog(mpnet_path, english):
+    """Every English catalog message, and literal special tokens, through minisbert's front end
+    and through transformers' MPNetTokenizer (the one sentence-transformers runs)."""
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(mpnet_path)
+    ours = load_tokenizer(mpnet_path, MAX_SEQ_LENGTH)
+    assert isinstance(ours, BertTokenizer)
+    # all-mpnet-base-v2 has two unknown tokens: [UNK] (104), the one WordPiece uses, and
+    # "<unk>" (3), an added token marked "normalized", so "<UNK>" in the text is it too.
+    literal = ["<s>", "</s>", "<pad>", "<unk>", "<UNK>", "a<Unk>b", "[UNK]", "[unk]", "<mask>",
+               "a <mask> b", "a<mask>b", "[MASK]", "<s/>", "＜unk＞", "<unk\u200b>", "ÀÉ <unk>",
+               "<unk>中文", "x</s></s>y", "", "   ", "\u200b"]
+    texts = english + literal
+    start = time.perf_counter()
+    mine = [ours.encode(t) for t in texts]
+    mid = time.perf_counter()
+    ref = hf(texts, truncation=True, max_length=MAX_SEQ_LENGTH)["input_ids"]
+    print(f"\n{len(texts)} texts: minisbert {mid - start:.1f}s, transformers "
+          f"{time.perf_counter() - mid:.1f}s; {sum(len(r) == MAX_SEQ_LENGTH for r in ref)} cut at "
+          f"{MAX_SEQ_LENGTH}; {sum(ours.wordpiece.unk_id in r for r in ref)} with [UNK]")
+    assert not first_mismatches(texts, mine, ref)
+    assert ours.encode("<UNK>") == [0, 3, 2] and ours.encode("[UNK]") == [0, 104, 2]
+
+
+def mpnet_texts(english, n: int, n_long: int) -> list[str]:
+    """n messages spread over the catalogs, then n_long texts longer than max_seq_length:
+    the longest messages and runs of consecutive messages joined (the catalogs hold only two
+    English messages over 384 tokens)."""
+    texts = corpus.spread(english, n)
+    by_length = sorted(english, key=len, reverse=True)
+    long = [" ".join(by_length[i:i + 3]) for i in range(0, 3 * n_long, 3)]
+    return list(dict.fromkeys(texts + long))
+
+
+def check_real_model(path, texts):
+    from sentence_transformers import SentenceTransformer
+    ours = minisbert.load(path)
+    # The folder as published: modules.json names 2_Normalize, which has no folder (it needs
+    # no files), and every folder holds a desktop.ini. Both must load as they do in
+    # sentence-transformers.
+    assert not (path / "2_Normalize").exists() and (path / "desktop.ini").exists()
+    assert ours.normalize and ours.max_seq_length == MAX_SEQ_LENGTH
+    assert ours.cfg.architecture == "mpnet"
+    n_cut = sum(len(ours.tokenizer.tokenize(t)) + 2 > MAX_SEQ_LENGTH for t in texts)
+    ref_model = SentenceTransformer(str(path), device="cpu")
+    a, b = encode_both(ours, ref_model, texts, n_cut, MAX_SEQ_LENGTH)
+    maxdiff, mincos = compare("all-mpnet-base-v2 normalized", a, b)
+    assert n_cut > 0
+    assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6)
+
+
+def test_embeddings_match_sentence_transformers(mpnet_path, english):
+    """48 real texts, 4 of them cut at max_seq_length; the --slow test below takes 1,040."""
+    pytest.importorskip("sentence_transformers")
+    check_real_model(mpnet_path, mpnet_texts(english, 44, 4))
+
+
+@pytest.mark.slow
+def test_embeddings_match_sentence_transformers_1000(mpnet_path, english):
+    pytest.importorskip("sentence_transformers")
+    texts = mpnet_texts(english, 1000, 40)
+    assert len(texts) >= 1000
+    check_real_model(mpnet_path, texts)
+
+
+def test_textbook_equals_fast_on_real_weights(mpnet_path, english):
+    """The two forms of the encoder on the real checkpoint (NumPy alone)."""
+    loaded = minisbert.load(mpnet_path)
+    texts = [t for t in corpus.spread(english, 8) if len(t) < 200] + ["A man is eating food."]
+    rows = [loaded.tokenizer.encode(t) for t in texts]
+    width = max(map(len, rows))
+    ids = np.full((len(rows), width), loaded.tokenizer.pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+    fast = encoder.encode_tokens(ids, mask, loaded.params, loaded.cfg)
+    slow = textbook.encode_tokens(ids, mask, loaded.params, loaded.cfg)
+    maxdiff, _ = compare("real mpnet tokens, fast vs textbook", fast[mask > 0], slow[mask > 0])
+    assert maxdiff <= 1e-4
+
+
+# ---------------------------------------------------------------------------- config errors
+
+def test_config_errors_name_the_key(mpnet_path, tmp_path):
+    config = json.loads((mpnet_path / "config.json").read_text())
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
+        broken = {k: v for k, v in config.items() if k != key}
+        with pytest.raises(minisbert.ConfigError, match=rf"config.json has no '{key}'"):
+            model.encoder_config(broken, tmp_path / "config.json")
+    few = {**config, "relative_attention_num_buckets": 16}
+    with pytest.raises(minisbert.UnsupportedModelError, match="at least 32"):
+        model.encoder_config(few, tmp_path / "config.json")
+    cfg = model.encoder_config(config, tmp_path / "config.json")
+    assert (cfg.type_vocab_size, cfg.pad_token_id, cfg.layer_norm_eps,
+            cfg.relative_attention_buckets) == (0, 1, 1e-5, 32)
+
+
+def test_broken_tokenizer_json_is_named(mpnet_path, tmp_path):
+    """The added tokens come from tokenizer.json: a file that does not parse, or an added token
+    without content or id, is a TokenizerError that names the file."""
+    import shutil
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        shutil.copy(mpnet_path / name, tmp_path / name)
+    good = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    cases = {"{not json": "tokenizer.json is not valid JSON",
+             json.dumps({**good, "added_tokens": [{"content": "<s>"}]}):
+                 r"tokenizer.json: the added token \{'content': '<s>'\} has no content or id",
+             json.dumps({**good, "added_tokens": ["<s>"]}): "the added token '<s>'"}
+    for text, match in cases.items():
+        (tmp_path / "tokenizer.json").write_text(text, encoding="utf-8")
+        with pytest.raises(minisbert.TokenizerError, match=match):
+            load_tokenizer(tmp_path, MAX_SEQ_LENGTH)

@@ -158,8 +158,8 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
         "config.json incomplete": (
             config(hidden_size=None), ConfigError, "config.json", ("'hidden_size'", "download")),
         "unknown model_type": (
-            config(model_type="mpnet"), UnsupportedModelError, "config.json",
-            ("'mpnet'", "bert, xlm-roberta")),
+            config(model_type="deberta-v2"), UnsupportedModelError, "config.json",
+            ("'deberta-v2'", "bert, xlm-roberta, roberta, mpnet, distilbert")),
         "config.json disagrees with a tensor": (
             config(intermediate_size=1000), CheckpointError, "model.safetensors",
             ("encoder.layer.0.intermediate.dense.weight has shape [1536, 384]", "[1000, 384]")),
@@ -185,7 +185,7 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
             {"vocab.txt": None}, ModelFileMissing, "vocab.txt", ("no such file", "download")),
         "no tokenizer files at all": (
             {"vocab.txt": None, "tokenizer_config.json": None}, ModelFileMissing, "",
-            ("neither vocab.txt", "nor sentencepiece.bpe.model", "download")),
+            ("none of vocab.txt", "sentencepiece.bpe.model", "merges.txt", "download")),
         "vocab.txt a Git LFS pointer": (
             {"vocab.txt": lfs}, TokenizerError, "vocab.txt", ("Git LFS pointer", "git lfs pull")),
         "vocab.txt without [CLS]": (

@@ -19,7 +19,8 @@ import pytest
 
 import corpus
 import roberta_folder
-from minisbert.bpe_tokenizer import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
+from minisbert.tokenizer import load_tokenizer
+from minisbert.tokenizer.bpe import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
 from minisbert.errors import ModelFileMissing, TokenizerError
 from minisbert.folder import read_json
 
@@ -303,3 +304,68 @@ def test_special_token_outside_vocabulary_is_reported(plain_folder):
     (plain_folder / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(TokenizerError, match=r"special token '\[MASK\]'.*not in the vocabulary"):
         _load(plain_folder)
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+def test_load_tokenizer_picks_the_bpe_front_end(tmp_path, bpe_files):
+    folder = roberta_folder.write_layout(tmp_path / "tok", bpe_files, "all-distilroberta-v1")
+    assert isinstance(load_tokenizer(folder, MAX_LEN), RobertaTokenizer)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    del config["tokenizer_class"]  # an older folder: its files say which tokenizer it is
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert isinstance(load_tokenizer(folder, MAX_LEN), RobertaTokenizer)
+
+
+def embedding_texts() -> list[str]:
+    """Messages in English and ten other languages, runs of them longer than 512 tokens,
+    literal special tokens, and text that begins or ends with white space, all stripped:
+    minisbert strips each text as sentence-transformers did before version 6, and for
+    byte-level BPE a leading space changes the ids."""
+    texts = corpus.spread(corpus.english(), 200)
+    for lang in QUICK_LANGS:
+        texts += corpus.spread(corpus.translations(lang), 20)
+    by_length = sorted(corpus.english(), key=len, reverse=True)  # the longest messages, by three
+    texts += [" ".join(by_length[i:i + 3]) for i in range(0, 30, 3)]
+    texts += ["", "hello <mask> world", "</s> x <s>", "a <pad> b", "👨‍👩‍👧‍👦", " leading",
+              "trailing\n", "  both\t"]
+    return list(dict.fromkeys(t.strip() for t in texts))
+
+
+def check_embeddings(folder, max_seq_length):
+    st = pytest.importorskip("sentence_transformers")
+    import minisbert
+    from reference import compare, encode_both
+    ref_model = st.SentenceTransformer(str(folder), device="cpu")
+    ours = minisbert.load(folder)
+    assert ours.cfg.architecture == "roberta" and ours.normalize
+    texts = embedding_texts()
+    assert len(texts) > 400
+    ref_ids = hf_ids(ref_model.tokenizer, texts, max_seq_length)
+    assert [ours.tokenizer.encode(t) for t in texts] == ref_ids
+    n_cut = sum(len(r) == max_seq_length for r in ref_ids)
+    a, b = encode_both(ours, ref_model, texts, n_cut, max_seq_length)
+    assert n_cut >= 5
+    maxdiff, mincos = compare("all-distilroberta-v1 layout, normalized", a, b)
+    assert maxdiff <= 1e-5 and mincos >= 1 - 1e-6
+
+
+def test_embeddings_small_model(bpe_files, tmp_path):
+    pytest.importorskip("transformers")
+    # max_position_embeddings = max_seq_length + 2: a 64-token text uses the table's last row.
+    folder = roberta_folder.make_roberta_folder(tmp_path / "small", bpe_files, hidden=64,
+                                                layers=2, heads=4, intermediate=256,
+                                                max_seq_length=64, max_position_embeddings=66)
+    check_embeddings(folder, 64)
+
+
+@pytest.mark.slow
+def test_embeddings_all_distilroberta_v1_width(bpe_files, tmp_path):
+    """all-distilroberta-v1's shapes: 6 x 768, 12 heads, 3072, vocab 50265, 514 positions,
+    max_seq_length 512; random weights (std 0.07, see test_xlmr's base-size test), our BPE."""
+    pytest.importorskip("transformers")
+    folder = roberta_folder.make_roberta_folder(tmp_path / "base", bpe_files, hidden=768,
+                                                layers=6, heads=12, intermediate=3072,
+                                                max_seq_length=512, max_position_embeddings=514,
+                                                vocab_size=50265, std=0.07)
+    check_embeddings(folder, 512)

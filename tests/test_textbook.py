@@ -2,7 +2,7 @@
 
 Both run the same random parameter trees, laid out as checkpoint.load_params lays out a real
 checkpoint (linear weights as transposed views of torch's [out, in]), with large weights so
-that attention is sharp and a wrong mask, position or transpose shows. Both families, every
+that attention is sharp and a wrong mask, position or transpose shows. Every family, every
 activation, batches of ragged length: a one-token text, a text as long as the position table
 allows, runs of equal length, unsorted. No torch, no transformers.
 """
@@ -20,11 +20,18 @@ FAMILIES = {
     # BERT: positions 0..s-1, two token types, eps 1e-12
     "bert": dict(type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
                  positions_after_padding_idx=False),
-    # XLM-R: positions counted from pad_token_id + 1, one token type, eps 1e-5
+    # XLM-R: positions counted from pad_token_id + 1, one token type, eps 1e-5. RoBERTa's
+    # encoder is this one with other data.
     "xlmr": dict(type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
                  positions_after_padding_idx=True),
+    # MPNet: positions as XLM-R, no token types, a relative position bias in every layer
+    "mpnet": dict(type_vocab_size=0, layer_norm_eps=1e-5, pad_token_id=1,
+                  positions_after_padding_idx=True, relative_attention_buckets=32),
+    # DistilBERT: positions 0..s-1, no token types, eps 1e-12
+    "distilbert": dict(type_vocab_size=0, layer_norm_eps=1e-12, pad_token_id=0,
+                       positions_after_padding_idx=False),
 }
-MAX_TOKENS = 40  # the longest text the position table holds, in both families
+MAX_TOKENS = 40  # the longest text the position table holds, in every family
 # Ragged and unsorted; equal neighbours make runs of equal length in encoder.Layout.
 LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
 
@@ -53,16 +60,22 @@ def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
 
     # Embedding rows as small as in trained models (std ~0.05), so LayerNorm's eps matters:
     # 1e-5 instead of 1e-12 moves the embeddings by ~1e-3.
-    return {
+    params = {
         "embeddings": {"word": normal(cfg.vocab_size, d, scale=0.05),
                        "position": normal(cfg.max_position_embeddings, d, scale=0.05),
-                       "token_type": normal(cfg.type_vocab_size, d, scale=0.05), "ln": norm()},
+                       "ln": norm()},
         "layers": [{"attn": {"q": linear(d, d), "k": linear(d, d), "v": linear(d, d),
                              "out": linear(d, d)},
                     "ln_attn": norm(),
                     "ffn": {"up": linear(d, ff), "down": linear(ff, d)},
                     "ln_ffn": norm()} for _ in range(cfg.num_layers)],
     }
+    if cfg.type_vocab_size:
+        params["embeddings"]["token_type"] = normal(cfg.type_vocab_size, d, scale=0.05)
+    if cfg.relative_attention_buckets:  # as large as the scores, so a wrong bucket shows
+        params["relative_attention_bias"] = normal(cfg.relative_attention_buckets,
+                                                   cfg.num_heads, scale=3.0)
+    return params
 
 
 def random_batch(cfg: EncoderConfig, lengths, seed: int = 1):
@@ -121,10 +134,28 @@ def test_textbook_padding_does_not_reach_real_tokens(family):
         np.testing.assert_allclose(alone[0], out[row, :n], atol=1e-5, rtol=1e-5)
 
 
+def test_relative_position_bias_counts():
+    # MPNet's bias must change every token of a text of two tokens or more, in both forms
+    # (a one-token text attends to itself alone, whatever the bias): with the table zeroed the
+    # model is an XLM-R without token types.
+    cfg = config("mpnet")
+    params = random_params(cfg)
+    ids, mask = random_batch(cfg, LENGTHS)
+    flat = {**params, "relative_attention_bias": np.zeros_like(params["relative_attention_bias"])}
+    several = (mask > 0) & (mask.sum(axis=1, keepdims=True) > 1)
+    for form in (textbook, encoder):
+        with_bias = form.encode_tokens(ids, mask, params, cfg)[several]
+        without = form.encode_tokens(ids, mask, flat, cfg)[several]
+        change = np.abs(with_bias - without).max(axis=-1)  # per token
+        print(f"\n{form.__name__}: the bias moves each token by "
+              f"{change.min():.2f}..{change.max():.2f}")
+        assert change.min() > 1e-2
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_positions_are_the_familys(family):
     # A text's last token reads the last row of the position table: a text one token longer
-    # would not fit, in either family.
+    # would not fit, in any family.
     cfg = config(family)
     ids, _ = random_batch(cfg, [MAX_TOKENS])
     pos = encoder.position_ids(ids, cfg)

@@ -2,9 +2,11 @@
 
     base.py      the `Tokenizer` interface (tokenize, encode, encode_with_cut, finish), special
                  tokens, surrogate repair (`well_formed`), WordPiece and vocab.txt
-    bert.py      BertTokenizer: English WordPiece (all-MiniLM-L6-v2)
+    bert.py      BertTokenizer: English WordPiece (all-MiniLM-L6-v2; also MPNet's and
+                 DistilBERT's tokenizers, which are the same with other special tokens)
     japanese.py  JapaneseTokenizer: MeCab words, then WordPiece (BertJapaneseTokenizer)
     xlmr.py      XLMRobertaTokenizer: SentencePiece pieces with XLM-R's ids
+    bpe.py       RobertaTokenizer: GPT-2's byte-level BPE (all-distilroberta-v1)
 
 `load_tokenizer` picks the front end a model folder was made for. The front ends import
 SentencePiece and MeCab (fugashi) only when a tokenizer that needs them is made, so importing
@@ -19,10 +21,23 @@ from ..errors import ModelFileMissing, TokenizerError
 from ..folder import read_json
 from .base import Tokenizer
 from .bert import BertTokenizer
+from .bpe import RobertaTokenizer
 from .japanese import JapaneseTokenizer
 from .xlmr import XLMRobertaTokenizer
 
 __all__ = ["Tokenizer", "load_tokenizer"]
+
+# tokenizer_class in tokenizer_config.json (without "Fast") -> the front end that runs it.
+# MPNet's and DistilBERT's tokenizers are BERT's WordPiece with their own special tokens, which
+# BertTokenizer reads from the folder.
+FRONT_ENDS = {
+    "BertTokenizer": BertTokenizer,
+    "MPNetTokenizer": BertTokenizer,
+    "DistilBertTokenizer": BertTokenizer,
+    "BertJapaneseTokenizer": JapaneseTokenizer,
+    "XLMRobertaTokenizer": XLMRobertaTokenizer,
+    "RobertaTokenizer": RobertaTokenizer,
+}
 
 
 def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False) -> Tokenizer:
@@ -33,19 +48,21 @@ def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False) -> To
     """
     config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
     cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
-    if cls_name == "BertJapaneseTokenizer":
-        return JapaneseTokenizer(folder, config, max_length, lowercase)
-    if cls_name == "XLMRobertaTokenizer" or (not cls_name and (folder / "sentencepiece.bpe.model").exists()):
-        return XLMRobertaTokenizer(folder, config, max_length, lowercase)
-    if not cls_name and not (folder / "vocab.txt").exists():
-        # Nothing says which tokenizer: name both files rather than guess WordPiece's.
-        raise ModelFileMissing(f"{folder}: neither vocab.txt (WordPiece) nor "
-                               "sentencepiece.bpe.model (XLM-R) is here, and minisbert needs one "
-                               "of them (it does not read tokenizer.json); download the complete "
-                               "model folder.")
-    if cls_name in ("BertTokenizer", ""):
-        return BertTokenizer(folder, config, max_length, lowercase)
-    raise TokenizerError(
-        f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; minisbert has "
-        "BertTokenizer (WordPiece), BertJapaneseTokenizer (MeCab + WordPiece) and "
-        "XLMRobertaTokenizer (SentencePiece).")
+    if not cls_name:  # older folders name no class: the files say which tokenizer it is
+        if (folder / "sentencepiece.bpe.model").exists():
+            cls_name = "XLMRobertaTokenizer"
+        elif (folder / "vocab.txt").exists():
+            cls_name = "BertTokenizer"
+        elif (folder / "merges.txt").exists():
+            cls_name = "RobertaTokenizer"
+        else:
+            # Nothing says which tokenizer: name the files rather than guess.
+            raise ModelFileMissing(f"{folder}: none of vocab.txt (WordPiece), "
+                                   "sentencepiece.bpe.model (XLM-R) or vocab.json + merges.txt "
+                                   "(byte-level BPE) is here, and tokenizer_config.json names no "
+                                   "tokenizer_class; download the complete model folder.")
+    if cls_name not in FRONT_ENDS:
+        raise TokenizerError(
+            f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; minisbert "
+            f"has {', '.join(FRONT_ENDS)}.")
+    return FRONT_ENDS[cls_name](folder, config, max_length, lowercase)

@@ -67,6 +67,19 @@ class Tokenizer:
         return [self.cls_id, *ids[:keep], self.sep_id], max(len(ids) - keep, 0)
 
 
+class CharTable(dict):
+    """A `str.translate` table filled in as characters are met: each character's replacement
+    is worked out once, by `rule`, and after that the whole text is mapped in C."""
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, cp: int) -> str:
+        out = self[cp] = self.rule(chr(cp))
+        return out
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

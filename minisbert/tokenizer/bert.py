@@ -15,6 +15,9 @@ it encodes, a lone one U+FFFD, which cleaning drops. Threads may share the token
 changes no state but caches (WordPiece's lru_cache, and the per-character tables below, whose
 entries are the same whoever fills them in).
 
+Literal special tokens in the text ("[MASK]", or MPNet's "<s>", "<mask>") are taken as those
+tokens; tokenizer.json says which (its `added_tokens`).
+
 Left out: `never_split`, pairs of texts, offsets.
 """
 
@@ -24,8 +27,9 @@ import unicodedata
 from pathlib import Path
 
 from ..errors import TokenizerError
-from .base import (WORDPIECE_SPECIAL_TOKENS, Tokenizer, WordPiece, read_special_tokens,
-                   read_vocab, special_pattern)
+from ..folder import read_json
+from .base import (WORDPIECE_SPECIAL_TOKENS, CharTable, Tokenizer, WordPiece, read_special_tokens,
+                   read_vocab, special_pattern, split_special)
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
 # and are dropped before this test, as in the reference.
@@ -53,19 +57,6 @@ def _is_punctuation(c: str) -> bool:
     return unicodedata.category(c).startswith("P")
 
 
-class _CharTable(dict):
-    """A `str.translate` table filled in as characters are met: each character's replacement
-    is worked out once, by `rule`, and after that the whole text is mapped in C."""
-
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def __missing__(self, cp: int) -> str:
-        out = self[cp] = self.rule(chr(cp))
-        return out
-
-
 def _clean(c: str, split_cjk: bool) -> str:
     if _is_dropped(c):
         return ""
@@ -74,10 +65,10 @@ def _clean(c: str, split_cjk: bool) -> str:
     return f" {c} " if split_cjk and _is_cjk(c) else c
 
 
-_CLEAN = {True: _CharTable(lambda c: _clean(c, True)), False: _CharTable(lambda c: _clean(c, False))}
-_NO_MARKS = _CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
-_LOWER = _CharTable(str.lower)  # per character, as the reference does (no final-sigma rule)
-_PUNCTUATION_APART = _CharTable(lambda c: f" {c} " if _is_punctuation(c) else c)
+_CLEAN = {True: CharTable(lambda c: _clean(c, True)), False: CharTable(lambda c: _clean(c, False))}
+_NO_MARKS = CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
+_LOWER = CharTable(str.lower)  # per character, as the reference does (no final-sigma rule)
+_PUNCTUATION_APART = CharTable(lambda c: f" {c} " if _is_punctuation(c) else c)
 
 
 def normalize(text: str, lowercase: bool, strip_accents: bool, split_cjk: bool) -> str:
@@ -92,6 +83,19 @@ def normalize(text: str, lowercase: bool, strip_accents: bool, split_cjk: bool) 
 def split_words(text: str) -> list[str]:
     """Split at white space, and make every punctuation character a word of its own."""
     return text.translate(_PUNCTUATION_APART).split()
+
+
+def added_tokens(path: Path) -> list[tuple[str, int, bool]]:
+    """tokenizer.json's `added_tokens`, as (content, id, normalized); [] without the file."""
+    added = read_json(path, error=TokenizerError).get("added_tokens") or []
+    out = []
+    for token in added if isinstance(added, list) else [added]:
+        if not (isinstance(token, dict) and isinstance(token.get("content"), str)
+                and token["content"] and isinstance(token.get("id"), int)):
+            raise TokenizerError(f"{path}: the added token {token!r} has no content or id; "
+                                 "download the file again.")
+        out.append((token["content"], token["id"], bool(token.get("normalized"))))
+    return out
 
 
 class BertTokenizer(Tokenizer):
@@ -109,21 +113,40 @@ class BertTokenizer(Tokenizer):
         self.cls_id = vocab[names["cls_token"]]
         self.sep_id = vocab[names["sep_token"]]
         self.pad_id = vocab[names["pad_token"]]
-        self.vocab = vocab
-        self.specials = special_pattern(t for t in names.values() if t in vocab)  # [MASK] may be absent
         # The tokenizer's own switches (tokenizer_config.json).
         self.do_lower_case = bool(config.get("do_lower_case", True))
         strip = config.get("strip_accents")
         self.strip_accents = self.do_lower_case if strip is None else bool(strip)
         self.split_cjk = bool(config.get("tokenize_chinese_chars", True))
+        # Literal special tokens in the text are taken as such. Which ones: the folder's
+        # tokenizer.json lists them as `added_tokens` (the fast tokenizer sentence-transformers
+        # runs reads them there), else the special tokens named above ([MASK] may be absent).
+        # A token marked "normalized" is found in the normalized text instead of the raw one:
+        # all-mpnet-base-v2's "<unk>" (id 3, beside its real unknown token [UNK]) also matches
+        # "<UNK>", as lowercasing makes it "<unk>".
+        raw = {t: vocab[t] for t in names.values() if t in vocab}
+        normalized = {}
+        added = added_tokens(folder / "tokenizer.json")
+        if added:
+            raw = {content: i for content, i, norm in added if not norm}
+            normalized = {self.normalize(content).strip(): i for content, i, norm in added if norm}
+        self.special_ids = {**normalized, **raw}
+        self.specials = special_pattern(raw)
+        self.normalized_specials = special_pattern(t for t in normalized if t)
+
+    def normalize(self, text: str) -> str:
+        return normalize(text, self.do_lower_case, self.strip_accents, self.split_cjk)
 
     def tokenize(self, text: str) -> list[int]:
         ids = []
         for piece, is_special in self.pieces(text):
             if is_special:
-                ids.append(self.vocab[piece])
+                ids.append(self.special_ids[piece])
                 continue
-            for word in split_words(normalize(piece, self.do_lower_case, self.strip_accents,
-                                              self.split_cjk)):
-                ids.extend(self.wordpiece.split(word))
+            for part, is_added in split_special(self.normalize(piece), self.normalized_specials):
+                if is_added:
+                    ids.append(self.special_ids[part])
+                    continue
+                for word in split_words(part):
+                    ids.extend(self.wordpiece.split(word))
         return ids

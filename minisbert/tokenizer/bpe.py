@@ -23,7 +23,7 @@ classes follow the Unicode version of the running Python (`unicodedata.unidata_v
 code point unassigned there but assigned in the reference's newer tables is the only place this
 can part from the reference.
 
-Surrogate code points are first repaired (`tokenizer.well_formed`). Threads may share the
+Surrogate code points are first repaired (`base.well_formed`). Threads may share the
 tokenizer: tokenizing changes no state but the word cache, whose entries are the same whoever
 fills them in.
 
@@ -39,9 +39,9 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelFileMissing, TokenizerError
-from .folder import read_json
-from .tokenizer import Tokenizer
+from ..errors import ModelFileMissing, TokenizerError
+from ..folder import check_not_lfs_pointer, read_json
+from .base import CharTable, Tokenizer, token_content
 
 
 def _byte_to_char() -> dict[int, str]:
@@ -66,19 +66,6 @@ WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u200
                "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
-class _CharTable(dict):
-    """A `str.translate` table filled in as characters are met: each character's replacement
-    is worked out once, by `rule`, and after that the whole text is mapped in C."""
-
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def __missing__(self, cp: int) -> str:
-        out = self[cp] = self.rule(chr(cp))
-        return out
-
-
 def _representative(c: str) -> str:
     if c.isascii():
         return c
@@ -87,7 +74,7 @@ def _representative(c: str) -> str:
     return {"L": "a", "N": "1"}.get(unicodedata.category(c)[0], "!")
 
 
-CLASS = _CharTable(_representative)
+CLASS = CharTable(_representative)
 
 # GPT-2's pattern,  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 # on class representatives. At each position the alternatives are tried in order; together they
@@ -147,14 +134,13 @@ def _read_merges_txt(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise ModelFileMissing(f"{path}: no such file. A byte-level BPE model folder needs "
                                "vocab.json and merges.txt; download the complete folder.")
+    raw = path.read_bytes()
+    check_not_lfs_pointer(path, raw, TokenizerError)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = raw.decode("utf-8").split("\n")
     except UnicodeDecodeError:
         raise TokenizerError(f"{path} is not UTF-8 text; the file is corrupt, download it "
                              "again.") from None
-    if lines[0].startswith("version https://git-lfs"):
-        raise TokenizerError(f"{path} is a Git LFS pointer, not the merges; run `git lfs pull` "
-                             "in the model folder or download the file again.")
     merges = []
     for n, line in enumerate(lines, 1):
         if line.startswith("#version") or not line:
@@ -203,11 +189,6 @@ SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
                 "mask_token")
 
 
-def _content(token) -> str | None:
-    # The configs hold either "<mask>" or {"content": "<mask>", "lstrip": true, ...}
-    return token.get("content") if isinstance(token, dict) else token
-
-
 def special_tokens(folder: Path, config: dict,
                    vocab: dict[str, int]) -> tuple[dict[str, dict], dict[str, str]]:
     """The special tokens, {content: {"id", "lstrip", "rstrip"}}, and their roles,
@@ -223,9 +204,9 @@ def special_tokens(folder: Path, config: dict,
     added = read_json(folder / "tokenizer.json", error=TokenizerError).get("added_tokens") or []
     sources = [{t.get("content"): t for t in added},
                {t.get("content"): t for t in (config.get("added_tokens_decoder") or {}).values()},
-               {_content(t): t for t in special_map.values() if isinstance(t, dict)},
-               {_content(t): t for t in config.values() if isinstance(t, dict)}]
-    names = {key: _content(special_map.get(key) or config.get(key)) for key in SPECIAL_KEYS}
+               {token_content(t): t for t in special_map.values() if isinstance(t, dict)},
+               {token_content(t): t for t in config.values() if isinstance(t, dict)}]
+    names = {key: token_content(special_map.get(key) or config.get(key)) for key in SPECIAL_KEYS}
     # RoBERTa's defaults for the three the tokenizer cannot do without.
     names = {"cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>",
              **{key: name for key, name in names.items() if name}}
@@ -241,7 +222,9 @@ def special_tokens(folder: Path, config: dict,
 
 
 class RobertaTokenizer(Tokenizer):
-    def __init__(self, folder: Path, config: dict, max_length: int):
+    def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
+        """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
+        super().__init__(max_length, lowercase)
         vocab, merges, source = read_vocab_and_merges(folder)
         self.bpe = BytePairEncoding(vocab, merges, source)
         self.add_prefix_space = bool(config.get("add_prefix_space", False))
@@ -249,7 +232,6 @@ class RobertaTokenizer(Tokenizer):
         self.special_ids = {content: t["id"] for content, t in self.special_tokens.items()}
         self.cls_id, self.sep_id, self.pad_id = (
             vocab[names[key]] for key in ("cls_token", "sep_token", "pad_token"))
-        self.max_length = max_length
         # A special token with `lstrip` takes the white space before it along ("a <mask>" is
         # "a" + "<mask>", not "a" + "Ġ" + "<mask>"); with `rstrip` the white space after it.
         space = f"[{re.escape(WHITE_SPACE)}]*"
