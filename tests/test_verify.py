@@ -51,13 +51,11 @@ def test_passes_on_a_folder_with_dense_and_prompts(labse, prompt_name):
     assert report.ref.name.startswith("sentence-transformers")
 
 
-def test_passes_on_xlmr_and_japanese_folders(tmp_path):
+def test_passes_on_xlmr_and_japanese_folders(tmp_path, sp_model, ja_vocab):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("sentencepiece")
     import xlmr_folder
     from reference import write_sentence_transformers_files
-    sp_model = xlmr_folder.train_sentencepiece(tmp_path / "sentencepiece.bpe.model",
-                                               vocab_size=4000, per_lang=500)
     xlmr = xlmr_folder.make_xlmr_folder(tmp_path / "xlmr", sp_model, hidden=32, layers=2,
                                         heads=4, intermediate=64, max_seq_length=64)
     write_sentence_transformers_files(xlmr, dim=32, max_seq_length=64, normalize=True)
@@ -66,7 +64,7 @@ def test_passes_on_xlmr_and_japanese_folders(tmp_path):
     pytest.importorskip("fugashi")
     pytest.importorskip("ipadic")
     import japanese_folder
-    ja = japanese_folder.make_folder(tmp_path / "ja", japanese_folder.build_vocab(8000),
+    ja = japanese_folder.make_folder(tmp_path / "ja", ja_vocab,
                                      layers=2, hidden=32, heads=4, intermediate=64)
     assert check(verify.verify(ja)).ok
 
