@@ -2,7 +2,7 @@
 
     minisbert search -i input.txt                 ask questions in a loop; q, ｑ or EOF ends it
     minisbert search -i input.txt -p "question"   answer one question and exit
-    minisbert encode -i input.txt -o my-index     embed the file once ...
+    minisbert encode -i input.txt -o my-index     embed the file once (streamed, resumable) ...
     minisbert search --index my-index             ... and search it without embedding it again
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
 
@@ -11,7 +11,10 @@ a folder or a hub name (see download.find_model). Every user error (a missing or
 file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
 usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_length) is one line too.
 
-Left out: reading texts from stdin, PDF/HTML input, and re-ranking.
+`encode` reads its input as a stream (a file, or - for standard input; text lines or JSON lines)
+and resumes after an interruption: see streaming.py.
+
+Left out: searching texts from stdin, PDF/HTML input, and re-ranking.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import warnings
 from pathlib import Path
 
 from . import download as hub
-from .errors import MinisbertError
-from .index import check_model, model_identity, read_index, write_index
+from .errors import InputFileError, MinisbertError
+from .index import check_model, model_identity, read_index
 from .model import load
 from .search import semantic_search
+from .streaming import Source, encode_corpus
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 PROMPT = "User (press q to exit): "
@@ -36,10 +40,6 @@ QUIT = {"q", "ｑ"}  # ｑ: what a Japanese input method types for q
 # Where a sentence ends: after 。．！？ (and any closing brackets), as the demo splits; after
 # . ! ? only before a space or the line end, so "3.14", "v2.1" and "example.com" stay whole.
 SENTENCE_END = re.compile(r"[。．！？]+[」』）)\"']*|[.!?]+[\"')\]]*(?=\s|$)")
-
-
-class InputFileError(MinisbertError, ValueError):
-    """The input text file cannot be decoded, or holds no text."""
 
 
 # ---------------------------------------------------------------------------- input
@@ -90,7 +90,7 @@ def _model_folder_and_name(model_arg: str) -> tuple[Path, str | None]:
 def search(args) -> int:
     if args.index:
         index = read_index(args.index)
-        texts, embeddings = index.texts, index.embeddings  # memory-mapped
+        corpus, texts_of = index, index.texts_of  # read from disk a block at a time
         model_arg = args.model
         if model_arg is None:  # the model that made the index: where it was, else by name
             recorded = index.model.get("path")
@@ -101,12 +101,13 @@ def search(args) -> int:
     else:
         texts = read_texts(args.input, args.split, args.encoding)
         model = load(hub.find_model(args.model or DEFAULT_MODEL))
-        embeddings = model.encode(texts)
+        corpus, texts_of = model.encode(texts), lambda rows: {r: texts[r] for r in rows}
 
     def answer(query: str) -> None:
-        hits = semantic_search(model.encode(query), embeddings, top_k=args.top_k)[0]
+        hits = semantic_search(model.encode(query), corpus, top_k=args.top_k)[0]
+        found = texts_of([hit["corpus_id"] for hit in hits])
         for hit in hits:
-            print(f"Text: {texts[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
+            print(f"Text: {found[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
 
     if args.prompt is not None:
         answer(args.prompt)
@@ -124,14 +125,19 @@ def search(args) -> int:
 
 
 def encode(args) -> int:
-    texts = read_texts(args.input, args.split, args.encoding)
+    if args.id_field and not args.field:
+        raise InputFileError("--id-field needs --field: ids come from JSON lines.")
+    source = Source(args.input, field=args.field, id_field=args.id_field, split=args.split,
+                    encoding=args.encoding, skip_bad_lines=args.skip_bad_lines)
     folder, name = _model_folder_and_name(args.model)
     model = load(folder)
-    embeddings = model.encode(texts)
-    identity = model_identity(model, folder, name)
-    write_index(args.output, texts, embeddings, identity)
-    print(f"Wrote {len(texts)} texts x {model.dim} dims (model {identity['name']}, fingerprint "
-          f"{identity['fingerprint']}) to {args.output}", file=sys.stderr)
+    done = encode_corpus(source, args.output, model, folder, name, chunk_texts=args.chunk_texts,
+                         workers=args.workers)
+    resumed = f", {done.resumed_at} of them from an earlier run" if done.resumed_at else ""
+    skipped = f"; skipped {done.bad_lines} bad lines" if done.bad_lines else ""
+    print(f"Wrote {done.count} texts x {model.dim} dims{resumed} (model "
+          f"{done.identity['name']}, fingerprint {done.identity['fingerprint']}) to "
+          f"{args.output}{skipped}", file=sys.stderr)
     return 0
 
 
@@ -153,9 +159,10 @@ def parser() -> argparse.ArgumentParser:
                                 "search over a text file, in any language the model knows.")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_input_options(cmd, required):
+    def add_input_options(cmd, required, stdin=False):
+        or_stdin = ", or - for standard input" if stdin else ""
         cmd.add_argument("-i", "--input", metavar="FILE", required=required,
-                         help="text file: one text per non-blank line")
+                         help=f"text file: one text per non-blank line{or_stdin}")
         cmd.add_argument("--split", choices=("lines", "sentences"), default="lines",
                          help="one text per line (default), or per sentence "
                          "(ends at 。．！？.!?)")
@@ -175,13 +182,29 @@ def parser() -> argparse.ArgumentParser:
                    help="how many texts to show per question (default: 1)")
     s.set_defaults(run=search)
 
-    e = commands.add_parser("encode", help="embed a text file once and save it as an index",
-                            description="Embed a file's texts and save them, with the model's "
-                            "identity, as an index folder for `minisbert search --index`.")
-    add_input_options(e, required=True)
+    e = commands.add_parser("encode", help="embed a file's texts once and save them as an index",
+                            description="Embed the texts of a file (or of standard input) and "
+                            "save them, with the model's identity, as an index folder for "
+                            "`minisbert search --index`. The input is read as a stream and the "
+                            "index written as it goes, in OUTPUT.partial; if the command is "
+                            "interrupted (even killed, or the disk fills up), run it again to "
+                            "resume where it stopped.")
+    add_input_options(e, required=True, stdin=True)
     e.add_argument("-o", "--output", metavar="FOLDER", required=True, help="index folder to write")
     e.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
                    help=f"model folder or hub name (default: {DEFAULT_MODEL})")
+    e.add_argument("--field", metavar="NAME", help="the input is JSON lines; embed this field "
+                   "of each line")
+    e.add_argument("--id-field", metavar="NAME", help="with --field: keep this field of each "
+                   "line as the text's id (in ids.jsonl)")
+    e.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) JSON lines "
+                   "that are not JSON or lack the field, instead of stopping at the first")
+    e.add_argument("--workers", type=_positive, default=0, metavar="N",
+                   help="encode on N worker processes, each on one core (default: this "
+                   "process, one batch per core in threads)")
+    e.add_argument("--chunk-texts", type=_positive, default=1024, metavar="N",
+                   help="texts encoded and saved per checkpoint (default: 1024); an interrupted "
+                   "run loses at most the chunks being encoded")
     e.set_defaults(run=encode)
 
     d = commands.add_parser("download", help="fetch a model folder from the Hugging Face hub",

@@ -39,3 +39,12 @@ class MissingDependencyError(MinisbertError, ImportError):
 class TruncationWarning(UserWarning):
     """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
     Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""
+
+
+class InputFileError(MinisbertError, ValueError):
+    """The input text file cannot be decoded, or holds no text."""
+
+
+class DiskFullError(MinisbertError, OSError):
+    """An index could not be written: no space left on the disk, or a file size limit reached.
+    What was written up to the last checkpoint is kept, so the same command resumes."""
