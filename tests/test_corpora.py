@@ -383,3 +383,41 @@ def test_exact_search_over_an_index_larger_than_the_memory_limit(tmp_path):
         assert [h["corpus_id"] for h in ours] == [h["corpus_id"] for h in ref]
         np.testing.assert_allclose([h["score"] for h in ours], [h["score"] for h in ref],
                                    rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- Ray
+
+@pytest.mark.slow
+def test_ray_cluster_embeds_a_dataset_as_one_process_does(tmp_path, minilm_path, texts):
+    """A head node and a second node on 127.0.0.1, in a network namespace of their own;
+    the index and the Parquet files they write hold the vectors `minisbert encode` makes."""
+    pytest.importorskip("ray.data")
+    pq = pytest.importorskip("pyarrow.parquet")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip to give the cluster a network of its own")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace (needs root): {probe.stderr.strip()}")
+    sample = texts[:500]
+    src = write_jsonl(tmp_path / "in.jsonl", sample)
+    single = encode_cli(src, tmp_path / "single", minilm_path, "--field", "text",
+                        "--id-field", "id")
+    assert single.returncode == 0, single.stderr
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    driver = f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'ray_cluster.py'} " \
+             f"{minilm_path} {src} {tmp_path}"
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", driver], capture_output=True,
+                          text=True, env=env, timeout=300)
+    print(f"\n{proc.stdout.strip()}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cluster of 2 nodes up" in proc.stdout and "stopped; 0 processes left" in proc.stdout
+
+    ours, ray_index = read_index(tmp_path / "single"), read_index(tmp_path / "index")
+    diff = float(np.abs(ray_index.embeddings - ours.embeddings).max())
+    print(f"Ray index vs minisbert encode: maxdiff = {diff:.1e}")
+    np.testing.assert_array_equal(ray_index.embeddings, ours.embeddings)
+    assert ray_index.texts == ours.texts and ray_index.ids == ours.ids
+    table = pq.read_table(tmp_path / "parquet").to_pydict()
+    assert table["id"] == ours.ids
+    np.testing.assert_array_equal(np.array(table["embedding"], dtype=np.float32), ours.embeddings)
