@@ -95,7 +95,7 @@ def write_index(ds, folder: str | os.PathLike, model_path: str | os.PathLike,
     try:
         for batch in ds.iter_batches(batch_size=4096, batch_format="numpy"):
             ids = [_plain(i) for i in batch[id_column]] if id_column else None
-            texts = [str(t).strip() for t in batch[column]]  # stripped, as `minisbert encode` keeps them
+            texts = [str(t).strip() for t in batch[column]]  # as `minisbert encode` keeps them
             writer.append(texts, np.stack(batch[output_column]), ids)
             writer.checkpoint({"rows": writer.count})
         return writer.finish(folder, {"input": "ray.data", "field": column,

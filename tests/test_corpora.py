@@ -41,7 +41,8 @@ def texts() -> list[str]:
 
 def write_jsonl(path: Path, texts, bad: dict[int, str] | None = None) -> Path:
     """JSON lines {"id": "m<i>", "text": ...}; bad maps a 1-based line number to a raw line."""
-    lines = [json.dumps({"id": f"m{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(texts)]
+    lines = [json.dumps({"id": f"m{i}", "text": t}, ensure_ascii=False)
+             for i, t in enumerate(texts)]
     for number, raw in sorted((bad or {}).items()):
         lines.insert(number - 1, raw)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -421,3 +422,33 @@ def test_ray_cluster_embeds_a_dataset_as_one_process_does(tmp_path, minilm_path,
     table = pq.read_table(tmp_path / "parquet").to_pydict()
     assert table["id"] == ours.ids
     np.testing.assert_array_equal(np.array(table["embedding"], dtype=np.float32), ours.embeddings)
+
+
+# ---------------------------------------------------------------------------- approximate
+
+def test_approximate_index_finds_what_exact_search_finds(tmp_path, minilm_path, texts):
+    """usearch's HNSW graph over 1100 real vectors, queried with 100 held-out ones: the same
+    result format as semantic_search, and nearly the same neighbours (recall@10 >= 0.95)."""
+    pytest.importorskip("usearch")
+    from minisbert import ann
+    model = minisbert.load(minilm_path)
+    vectors = model.encode(texts)
+    write_index(tmp_path / "idx", texts[:1100], vectors[:1100],
+                model_identity(model, minilm_path))
+    index = read_index(tmp_path / "idx")
+    ann.build(index)
+    graph = ann.load(read_index(tmp_path / "idx"))
+    approx = graph.search(vectors[1100:], top_k=10)
+    exact = minisbert.semantic_search(vectors[1100:], index, top_k=10)
+    recall = np.mean([len({h["corpus_id"] for h in a} & {h["corpus_id"] for h in e}) / 10
+                      for a, e in zip(approx, exact)])
+    print(f"\nrecall@10 over {len(exact)} queries: {recall:.3f}")
+    assert recall >= 0.95
+    top = {h["corpus_id"]: h["score"] for h in exact[0]}
+    for hit in approx[0]:
+        if hit["corpus_id"] in top:  # usearch's cosine, 1 - distance, against ours
+            assert abs(hit["score"] - top[hit["corpus_id"]]) < 1e-5
+    # Writing the index again replaces its folder, graph included: no stale graph survives.
+    write_index(tmp_path / "idx", texts[:1000], vectors[:1000], model_identity(model, minilm_path))
+    with pytest.raises(SearchIndexError, match="has no approximate index"):
+        ann.load(read_index(tmp_path / "idx"))
