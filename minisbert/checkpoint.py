@@ -2,7 +2,8 @@
 
 This is the one module that knows checkpoint tensor names. It
   1. parses the safetensors container itself (no torch, no extra library) and memory-maps it,
-     so a 768 MB embedding table costs no RAM until rows of it are read;
+     so a 768 MB embedding table costs no RAM until rows of it are read; reads pytorch_model.bin
+     the same way through torch_checkpoint.py, and checkpoints split into shards;
   2. renames HuggingFace tensors to the tree `encoder.py` is called with, transposing the
      linear weights once (torch stores them [out, in]; we multiply x @ W with W [in, out]);
   3. checks every shape against config.json and refuses missing or unexpected tensors.
@@ -21,22 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+from . import torch_checkpoint
 from .encoder import EncoderConfig
 from .errors import CheckpointError, ModelFileMissing
+from .folder import check_not_lfs_pointer, read_json
 
 # safetensors dtype -> how its bytes are viewed. BF16 has no NumPy dtype: read as uint16.
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
            "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
-_LFS_POINTER = b"version https://git-lfs"
 
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Map every tensor of a .safetensors file to a read-only float32 array.
-
-    F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
-    to float32 (a copy), since every computation here is float32.
-    """
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """A .safetensors file's header, checked: (tensor name -> {dtype, shape, data_offsets},
+    the byte where the data starts). `__metadata__` is left out. The data is not read."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -49,10 +47,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         start = f.read(64)
-        if start.startswith(_LFS_POINTER):
-            raise CheckpointError(
-                f"{path} is a Git LFS pointer ({size} bytes), not the weights. Fetch the real "
-                "file: run `git lfs pull` in the model folder, or download model.safetensors again.")
+        check_not_lfs_pointer(path, start, CheckpointError)
         if size < 8:
             raise CheckpointError(f"{path} is {size} bytes: too short to be a safetensors file. "
                                   "It is truncated or empty; download it again.")
@@ -70,9 +65,18 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header is not a JSON object; download the file again.")
     header.pop("__metadata__", None)
+    return header, 8 + header_len
 
-    data_start = 8 + header_len
-    data_len = size - data_start
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Map every tensor of a .safetensors file to a read-only float32 array.
+
+    F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
+    to float32 (a copy), since every computation here is float32.
+    """
+    path = Path(path)
+    header, data_start = read_safetensors_header(path)
+    data_len = path.stat().st_size - data_start
     buffer = _map(path) if data_len else b""
     tensors = {}
     for name, info in header.items():
@@ -118,6 +122,83 @@ def _to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
     return raw  # integer tensors (position_ids buffers) are never used as weights
 
 
+# ---------------------------------------------------------------------------- other containers
+
+# The weight files a folder may hold, in the order transformers looks for them.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def find_weights(folder: str | os.PathLike) -> Path:
+    """The weight file of a model (or module) folder: the first of WEIGHT_FILES it holds."""
+    folder = Path(folder)
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelFileMissing(f"{folder} holds no weights: none of {', '.join(WEIGHT_FILES)}. "
+                           "Download the complete folder.")
+
+
+def read_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of a weight file, as float32 (integers as they are), whatever its container:
+    .safetensors, torch's pytorch_model.bin, or the .index.json of a sharded checkpoint."""
+    path = Path(path)
+    if path.name.endswith(".index.json"):
+        return read_sharded(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    return read_pytorch_bin(path)
+
+
+def read_pytorch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of a torch.save'd state dict, as float32, without torch and without running
+    anything the file asks for (see torch_checkpoint.py)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileMissing(f"{path}: no such file. Download the complete model folder.")
+    with open(path, "rb") as f:
+        check_not_lfs_pointer(path, f.read(64), CheckpointError)
+    return {name: _to_float32(raw, dtype)
+            for name, (dtype, raw) in torch_checkpoint.read_torch_checkpoint(path).items()}
+
+
+def read_sharded(index_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A checkpoint split into shards: model.safetensors.index.json's `weight_map` says which
+    shard file (beside the index) holds each tensor; the shards are read and merged."""
+    index_path = Path(index_path)
+    index = read_json(index_path, required=True, error=CheckpointError)
+    weight_map = index.get("weight_map")
+    if not (isinstance(weight_map, dict) and weight_map
+            and all(isinstance(v, str) for v in weight_map.values())):
+        raise CheckpointError(f"{index_path} has no weight_map {{tensor name: shard file}}; "
+                              "download it again.")
+    by_shard: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        by_shard.setdefault(shard, []).append(name)
+    tensors = {}
+    for shard, names in by_shard.items():
+        if Path(shard).name != shard or shard in (".", ".."):  # a file beside the index, no path
+            raise CheckpointError(f"{index_path} puts {names[0]} in {shard!r}, which is not a "
+                                  "file name in the same folder; the index is corrupt, download "
+                                  "it again.")
+        shard_path = index_path.parent / shard
+        if not shard_path.is_file():
+            raise ModelFileMissing(f"{shard_path}: no such file, but {index_path.name} says it "
+                                   f"holds {len(names)} tensor(s) ({names[0]}, ...). Download "
+                                   "every shard of the checkpoint.")
+        if shard_path.name.endswith(".index.json"):
+            raise CheckpointError(f"{index_path} names another index, {shard}, as a shard.")
+        found = read_tensors(shard_path)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise CheckpointError(
+                f"{shard_path} lacks {len(missing)} tensor(s) that {index_path.name} places in it: "
+                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}. The shard and the "
+                "index come from different versions; download both again.")
+        tensors.update((n, found[n]) for n in names)
+    return tensors
+
+
 # ---------------------------------------------------------------------------- name mapping
 
 # Task checkpoints prefix the encoder with the model family; sentence-transformers ones do not.
@@ -161,8 +242,8 @@ def expected_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
 
 
 def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
-    """Read model.safetensors and arrange it as the parameter tree of `encoder.encode_tokens`."""
-    raw = read_safetensors(path)
+    """Read the weight file and arrange it as the parameter tree of `encoder.encode_tokens`."""
+    raw = read_tensors(path)
     tensors = {}
     for name, array in raw.items():
         name = _canonical(name)
@@ -217,3 +298,37 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
         },
         "layers": layers,
     }
+
+
+# ---------------------------------------------------------------------------- Dense modules
+
+def load_dense_params(path: str | os.PathLike, in_features: int, out_features: int, bias: bool,
+                      residual: bool) -> dict:
+    """A sentence-transformers Dense module's weights, `linear.weight` [out, in] (transposed
+    here to [in, out]) and `linear.bias` [out]; with use_residual and in != out also
+    `residual.weight`, the projection of the input that is added to the output."""
+    tensors = read_tensors(path)
+    want = {"linear.weight": (out_features, in_features)}
+    if bias:
+        want["linear.bias"] = (out_features,)
+    if residual:
+        want["residual.weight"] = (out_features, in_features)
+    parts = []
+    if missing := sorted(set(want) - set(tensors)):
+        parts.append(f"missing {', '.join(missing)}")
+    if unexpected := sorted(set(tensors) - set(want)):
+        parts.append(f"unexpected {', '.join(unexpected)}")
+    if parts:
+        raise CheckpointError(
+            f"{path} does not match the Dense config.json beside it (bias={bias}, "
+            f"use_residual={residual}): {'; '.join(parts)}. Check that config.json and the "
+            "weights come from the same module.")
+    for name, shape in want.items():
+        if tensors[name].shape != shape:
+            raise CheckpointError(
+                f"{path}: {name} has shape {list(tensors[name].shape)} but config.json "
+                f"(in_features={in_features}, out_features={out_features}) implies {list(shape)}. "
+                "Check that config.json and the weights belong together.")
+    return {"w": tensors["linear.weight"].T,  # [in, out], a transposed view
+            "b": tensors["linear.bias"] if bias else None,
+            "residual": tensors["residual.weight"].T if residual else None}

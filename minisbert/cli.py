@@ -5,29 +5,32 @@
     minisbert encode -i input.txt -o my-index     embed the file once (streamed, resumable) ...
     minisbert search --index my-index             ... and search it without embedding it again
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
+    minisbert serve --model M [--model M2 ...]    an OpenAI-compatible embeddings server
 
-Texts are the file's non-blank lines, or with `--split sentences` its sentences. `--model` takes
-a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
+Texts are the file's non-blank lines, or with `--split sentences` its sentences (SPLIT_HELP);
+`-i -` reads them from standard input. Input that looks binary is refused (binary_reason).
+`--model` takes a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
 file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
 usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_length) is one line too.
 
 `encode` reads its input as a stream (a file, or - for standard input; text lines or JSON lines)
 and resumes after an interruption: see streaming.py.
 
-Left out: searching texts from stdin, PDF/HTML input, and re-ranking.
+Left out: PDF/HTML input, and re-ranking.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import re
 import sys
 import warnings
 from pathlib import Path
 
 from . import download as hub
-from .errors import InputFileError, MinisbertError
+from .errors import InputFileError, MinisbertError, ModelFileMissing
 from .index import check_model, model_identity, read_index
 from .model import load
 from .search import semantic_search
@@ -53,10 +56,44 @@ def split_sentences(line: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
+# What "looks binary" means: a NUL character anywhere (no text format has one), or more than
+# BINARY_SHARE of the characters being control characters other than tab, line feed, vertical
+# tab, form feed and carriage return (C0 and C1, including ESC and DEL). Text, even a log with
+# colour codes, stays far below 10 %; bytes of an image or an archive read as latin-1 are
+# about a quarter control characters. Checked on the decoded text, so UTF-16 text is no NUL.
+# Bytes that do not decode are checked too, one character per byte, but only for C0 controls:
+# 0x80-0x9F are letters in Shift-JIS, GBK or cp1252, control characters only in latin-1.
+CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+C0_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+BINARY_SHARE = 0.10
+
+
+def binary_reason(text: str, control: re.Pattern = CONTROL) -> str | None:
+    """Why `text` looks like the content of a binary file, or None if it looks like text."""
+    if "\x00" in text:
+        return "it holds NUL characters"
+    controls = len(text) - len(control.sub("", text))
+    if controls > BINARY_SHARE * len(text):
+        return (f"{controls / len(text):.0%} of its characters are control characters (text has "
+                f"at most {BINARY_SHARE:.0%})")
+    return None
+
+
+def _refuse_binary(source: str, reason: str, encoding: str | None) -> InputFileError:
+    wide = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+    utf16 = "NUL" in reason and not wide
+    return InputFileError(
+        f"{source} looks like a binary file, not text: {reason}. Pass a text file, one text per "
+        "line" + ("; if it is UTF-16 text (Windows \"Unicode\"), pass --encoding utf-16." if utf16
+                  else "."))
+
+
 def read_texts(path: str, split: str = "lines", encoding: str | None = None) -> list[str]:
-    """The texts of a file: its non-blank lines, or the sentences of those lines.
-    encoding None means UTF-8, with or without a byte order mark."""
-    data = Path(path).read_bytes()
+    """The texts of a file (path "-": standard input): its non-blank lines, or the sentences of
+    those lines. encoding None means UTF-8, with or without a byte order mark. Input that looks
+    binary (see binary_reason) is refused, whatever the encoding."""
+    source = "standard input" if path == "-" else path
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     skip = 0
     if encoding is None:
         encoding = "utf-8"
@@ -67,15 +104,21 @@ def read_texts(path: str, split: str = "lines", encoding: str | None = None) -> 
     except LookupError:
         raise InputFileError(f"--encoding {encoding}: unknown encoding.") from None
     except UnicodeDecodeError as e:
+        reason = binary_reason(data.decode("latin-1"), C0_CONTROL)  # a character per byte
+        if reason:
+            raise _refuse_binary(source, reason, encoding) from None
         bad = data[skip + e.start:skip + e.start + 4].hex(" ")
         raise InputFileError(
-            f"{path}: not valid {encoding} at byte {skip + e.start} ({bad} …); pass the file's "
+            f"{source}: not valid {encoding} at byte {skip + e.start} ({bad} …); pass the file's "
             "encoding with --encoding, e.g. --encoding cp932 (Shift-JIS) or --encoding latin-1."
         ) from None
+    reason = binary_reason(text)
+    if reason:
+        raise _refuse_binary(source, reason, encoding)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     texts = lines if split == "lines" else [s for line in lines for s in split_sentences(line)]
     if not texts:
-        raise InputFileError(f"{path}: no text to search (every line is blank).")
+        raise InputFileError(f"{source}: no text to search (every line is blank).")
     return texts
 
 
@@ -85,6 +128,16 @@ def _model_folder_and_name(model_arg: str) -> tuple[Path, str | None]:
     """The folder, and the hub name to record in an index (None when given a folder)."""
     folder = hub.find_model(model_arg)
     return folder, None if Path(model_arg).expanduser().is_dir() else model_arg
+
+
+def _default_or_given(model_arg: str | None) -> Path:
+    """The folder of --model, or of the default model when --model is not given."""
+    if model_arg is not None:
+        return hub.find_model(model_arg)
+    try:
+        return hub.find_model(DEFAULT_MODEL)
+    except ModelFileMissing as e:
+        raise ModelFileMissing(f"no --model given, and the default {e}") from None
 
 
 def search(args) -> int:
@@ -100,7 +153,7 @@ def search(args) -> int:
         check_model(index, model_identity(model, folder, name))
     else:
         texts = read_texts(args.input, args.split, args.encoding)
-        model = load(hub.find_model(args.model or DEFAULT_MODEL))
+        model = load(_default_or_given(args.model))
         corpus, texts_of = model.encode(texts), lambda rows: {r: texts[r] for r in rows}
 
     def answer(query: str) -> None:
@@ -119,6 +172,8 @@ def search(args) -> int:
             print()  # end the prompt's line, so the shell prompt starts on its own line
             return 0
         if query.lower() in QUIT:
+            if not sys.stdin.isatty():  # a terminal echoed "q" and Enter; a pipe echoes nothing
+                print()
             return 0
         if query:
             answer(query)
@@ -146,7 +201,24 @@ def download(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from .serve import run  # Starlette and Uvicorn load only for this command (the serve extra)
+    return run(args.model, host=args.host, port=args.port, api_key=args.api_key,
+               max_wait_ms=args.batch_wait_ms, max_queued=args.queue_size)
+
+
 # ---------------------------------------------------------------------------- arguments
+
+# What --help says about the rules above; the documentation quotes the same words.
+SPLIT_HELP = ("one text per non-blank line (default), or per sentence: a sentence ends after "
+              "。．！？ and after . ! ? followed by a space or the line's end (so 3.14 and "
+              "example.com stay whole), with any closing quotes or brackets; a sentence never "
+              "runs across lines")
+INDEX_HELP = ("search an index made by `minisbert encode` instead of -i. It is searched with the "
+              "model that made it (found where it was made, else by its hub name); --model may "
+              "name that same model elsewhere, and any other model is refused, since its "
+              "vectors are not comparable with the index's (the model's weights are "
+              "fingerprinted)")
 
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
@@ -159,13 +231,12 @@ def parser() -> argparse.ArgumentParser:
                                 "search over a text file, in any language the model knows.")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_input_options(cmd, required, stdin=False):
-        or_stdin = ", or - for standard input" if stdin else ""
+    def add_input_options(cmd, required):
         cmd.add_argument("-i", "--input", metavar="FILE", required=required,
-                         help=f"text file: one text per non-blank line{or_stdin}")
+                         help="text file, or - for standard input; a file that looks binary "
+                         f"(a NUL, or over {BINARY_SHARE * 100:.0f}%% control characters) is refused")
         cmd.add_argument("--split", choices=("lines", "sentences"), default="lines",
-                         help="one text per line (default), or per sentence "
-                         "(ends at 。．！？.!?)")
+                         help=SPLIT_HELP)
         cmd.add_argument("--encoding", help="the file's encoding (default: UTF-8, with or "
                          "without BOM), e.g. cp932, latin-1")
 
@@ -173,10 +244,11 @@ def parser() -> argparse.ArgumentParser:
                             description="Embed a file's texts (or open an index), then answer "
                             "questions: interactively, or once with -p.")
     add_input_options(s, required=False)
-    s.add_argument("--index", metavar="FOLDER", help="search an index made by `minisbert encode` "
-                   "instead of -i (uses the model that made it unless --model is given)")
+    s.add_argument("--index", metavar="FOLDER", help=INDEX_HELP)
     s.add_argument("--model", metavar="M", help=f"model folder or hub name (default: "
-                   f"{DEFAULT_MODEL}; with --index: the index's model)")
+                   f"{DEFAULT_MODEL}; with --index: the index's model). A hub name is looked up "
+                   "in weights/ and the cache; a value with a path's shape (/x, ./x, ~/x, or "
+                   "weights/x when weights/ is a folder here) must be an existing folder")
     s.add_argument("-p", "--prompt", metavar="TEXT", help="answer this one question and exit")
     s.add_argument("-k", "--top-k", type=_positive, default=1, metavar="K",
                    help="how many texts to show per question (default: 1)")
@@ -189,7 +261,7 @@ def parser() -> argparse.ArgumentParser:
                             "index written as it goes, in OUTPUT.partial; if the command is "
                             "interrupted (even killed, or the disk fills up), run it again to "
                             "resume where it stopped.")
-    add_input_options(e, required=True, stdin=True)
+    add_input_options(e, required=True)
     e.add_argument("-o", "--output", metavar="FOLDER", required=True, help="index folder to write")
     e.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
                    help=f"model folder or hub name (default: {DEFAULT_MODEL})")
@@ -214,6 +286,24 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
     d.add_argument("--force", action="store_true", help="fetch files again even if present")
     d.set_defaults(run=download)
+
+    v = commands.add_parser("serve", help="serve embeddings over HTTP (OpenAI's API)",
+                            description="Serve the models' embeddings over HTTP: OpenAI's "
+                            "/v1/embeddings, text-embeddings-inference's /embed, /v1/models, "
+                            "/health and /metrics. Needs pip install 'minisbert[serve]'.")
+    v.add_argument("--model", metavar="M", action="append", required=True,
+                   help="model folder or hub name; repeat to serve several (clients choose "
+                   "with the request's `model`: the folder name or the hub name)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1, this machine only)")
+    v.add_argument("--port", type=_positive, default=8000, help="default: 8000")
+    v.add_argument("--api-key", default=os.environ.get("MINISBERT_API_KEY"), metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $MINISBERT_API_KEY)")
+    v.add_argument("--batch-wait-ms", type=float, default=5, metavar="MS",
+                   help="most time a text waits for others to share its batch (default: 5)")
+    v.add_argument("--queue-size", type=_positive, default=4096, metavar="N",
+                   help="texts that may wait; more get 503 (default: 4096)")
+    v.set_defaults(run=serve)
     return p
 
 
@@ -228,6 +318,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command == "search" and (args.input is None) == (args.index is None):
         p.error("search needs exactly one of -i FILE and --index FOLDER")
+    if args.command == "search" and args.input == "-" and args.prompt is None:
+        p.error("-i - reads the texts from standard input, so the questions cannot come from it "
+                "too: pass the question with -p")
     for stream in (sys.stdin, sys.stdout):  # a stray byte or a non-UTF-8 console: no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")

@@ -5,21 +5,38 @@
   2. weights/<name>, then weights/<last part of name> (weights/ in the current directory);
   3. <cache>/<name>, where `minisbert download` puts it. The cache is ~/.cache/minisbert,
      or $MINISBERT_CACHE.
+When none exists, the error depends on what was typed. Hub names are `name` or `org/name`, so a
+value that is absolute, starts with . or ~, holds a backslash or more than one /, or whose first
+part is a folder here (weights/nope) is a path, and is reported as a missing folder; anything
+else is a hub name, and the error says how to download it. Both list the models that are here.
 
 `download(name)` copies the files minisbert reads from `{endpoint}/{name}/resolve/{revision}/{file}`
 (endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only. Each file
 goes to `<file>.part` first and is renamed when complete, so a folder never holds a half file
 under its real name; an interrupted download resumes from the `.part` with an HTTP Range request.
 
+Each file's size is checked against Content-Length. A large file (one the hub stores with Git
+LFS, such as model.safetensors) is also checked against the SHA-256 the hub publishes for it:
+the `X-Linked-Etag` header on the `/resolve/` redirect, which is the file's LFS object id, the
+SHA-256 of its content (`X-Linked-Size` gives its size). A file that does not match is deleted,
+.part and all, and the error says so; the next run fetches it from the start. Small files kept
+in git itself get no published SHA-256 (their ETag is a git blob id), nor do files from a mirror
+that leaves the header out: those are checked by size only, and the log line says which.
+
+`download` first looks for the model where `find_model` would: a folder there that already holds
+every file `load` needs (see `missing_files`) is used as it is, without touching the network.
+
 Left out: authentication (private and gated models), the hub's revision-keyed cache layout
-(a folder holds one revision; `force=True` replaces it), and checksums (sizes are checked).
+(a folder holds one revision; `force=True` replaces it), and re-checking files already present.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import urllib.error
@@ -27,7 +44,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .errors import MinisbertError, ModelFileMissing
+from .errors import DownloadError, MinisbertError, ModelFileMissing
+from .folder import LFS_POINTER, parse_modules, read_modules
 from .progress import ProgressBar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -41,10 +59,6 @@ TRANSFORMER_FILES = [("config.json", True), ("model.safetensors", True),
 _CHUNK = 1 << 20  # bytes read per network read
 
 
-class DownloadError(MinisbertError, OSError):
-    """The hub could not be reached, or did not have a file the model needs."""
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("MINISBERT_CACHE") or Path.home() / ".cache" / "minisbert")
 
@@ -54,24 +68,87 @@ def _candidates(name: str) -> list[Path]:
     return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache_dir() / name]))
 
 
+def _is_path(name_or_path: str, only_explicit: bool = False) -> bool:
+    """Is a `--model` value a folder path rather than a hub name? Hub names are `name` or
+    `org/name`, so a path is: absolute, or starting with . or ~, or holding a backslash or
+    more than one /, or (unless only_explicit) one whose first part is a folder here, such
+    as weights/nope (hub names are looked up before this last test can say no)."""
+    if (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~"))
+            or "\\" in name_or_path or name_or_path.strip("/").count("/") > 1):
+        return True
+    first = name_or_path.split("/", 1)[0]
+    return not only_explicit and "/" in name_or_path.strip("/") and Path(first).is_dir()
+
+
+def local_models() -> list[str]:
+    """The models on this machine, as `--model` values: folders in weights/ (and one level
+    down), then hub names in the cache. A model folder holds config.json or modules.json."""
+    def is_model(folder: Path) -> bool:
+        return (folder / "config.json").is_file() or (folder / "modules.json").is_file()
+
+    found = []
+    for root, as_name in ((Path("weights"), False), (cache_dir(), True)):
+        for folder in sorted(root.glob("*/")) + sorted(root.glob("*/*/")) if root.is_dir() else []:
+            if is_model(folder) and not (folder.parent != root and is_model(folder.parent)):
+                found.append(folder.relative_to(root).as_posix() if as_name else str(folder))
+    return list(dict.fromkeys(found))
+
+
+def _here(name_or_path: str) -> str:
+    """The models here, and how to pass one: the end of a "not found" message."""
+    models = local_models()
+    if not models:
+        return f"There are no models in weights/ or {cache_dir()}."
+    return (f"Models here: {', '.join(models)}; pass one with --model, e.g. --model "
+            f"{models[0]}.")
+
+
 def find_model(name_or_path: str) -> Path:
     """The model folder a `--model` argument means (see the module docstring)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.is_absolute() or name_or_path.startswith((".", "~")):
-        raise ModelFileMissing(f"{name_or_path}: no such model folder.")
-    for folder in _candidates(name_or_path):
-        if folder.is_dir():
-            if any(folder.rglob("*.part")):
-                raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
-                                       f"incomplete; run `minisbert download {name_or_path}` "
-                                       "again to finish it.")
-            return folder
+    if not _is_path(name_or_path, only_explicit=True):
+        for folder in _candidates(name_or_path):
+            if folder.is_dir():
+                if any(folder.rglob("*.part")):
+                    raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
+                                           f"incomplete; run `minisbert download {name_or_path}` "
+                                           "again to finish it.")
+                return folder
+    if _is_path(name_or_path):
+        raise ModelFileMissing(f"{name_or_path}: no such model folder. {_here(name_or_path)}")
     tried = ", ".join(str(f) for f in _candidates(name_or_path))
     raise ModelFileMissing(f"model {name_or_path!r} is not here (looked in {tried}); run "
                            f"`minisbert download {name_or_path}` or place the model folder "
-                           "in weights/.")
+                           f"in weights/. {_here(name_or_path)}")
+
+
+def missing_files(folder: Path) -> list[str]:
+    """What keeps `folder` from being a complete model folder, [] if nothing: a `.part` left by
+    a download, modules.json that does not parse, or a file `load` needs that is absent: the
+    Transformer's config.json and model.safetensors (not a Git LFS pointer), its vocab.txt or
+    sentencepiece.bpe.model, and the Pooling module's config.json when modules.json lists one."""
+    parts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.part"))
+    if parts:
+        return parts
+    try:
+        pipeline = read_modules(folder)
+    except MinisbertError as e:
+        return [str(e)]
+    transformer = pipeline.transformer_dir
+    needed = [transformer / "config.json", transformer / "model.safetensors"]
+    if pipeline.pooling_config is not None:
+        needed.append(pipeline.pooling_config)
+    missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
+    if not any((transformer / f).is_file() for f in ("vocab.txt", "sentencepiece.bpe.model")):
+        missing.append("vocab.txt or sentencepiece.bpe.model")
+    weights = transformer / "model.safetensors"
+    if weights.is_file():
+        with open(weights, "rb") as f:
+            if f.read(len(LFS_POINTER)) == LFS_POINTER:
+                missing.append("model.safetensors (a Git LFS pointer)")
+    return missing
 
 
 # ---------------------------------------------------------------------------- download
@@ -85,16 +162,46 @@ def _offline_help(name: str, revision: str, endpoint: str, reason) -> DownloadEr
         f"{folder} or {cache_dir() / name}.")
 
 
-def _fetch(url: str, target: Path, label: str) -> bool:
+class _LinkedFileHeaders(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, and keeps the hub's X-Linked-Etag / X-Linked-Size.
+
+    For a file stored with Git LFS (model.safetensors) the hub answers `/resolve/` with a
+    redirect to its file storage, and that redirect carries `X-Linked-Etag: "<sha256>"` (the LFS
+    object id: the SHA-256 of the file's content) and `X-Linked-Size: <bytes>`, the headers
+    huggingface_hub reads too. The response at the end of the redirect does not repeat them."""
+
+    def __init__(self):
+        self.linked = {}
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        for key in ("X-Linked-Etag", "X-Linked-Size"):
+            if headers.get(key) and key not in self.linked:
+                self.linked[key] = headers[key]
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _published_sha256(headers: dict) -> str | None:
+    """The SHA-256 the hub publishes for an LFS file, or None (a file kept in git itself, whose
+    ETag is its git blob id, or a mirror that sends no X-Linked-Etag)."""
+    etag = headers.get("X-Linked-Etag", "").strip()
+    etag = etag[2:] if etag.startswith("W/") else etag
+    etag = etag.strip('"').lower()
+    return etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None
+
+
+def _fetch(url: str, target: Path, label: str) -> str | bool:
     """Download url to target via target.part, resuming a .part left by an earlier attempt.
-    Returns False on 404; raises urllib/socket errors for the caller to explain."""
+    Returns False on 404, else how the file was checked ("SHA-256 checked" or "size checked");
+    raises urllib/socket errors for the caller to explain, DownloadError on a bad file."""
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "minisbert"})
+    request = urllib.request.Request(url, headers={"User-Agent": "minisbert",
+                                                   "Accept-Encoding": "identity"})
     if have:
         request.add_header("Range", f"bytes={have}-")
+    linked = _LinkedFileHeaders()
     try:
-        response = urllib.request.urlopen(request, timeout=30)
+        response = urllib.request.build_opener(linked).open(request, timeout=30)
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return False
@@ -110,6 +217,12 @@ def _fetch(url: str, target: Path, label: str) -> bool:
             return _fetch(url, target, label)
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
+        sha256 = _published_sha256(linked.linked) or _published_sha256(response.headers)
+        digest = hashlib.sha256()
+        if have:  # the resumed file's hash covers the bytes already in the .part
+            with open(part, "rb") as f:
+                while block := f.read(_CHUNK):
+                    digest.update(block)
         bar = ProgressBar(total, unit="B", desc=label, min_total=0)
         bar.update(have)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +230,7 @@ def _fetch(url: str, target: Path, label: str) -> bool:
             try:
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as e:  # dropped mid-file: keep the .part
                 raise DownloadError(f"{url}: download interrupted ({e}); run the same command "
@@ -126,8 +240,20 @@ def _fetch(url: str, target: Path, label: str) -> bool:
     if total is not None and size != total:
         raise DownloadError(f"{url}: the connection ended after {size} of {total} bytes; run the "
                             f"same command again to resume from {part.name}.")
+    published_size = linked.linked.get("X-Linked-Size") or response.headers.get("X-Linked-Size")
+    if published_size and published_size.isdigit() and int(published_size) != size:
+        part.unlink()  # whatever it is, it is not the file the hub lists
+        raise DownloadError(f"{label}: got {size:,} bytes, but the hub lists {int(published_size):,}"
+                            f"; deleted {part.name}. Run the same command again to fetch it anew.")
+    if sha256 is not None and digest.hexdigest() != sha256:
+        part.unlink()  # a resume spliced onto a stale .part, or a corrupting proxy: start over
+        raise DownloadError(f"{label}: SHA-256 {digest.hexdigest()} does not match the hub's "
+                            f"{sha256}; deleted {part.name}. Run the same command again to "
+                            "fetch it anew (if it fails again, something between here and the "
+                            "hub alters the file).")
     os.replace(part, target)  # atomic: target is complete or absent
-    return True
+    return "SHA-256 checked" if sha256 is not None else \
+        "size checked" if total is not None or published_size else "not checked"
 
 
 def download(name: str, revision: str = "main", force: bool = False, endpoint: str | None = None,
@@ -137,6 +263,12 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     log = log if log is not None else sys.stderr
     name = name.strip("/")
+    if not force:  # already here (weights/ or the cache) and complete: nothing to fetch
+        for place in _candidates(name):
+            if place.is_dir() and not missing_files(place):
+                print(f"{name} is already complete in {place}; nothing to download "
+                      "(--force fetches it again into the cache).", file=log)
+                return place
     folder = cache_dir() / name
     base = f"{endpoint}/{urllib.parse.quote(name)}/resolve/{urllib.parse.quote(revision, safe='')}"
 
@@ -161,25 +293,22 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
         except (socket.timeout, ConnectionError) as e:
             raise _offline_help(name, revision, endpoint, e) from None
         if found:
-            print(f"{file}: {target.stat().st_size:,} bytes", file=log)
+            print(f"{file}: {target.stat().st_size:,} bytes, {found}", file=log)
         return found
 
     get("modules.json")
-    modules = []
+    modules = ()
     if (folder / "modules.json").exists():
         try:
-            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            data = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
         except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
             raise DownloadError(f"{folder / 'modules.json'} is not valid JSON ({e}); "
                                 "download again with --force.") from None
-    for m in modules:  # module paths become file paths here: keep them inside the folder
-        if Path(m.get("path", "")).is_absolute() or ".." in Path(m.get("path", "")).parts:
-            raise DownloadError(f"{endpoint}/{name}: modules.json names the folder "
-                                f"{m['path']!r}, outside the model folder; refusing it.")
+        # Module paths become file paths here; parse_modules refuses those outside the folder.
+        modules = parse_modules(data, folder / "modules.json", error=DownloadError)
     # Old sentence-transformers folders keep the transformer in a subfolder (e.g. 0_BERT).
-    transformer = next((m.get("path", "") for m in modules
-                        if m.get("type", "").endswith("Transformer")), "")
-    prefix = f"{transformer.strip('/')}/" if transformer else ""
+    transformer = next((m.path for m in modules if m.kind == "Transformer"), "")
+    prefix = f"{transformer}/" if transformer else ""
     for file, required in TRANSFORMER_FILES:
         if not get(prefix + file) and required:
             if file == "config.json" and not modules:
@@ -190,8 +319,8 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
                                 f"{revision!r} (HTTP 404); minisbert needs config.json and "
                                 "model.safetensors (it does not read pytorch_model.bin).")
     for m in modules:  # 1_Pooling/config.json, 2_Normalize (no files: a 404 is expected)
-        if m.get("path") and m["path"] != transformer:
-            get(f"{m['path'].strip('/')}/config.json")
+        if m.path and m.path != transformer:
+            get(f"{m.path}/config.json")
     if not any((folder / prefix / f).exists() for f in ("vocab.txt", "sentencepiece.bpe.model")):
         raise DownloadError(f"{endpoint}/{name} has neither vocab.txt nor sentencepiece.bpe.model; "
                             "minisbert cannot build its tokenizer.")

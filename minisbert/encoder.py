@@ -1,4 +1,9 @@
-"""The transformer encoder (BERT and XLM-RoBERTa) as pure NumPy functions.
+"""The transformer encoder (BERT and XLM-RoBERTa) as pure NumPy functions, fast form.
+
+`textbook.py` is the same function written plainly, on a padded [b, s, d] batch with a mask;
+read it first. This file computes the same numbers faster (tests/test_textbook.py holds the
+two equal), and each speed technique below says, in a comment marked "Textbook:", what it
+does instead of the plain form.
 
 Everything here is float32 and batched. A batch of texts is `ids` and `mask`, both [b, s]
 (texts × positions, padded); inside the layers `x` is [n, d]: the n real tokens of the batch,
@@ -73,6 +78,7 @@ def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
     return out
 
 
+# Textbook: x·Φ(x) on the whole array at once. Here: in cache-sized blocks, in place.
 # Elementwise passes over a big [tokens, 4d] array are limited by memory bandwidth: GELU makes
 # ~30 of them. Working in blocks of 64k elements (256 KB of float32) keeps each block in the
 # L2 cache across all its passes, which makes GELU ~3x faster than whole-array passes.
@@ -86,8 +92,9 @@ _ZEROS.flags.writeable = False
 def gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """GELU, exact form: x·Φ(x), Φ the standard normal CDF. BERT's and XLM-R's `"gelu"`.
 
-    Written as max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
-    (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the textbook x/2·(1 + erf(x/√2))
+    Textbook: x·Φ(x) with Φ from erfc on either side of 0 (textbook.gelu). Written here as
+    max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
+    (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the usual x/2·(1 + erf(x/√2))
     subtracts two numbers near 1 for negative x and keeps only ~1e-6 of accuracy there.
     `out=x` overwrites x instead of allocating.
     """
@@ -135,8 +142,9 @@ def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return _into(x * sigmoid(x), out)
 
 
-# Every activation takes `out=`: the feed-forward layer passes its own temporary, so the
-# largest array of a layer ([tokens, 4d]) is not allocated twice.
+# Textbook: act(h) returns a new array. Here every activation takes `out=`: the feed-forward
+# layer passes its own temporary, so the largest array of a layer ([tokens, 4d]) is not
+# allocated twice.
 ACTIVATIONS = {
     "gelu": gelu,
     "gelu_new": gelu_tanh,
@@ -153,6 +161,8 @@ ACTIVATIONS = {
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     """Normalize each token vector over its last axis (biased variance), then scale and shift."""
+    # Textbook: g·(x - mean)/√(np.var(x) + eps) + b. Here: centered once, the variance as a dot
+    # product of the centered rows, then scaled and shifted in place (no temporaries).
     out = x - x.mean(axis=-1, keepdims=True)  # [..., d], centered
     var = np.einsum("...i,...i->...", out, out)[..., None] / np.float32(x.shape[-1])  # [..., 1]
     out /= np.sqrt(var + np.float32(eps))
@@ -163,8 +173,9 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.nd
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once)."""
-    # Folding [..., in] to 2-D makes this one large BLAS call; NumPy runs a 3-D @ 2-D product
-    # as one small call per leading index, several times slower.
+    # Textbook: x @ w + b on [b, s, in]. Here: folding [..., in] to 2-D makes this one large
+    # BLAS call; NumPy runs a 3-D @ 2-D product as one small call per leading index, several
+    # times slower.
     y = x.reshape(-1, x.shape[-1]) @ w  # [n, in] -> [n, out]
     y += b
     return y.reshape(*x.shape[:-1], w.shape[1])
@@ -175,11 +186,13 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray) -> n
 
     q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
     """
-    # The scores are kept transposed, [..., keys, queries], so the softmax's max and sum over
-    # the keys run down the columns: NumPy reduces such an axis a whole row of queries at a
-    # time (vectorized), where reducing along each short row is ~2x slower. And the division
-    # by each query's sum is done on the output, hd wide, instead of on the weights, `length`
-    # wide: the same numbers, since (e/Σe)·v = (e·v)/Σe.
+    # Textbook: softmax(q·kᵀ/√hd + mask)·v, a softmax over the last axis of [..., queries,
+    # keys]. Here: no mask (texts come in runs of equal length), the softmax in place on the
+    # scores, and the scores kept transposed, [..., keys, queries], so the softmax's max and
+    # sum over the keys run down the columns: NumPy reduces such an axis a whole row of
+    # queries at a time (vectorized), where reducing along each short row is ~2x slower. And
+    # the division by each query's sum is done on the output, hd wide, instead of on the
+    # weights, `length` wide: the same numbers, since (e/Σe)·v = (e·v)/Σe.
     scores_t = k @ q.swapaxes(-1, -2)  # [..., keys, hd] @ [..., hd, queries] -> [..., keys, queries]
     scores_t -= scores_t.max(axis=-2, keepdims=True)  # shift by the max: exp() cannot overflow
     e = np.exp(scores_t, out=scores_t)
@@ -191,6 +204,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray) -> n
 @dataclass(frozen=True)
 class Layout:
     """Where the real tokens of a padded batch are.
+
+    Textbook: every layer runs on the padded grid x: [b, s, d], and a mask keeps padding out
+    of attention. Here the padding is never computed at all.
 
     Texts in a batch have different lengths. Every step of a layer works on the n real tokens
     packed together, x: [n, d], text after text, so padding costs nothing anywhere. Only
@@ -231,6 +247,8 @@ class Layout:
 def _blocks(texts: int, heads: int, length: int):
     """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
 
+    Textbook: the scores of every text and head at once, [b, h, s, s].
+
     A block's scores go from q·kᵀ through exp() to the product with v while they stay in
     the CPU's L2 cache; one long text's scores for all heads at once would not (12 heads ×
     256² floats are 3 MB).
@@ -251,6 +269,9 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
     """Self-attention: every token mixes the value vectors of all tokens of its own text."""
     n, d = x.shape
     head_dim = d // num_heads
+    # Textbook: the whole padded grid split into heads at once, [b, s, d] -> [b, h, s, hd].
+    # Here: each run of equal-length texts seen as [texts, heads, length, hd] views of the
+    # packed rows, a cache-sized block of (text, head) pairs at a time.
     q_ = linear(x, **q)  # [n, d] -> [n, d]
     q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
     k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
@@ -271,7 +292,7 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
 
 def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     h = linear(x, **up)  # [n, d] -> [n, 4d]
-    return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]
+    return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]; textbook: act(h), a new array
 
 
 def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
@@ -300,7 +321,7 @@ def embed(ids: np.ndarray, layout: Layout, word: np.ndarray,
           cfg: EncoderConfig) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position + type, normalized."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
-    # stays on disk except for those rows.
+    # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
     x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     x += token_type[0]  # single sentences: every token has type 0
@@ -316,3 +337,35 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     for layer in params["layers"]:
         x = encoder_layer(x, layout, **layer, cfg=cfg)
     return layout.to_grid(x)
+
+
+# ---------------------------------------------------------------------------- relative positions (MPNet)
+
+def relative_position_buckets(length: int, num_buckets: int = 32,
+                              max_distance: int = 128) -> np.ndarray:
+    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
+    [length, length] bucket index for each (query, key) of a text of `length` tokens.
+
+    Half the buckets are for keys before the query, half for keys after it. Within each half,
+    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
+    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
+    """
+    pos = np.arange(length)
+    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
+    half = num_buckets // 2
+    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
+    n = np.abs(n)
+    exact = half // 2
+    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
+    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
+    # buckets) sits on a bucket edge, where another rounding could cross it.
+    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
+    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
+    return bucket + np.where(n < exact, n, large)  # [q, k]
+
+
+def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
+    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
+    learned table, [buckets, heads], by each (query, key)'s bucket."""
+    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]

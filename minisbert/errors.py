@@ -2,7 +2,7 @@
 fault and what to do.
 
 The exceptions all derive from `MinisbertError`, and also from the built-in exception a caller
-would naturally catch (`FileNotFoundError`, `ValueError`, `ImportError`), so existing `except`
+would naturally catch (`FileNotFoundError`, `ValueError`, `ImportError`, `OSError`), so existing `except`
 clauses still work.
 """
 
@@ -36,15 +36,24 @@ class MissingDependencyError(MinisbertError, ImportError):
     """An optional dependency (sentencepiece, fugashi, a MeCab dictionary) is not installed."""
 
 
-class TruncationWarning(UserWarning):
-    """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
-    Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""
-
-
 class InputFileError(MinisbertError, ValueError):
-    """The input text file cannot be decoded, or holds no text."""
+    """The command line's input text file cannot be decoded, or holds no text."""
+
+
+class SearchIndexError(MinisbertError, ValueError):
+    """An index folder is unreadable, or was made with another model than the one given."""
+
+
+class DownloadError(MinisbertError, OSError):
+    """The hub could not be reached, or did not have a file the model needs."""
 
 
 class DiskFullError(MinisbertError, OSError):
     """An index could not be written: no space left on the disk, or a file size limit reached.
     What was written up to the last checkpoint is kept, so the same command resumes."""
+
+
+class TruncationWarning(UserWarning):
+    """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
+    Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""
+

@@ -44,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MinisbertError, ModelFileMissing
+from .checkpoint import read_safetensors_header
+from .errors import SearchIndexError
+from .folder import read_modules
 
 FORMAT = "minisbert-index"
 VERSION = 2
@@ -53,10 +55,6 @@ _SAMPLES = 16  # pieces of the weights hashed by the fingerprint...
 _SAMPLE_BYTES = 4096  # ...of this many bytes each
 _NPY_HEADER = 128  # bytes: room for any shape's digits, a multiple of 64 as .npy wants
 PARTIAL = ".partial"  # OUTPUT.partial: an index being written
-
-
-class SearchIndexError(MinisbertError, ValueError):
-    """An index folder is unreadable, or was made with another model than the one given."""
 
 
 def _canonical_json(path: Path, drop=()) -> bytes:
@@ -77,26 +75,22 @@ def model_fingerprint(folder: str | os.PathLike) -> str:
     Bookkeeping keys of config.json (transformers_version, _name_or_path) are left out, so
     re-saving a folder with another transformers release keeps its fingerprint.
     """
-    folder = Path(folder)
+    pipeline = read_modules(folder)
     h = hashlib.sha256()
-    transformer = folder
-    if (folder / "modules.json").is_file():
-        h.update(_canonical_json(folder / "modules.json"))
-        for module in json.loads((folder / "modules.json").read_text(encoding="utf-8")):
-            config = folder / module.get("path", "") / "config.json"
-            if module.get("type", "").endswith("Transformer"):
-                transformer = folder / module.get("path", "")
-            elif config.is_file():
+    if pipeline.modules_json is not None:
+        h.update(_canonical_json(pipeline.modules_json))
+        for module in pipeline.modules:  # the other modules' settings (pooling modes)
+            config = pipeline.folder(module) / "config.json"
+            if module.kind != "Transformer" and config.is_file():
                 h.update(_canonical_json(config))
-    h.update(_canonical_json(transformer / "config.json", drop={"transformers_version"}))
-    weights = transformer / "model.safetensors"
-    if not weights.is_file():
-        raise ModelFileMissing(f"{weights}: no such file; cannot fingerprint the model.")
+    h.update(_canonical_json(pipeline.transformer_dir / "config.json",
+                             drop={"transformers_version"}))
+    weights = pipeline.transformer_dir / "model.safetensors"
+    _, data_start = read_safetensors_header(weights)
     size = weights.stat().st_size
     with open(weights, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        h.update(f.read(header_len))
-        data_start = 8 + header_len
+        f.seek(8)
+        h.update(f.read(data_start - 8))  # the header's bytes as stored
         last = max(size - _SAMPLE_BYTES, data_start)
         for offset in np.linspace(data_start, last, _SAMPLES).astype(np.int64):
             f.seek(int(offset))
@@ -158,9 +152,10 @@ class IndexWriter:
         self.count = 0
         self.input_state: dict = {}  # the caller's resume state at the last checkpoint
         progress = self.partial / "progress.json"
-        if progress.is_file():
-            self._reopen(json.loads(progress.read_text(encoding="utf-8")))
-        else:  # nothing to resume (or a start that crashed before its first checkpoint)
+        saved = json.loads(progress.read_text(encoding="utf-8")) if progress.is_file() else None
+        if saved and saved["count"]:
+            self._reopen(saved)
+        else:  # nothing to resume (or a start that stopped before its first chunk)
             shutil.rmtree(self.partial, ignore_errors=True)
             self.partial.mkdir(parents=True)
             self._files = {name: open(self.partial / name, "wb") for name in self._names()}
@@ -256,12 +251,15 @@ class IndexWriter:
         return output
 
     def close(self) -> None:
-        """Close the files, leaving the folder as it was at the last checkpoint (resumable)."""
+        """Close the files, leaving the folder as it was at the last checkpoint (resumable);
+        a folder that holds no text yet is removed."""
         for f in self._files.values():
             try:
                 f.close()
             except OSError:  # a full disk: what could not be flushed is past the checkpoint
                 pass
+        if self.count == 0 and self.partial.is_dir():
+            shutil.rmtree(self.partial, ignore_errors=True)
 
 
 def write_index(folder: str | os.PathLike, texts: list[str], embeddings: np.ndarray,

@@ -10,57 +10,81 @@ does, and a warning.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
 from array import array
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint, parallel, pooling, progress
 from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
-from .errors import ConfigError, ModelFileMissing, TruncationWarning, UnsupportedModelError
-from .folder import read_json
+from .errors import ConfigError, TruncationWarning, UnsupportedModelError
+from .folder import read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
 
 # model_type in config.json -> does it number positions after padding_idx (fairseq style)?
 _ARCHITECTURES = {"bert": False, "xlm-roberta": True}
 
 
+_REQUIRED = object()
+_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string"}
+
+
+def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
+    """config[key], checked to be a `kind` (float accepts whole numbers too); a key that is
+    absent or null gives `default`, or is a ConfigError when there is none."""
+    value = config.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
+        return default
+    accepted = (int, float) if kind is float else kind
+    if isinstance(value, bool) or not isinstance(value, accepted):  # JSON true is no number
+        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
+                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
+    return float(value) if kind is float else value
+
+
 def encoder_config(config: dict, path: Path) -> EncoderConfig:
-    model_type = config.get("model_type")
+    """The encoder's settings from config.json (at `path`), each checked for its type."""
+    model_type = _setting(config, path, "model_type", str, default=None)
     if model_type not in _ARCHITECTURES:
-        archs = ", ".join(config.get("architectures") or []) or "none"
+        archs = ", ".join(map(str, config.get("architectures") or [])) or "none"
         raise UnsupportedModelError(
             f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
             f"minisbert runs {', '.join(_ARCHITECTURES)} encoders.")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise UnsupportedModelError(f"{path}: position_embedding_type "
-                                    f"{config['position_embedding_type']!r} is not supported; "
-                                    "minisbert implements absolute positions only.")
-    act = config.get("hidden_act", "gelu")
+    positions = _setting(config, path, "position_embedding_type", str, default="absolute")
+    if positions != "absolute":
+        raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
+                                    "supported; minisbert implements absolute positions only.")
+    act = _setting(config, path, "hidden_act", str, default="gelu")
     if act not in ACTIVATIONS:
         raise UnsupportedModelError(f"{path}: hidden_act {act!r} is not supported; minisbert "
                                     f"implements {', '.join(ACTIVATIONS)}.")
-    try:
-        cfg = EncoderConfig(
-            hidden_size=config["hidden_size"],
-            num_layers=config["num_hidden_layers"],
-            num_heads=config["num_attention_heads"],
-            intermediate_size=config["intermediate_size"],
-            vocab_size=config["vocab_size"],
-            max_position_embeddings=config["max_position_embeddings"],
-            type_vocab_size=config.get("type_vocab_size", 2),
-            layer_norm_eps=config.get("layer_norm_eps", 1e-12),
-            hidden_act=act,
-            pad_token_id=config.get("pad_token_id", 0 if model_type == "bert" else 1),
-            positions_after_padding_idx=_ARCHITECTURES[model_type],
-        )
-    except KeyError as e:
-        raise ConfigError(f"{path} has no {e.args[0]!r}; it is incomplete, download it "
-                          "again.") from None
+
+    def size(key, default=_REQUIRED, least=1):
+        n = _setting(config, path, key, int, default)
+        if n < least:
+            raise ConfigError(f"{path}: {key!r} is {n}; it must be at least {least}. Fix the "
+                              "file, or download it again.")
+        return n
+
+    cfg = EncoderConfig(
+        hidden_size=size("hidden_size"),
+        num_layers=size("num_hidden_layers"),
+        num_heads=size("num_attention_heads"),
+        intermediate_size=size("intermediate_size"),
+        vocab_size=size("vocab_size"),
+        max_position_embeddings=size("max_position_embeddings"),
+        type_vocab_size=size("type_vocab_size", 2),
+        layer_norm_eps=_setting(config, path, "layer_norm_eps", float, 1e-12),
+        hidden_act=act,
+        pad_token_id=size("pad_token_id", 0 if model_type == "bert" else 1, least=0),
+        positions_after_padding_idx=_ARCHITECTURES[model_type],
+    )
     if cfg.hidden_size % cfg.num_heads:
         raise UnsupportedModelError(f"{path}: hidden_size {cfg.hidden_size} does not divide into "
                                     f"{cfg.num_heads} attention heads.")
@@ -150,28 +174,19 @@ class SentenceModel:
         to it; the first time that happens in a process, a TruncationWarning says so.
         """
         single = isinstance(texts, str)
-        ids = self._token_ids([texts] if single else texts)
+        ids = self._token_ids([texts] if single else texts)  # tokenize: one int32 array per text
+        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
         normalize = normalize_embeddings or self.normalize
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
 
         def embed(rows):
-            pooled = self._embed_batch([ids[r] for r in rows])  # [b, dim]
+            pooled = self._embed_batch([ids[r] for r in rows])  # encode and pool: [b, dim]
             # Rows are normalized one by one, so doing it per batch gives the same vectors
             # without a second [n, dim] array at the end.
             out[rows] = pooling.normalize(pooled) if normalize else pooled
-            return len(rows)
 
-        # One batch per core at a time (see parallel.py); each writes its own rows of `out`.
-        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)
-        n_workers = parallel.workers()
-        if n_workers > 1 and len(ids) > 1:
-            with parallel.single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
-                for done in pool.map(embed, todo):
-                    bar.update(done)
-        else:
-            for rows in todo:
-                bar.update(embed(rows))
+        bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
+        parallel.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
         bar.close()
         return out[0] if single else out
 
@@ -212,31 +227,18 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
 
     max_seq_length and do_lower_case override what the folder's sentence_bert_config.json says.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise ModelFileMissing(f"{root}: no such model folder. Pass the folder that holds "
-                               "config.json and model.safetensors (see weights/README.md).")
-    modules = read_json(root / "modules.json", kind=list)
-    if modules is None:
-        warnings.warn(f"{root} has no modules.json, so it is not a sentence-transformers folder; "
-                      "creating a model with mean pooling, as sentence-transformers does.",
+    folder = read_modules(path)
+    if folder.modules_json is None:
+        warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
+                      "folder; creating a model with mean pooling, as sentence-transformers does.",
                       stacklevel=2)
-        transformer_dir, pooling_modes, normalize = root, ("mean",), False
+    transformer_dir = folder.transformer_dir
+    pool_cfg_path = folder.pooling_config
+    if pool_cfg_path is None:
+        pooling_modes = ("mean",)
     else:
-        kinds = {m.get("type", "").rsplit(".", 1)[-1]: m.get("path", "") for m in modules}
-        unknown = set(kinds) - {"Transformer", "Pooling", "Normalize"}
-        if unknown or "Transformer" not in kinds:
-            raise UnsupportedModelError(
-                f"{root / 'modules.json'} lists modules {sorted(kinds)}; minisbert runs "
-                "Transformer -> Pooling -> optional Normalize.")
-        transformer_dir = root / kinds["Transformer"]
-        if "Pooling" in kinds:
-            pool_cfg_path = root / kinds["Pooling"] / "config.json"
-            pooling_modes = pooling.modes_from_config(read_json(pool_cfg_path, required=True),
-                                                      pool_cfg_path)
-        else:
-            pooling_modes = ("mean",)
-        normalize = "Normalize" in kinds
+        pooling_modes = pooling.modes_from_config(read_json(pool_cfg_path, required=True),
+                                                  pool_cfg_path)
 
     config_path = transformer_dir / "config.json"
     cfg = encoder_config(read_json(config_path, required=True), config_path)
@@ -261,7 +263,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
-    tokenizer = load_tokenizer(transformer_dir, max_seq_length)
-    tokenizer.lowercase_input = do_lower_case
+    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case)
     params = checkpoint.load_params(transformer_dir / "model.safetensors", cfg)
-    return SentenceModel(tokenizer, params, cfg, pooling_modes, normalize, name=root.resolve().name)
+    return SentenceModel(tokenizer, params, cfg, pooling_modes, folder.normalize,
+                         name=folder.root.resolve().name)

@@ -2,10 +2,11 @@
 
 NumPy runs matrix products on a multi-threaded BLAS, but everything else it does (GELU,
 softmax, LayerNorm, gathers) on one core, so with a threaded BLAS the other cores idle for a
-third of an encoder layer. Instead, `encode` runs one batch per core in Python threads, each
-with a single-threaded BLAS: NumPy releases the GIL inside its loops and BLAS calls, so every
-step of every layer keeps all cores busy. It also holds up when other programs load the
-machine, where a threaded BLAS spinning on busy cores slows down many times over.
+third of an encoder layer. Instead, `run_batches` (which `encode` calls) runs one batch per
+core in Python threads, each with a single-threaded BLAS: NumPy releases the GIL inside its
+loops and BLAS calls, so every step of every layer keeps all cores busy. It also holds up
+when other programs load the machine, where a threaded BLAS spinning on busy cores slows
+down many times over.
 
 The thread count is the BLAS's own (OPENBLAS_NUM_THREADS, else the CPUs). Changing it at run
 time needs OpenBLAS's C API, found in the library NumPy loaded; with any other BLAS (MKL,
@@ -18,8 +19,10 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Callable, Iterable
 
 
 @lru_cache(maxsize=1)
@@ -113,3 +116,22 @@ def single_threaded_blas():
             _users -= 1
             if _users == 0:
                 set_(_saved)
+
+
+def run_batches(work: Callable, batches: Iterable, done: Callable[[int], object] = lambda n: None):
+    """Call work(rows) for each batch of text indices, one batch per core at a time, and
+    done(len(rows)) as each batch finishes (in order), e.g. to move a progress bar.
+
+    With one text, or when the BLAS's threads cannot be changed, batches run one after
+    another on this thread, and the BLAS keeps its threads.
+    """
+    batches = list(batches)  # a few small index arrays; the pool would take them all at once
+    n_workers = workers()
+    if n_workers > 1 and sum(len(rows) for rows in batches) > 1:
+        with single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
+            for rows, _ in zip(batches, pool.map(work, batches)):
+                done(len(rows))
+    else:
+        for rows in batches:
+            work(rows)
+            done(len(rows))

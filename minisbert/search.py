@@ -21,9 +21,13 @@ import numpy as np
 
 def _as_2d(x) -> np.ndarray:
     """A [d] vector or [n, d] matrix (NumPy, list, or CPU torch tensor) as [n, d] floats, without
-    copying a float array (a memory-mapped corpus stays on disk)."""
+    copying a float32 or float64 array (a memory-mapped corpus stays on disk).
+
+    Types follow sentence-transformers: nested lists of numbers become float32 (torch's default),
+    arrays keep float64, and narrower floats (float16) or integers are widened to float32."""
+    from_numbers = isinstance(x, (list, tuple)) and not (x and all(hasattr(e, "dtype") for e in x))
     x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
+    if from_numbers or not np.issubdtype(x.dtype, np.floating) or x.dtype.itemsize < 4:
         x = x.astype(np.float32)
     if x.ndim == 1:
         x = x[None, :]  # [d] -> [1, d]
@@ -55,6 +59,12 @@ def cos_sim(a, b) -> np.ndarray:
     return (a_unit @ b.T) / _row_norms(b).astype(dtype)[None, :]  # [n, d] @ [d, m] -> [n, m]
 
 
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """The scores as ranked: NaN (from a NaN in an embedding) above every number, as torch.topk
+    ranks it, so a NaN score is returned like sentence-transformers' rather than lost."""
+    return np.where(np.isnan(scores), np.inf, scores)
+
+
 def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int = 100,
                     corpus_chunk_size: int = 50_000, top_k: int = 10,
                     score_function=cos_sim) -> list[list[dict]]:
@@ -64,7 +74,8 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
     Same arguments and result as sentence-transformers' `util.semantic_search` (whose
     corpus_chunk_size default, 500 000, assumes a GPU; 50 000 keeps a block at 20 MB here).
     `score_function(queries [q, d], corpus [c, d]) -> [q, c]`, higher is closer. Equal scores
-    come back in corpus order.
+    come back in corpus order. As there: top_k 0, or an empty corpus (`np.array([])`, `[]`,
+    shape [0, d]), gives one empty list per query; no queries ([0, d]) give [].
 
     `corpus_embeddings` may also be an opened index (`index.read_index`): its rows are then
     mapped from disk a block of corpus_chunk_size rows at a time, and each block is unmapped
@@ -72,17 +83,20 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
     may use is searched in the memory of one block.
     """
     queries = _as_2d(query_embeddings)
+    if top_k < 0 or query_chunk_size < 1 or corpus_chunk_size < 1:
+        raise ValueError("top_k must be at least 0, query_chunk_size and corpus_chunk_size at "
+                         "least 1")
     if hasattr(corpus_embeddings, "blocks"):  # an Index: one block mapped at a time
-        n_corpus = len(corpus_embeddings)
+        n_corpus, empty = len(corpus_embeddings), len(corpus_embeddings) == 0
         blocks = corpus_embeddings.blocks(corpus_chunk_size)
     else:
         corpus = _as_2d(corpus_embeddings)
-        n_corpus = len(corpus)
+        n_corpus, empty = len(corpus), corpus.size == 0
         blocks = ((c0, corpus[c0:c0 + corpus_chunk_size])  # [nc, d], views: no copy
                   for c0 in range(0, len(corpus), corpus_chunk_size))
-    if top_k < 1 or query_chunk_size < 1 or corpus_chunk_size < 1:
-        raise ValueError("top_k, query_chunk_size and corpus_chunk_size must be at least 1")
     k = min(top_k, n_corpus)
+    if k == 0 or empty:  # top_k 0, or an empty corpus (np.array([]) too): no hits
+        return [[] for _ in queries]
     # The running top-k of every query: -inf and id -1 until real scores push them out.
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float64)  # [nq, k]
     best_ids = np.full((len(queries), k), -1, dtype=np.int64)  # [nq, k]
@@ -94,17 +108,17 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
             q1 = min(q0 + query_chunk_size, len(queries))
             scores = np.asarray(score_function(queries[q0:q1], chunk))  # [nq', nc]
             # This block's own top kc per query (unordered), then merge with the running top k.
-            ids = np.argpartition(-scores, kc - 1, axis=1)[:, :kc]  # [nq', kc]
+            ids = np.argpartition(-_rank(scores), kc - 1, axis=1)[:, :kc]  # [nq', kc]
             top = np.take_along_axis(scores, ids, axis=1)  # [nq', kc]
             cand_scores = np.concatenate([best_scores[q0:q1], top], axis=1)  # [nq', k+kc]
             cand_ids = np.concatenate([best_ids[q0:q1], ids + c0], axis=1)  # [nq', k+kc]
-            keep = np.argpartition(-cand_scores, k - 1, axis=1)[:, :k]  # [nq', k]
+            keep = np.argpartition(-_rank(cand_scores), k - 1, axis=1)[:, :k]  # [nq', k]
             best_scores[q0:q1] = np.take_along_axis(cand_scores, keep, axis=1)
             best_ids[q0:q1] = np.take_along_axis(cand_ids, keep, axis=1)
         del chunk  # an Index block: unmapped here, before the next one is mapped
 
     # Best first; lexsort's last key is the primary one, so ties fall back to corpus order.
-    order = np.lexsort((best_ids, -best_scores), axis=1)  # [nq, k]
+    order = np.lexsort((best_ids, -_rank(best_scores)), axis=1)  # [nq, k]
     best_scores = np.take_along_axis(best_scores, order, axis=1)
     best_ids = np.take_along_axis(best_ids, order, axis=1)
     return [[{"corpus_id": int(i), "score": float(s)} for i, s in zip(ids_row, scores_row)]

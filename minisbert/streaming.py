@@ -47,23 +47,31 @@ def decoded_lines(binary, name: str, encoding: str | None = None):
     """The lines of a binary stream, decoded, without their line ends: (line number, text).
 
     Decoded a block at a time, so memory holds one block and one line however big the input.
-    encoding None means UTF-8, with or without a byte order mark."""
+    encoding None means UTF-8, with or without a byte order mark. A block that looks binary
+    (cli.binary_reason: NULs, many control characters) is refused, whatever the encoding."""
     try:
         decoder = codecs.getincrementaldecoder(encoding or "utf-8-sig")(errors="strict")
     except LookupError:
         raise InputFileError(f"--encoding {encoding}: unknown encoding.") from None
+    from .cli import C0_CONTROL, _refuse_binary, binary_reason  # the command's rule for binary
     number, pending = 0, ""
     while True:
         block = binary.read(_BLOCK)
         try:
             text = pending + decoder.decode(block, final=not block)
         except UnicodeDecodeError as e:
+            reason = binary_reason(block.decode("latin-1"), C0_CONTROL)  # a character per byte
+            if reason:
+                raise _refuse_binary(name, reason, encoding or "utf-8") from None
             line = number + block[:e.start].count(b"\n") + 1
             bad = block[e.start:e.start + 4].hex(" ")
             raise InputFileError(
                 f"{name} line {line}: not valid {encoding or 'utf-8'} ({bad} …); pass the "
                 "input's encoding with --encoding, e.g. --encoding cp932 (Shift-JIS) or "
                 "--encoding latin-1.") from None
+        reason = binary_reason(text) if text else None  # refused, whatever the encoding
+        if reason:
+            raise _refuse_binary(name, reason, encoding or "utf-8")
         lines = text.split("\n")
         pending = lines.pop()  # the unfinished last line, completed by the next block
         for line in lines:

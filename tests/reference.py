@@ -28,6 +28,8 @@ def write_sentence_transformers_files(folder: Path, *, dim: int, max_seq_length:
         "pooling_mode_mean_tokens": pooling == "mean",
         "pooling_mode_max_tokens": pooling == "max",
         "pooling_mode_mean_sqrt_len_tokens": pooling == "mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens": pooling == "weightedmean",
+        "pooling_mode_lasttoken": pooling == "lasttoken",
     }))
 
 

@@ -126,6 +126,17 @@ def test_bad_json_lines_named_by_number_or_skipped_and_counted(tmp_path, minilm_
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["source"]["bad_lines"] == 4
 
 
+def test_binary_input_is_refused_whatever_the_encoding(tmp_path, minilm_path):
+    blob = tmp_path / "photo.jpg"
+    blob.write_bytes(np.random.default_rng(0).integers(0, 256, 8000, dtype=np.uint8).tobytes())
+    for encoding in [[], ["--encoding", "latin-1"]]:
+        proc = encode_cli(blob, tmp_path / "idx", minilm_path, *encoding)
+        assert_one_line_error(proc, "photo.jpg looks like a binary file", "NUL")
+    proc = encode_cli("-", tmp_path / "idx", minilm_path, stdin="text\n" + "\0" * 100)
+    assert_one_line_error(proc, "standard input looks like a binary file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # no index, no .partial
+
+
 # ---------------------------------------------------------------------------- resuming
 
 def test_killed_encode_resumes_to_an_identical_index(tmp_path, minilm_path, texts):

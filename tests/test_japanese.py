@@ -22,7 +22,7 @@ import minisbert
 from corpus import lines, spread, translations
 from japanese_folder import build_vocab, make_folder, write_tokenizer_files
 from minisbert.errors import MissingDependencyError
-from minisbert.japanese_tokenizer import JapaneseTokenizer
+from minisbert.tokenizer.japanese import JapaneseTokenizer
 from reference import compare, first_mismatches, write_sentence_transformers_files
 
 IPADIC = {"mecab_dic": "ipadic"}
@@ -61,9 +61,8 @@ def hf_ids(tokenizer, texts) -> list[list[int]]:
 
 def our_tokenizer(folder: Path, max_length: int = 512, lowercase_input: bool = False):
     config = json.loads((folder / "tokenizer_config.json").read_text())
-    tok = JapaneseTokenizer(folder, config, max_length)
-    tok.lowercase_input = lowercase_input  # what minisbert.load sets from sentence_bert_config.json
-    return tok
+    # lowercase: what minisbert.load passes from sentence_bert_config.json
+    return JapaneseTokenizer(folder, config, max_length, lowercase=lowercase_input)
 
 
 def compare_ids(texts, ours, ref) -> list[int]:

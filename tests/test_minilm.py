@@ -82,7 +82,8 @@ def test_max_seq_length_override(minilm_path, texts):
     np.testing.assert_allclose(ours.encode(long), ref.encode(long), atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["cls", "max", "mean_sqrt_len_tokens"])
+@pytest.mark.parametrize("mode", ["cls", "max", "mean_sqrt_len_tokens", "weightedmean",
+                                  "lasttoken"])
 def test_pooling_modes(minilm_path, tmp_path, texts, mode):
     folder = tmp_path / mode
     shutil.copytree(minilm_path, folder)
@@ -114,9 +115,9 @@ def test_plain_huggingface_folder_loads_with_mean_pooling(minilm_path, tmp_path,
 
 
 def test_unsupported_pooling_is_a_clear_error(minilm_path, tmp_path):
-    folder = tmp_path / "weighted"
+    folder = tmp_path / "attention"
     shutil.copytree(minilm_path, folder)
     (folder / "1_Pooling" / "config.json").write_text(
-        '{"word_embedding_dimension": 384, "pooling_mode_weightedmean_tokens": true}')
-    with pytest.raises(minisbert.UnsupportedModelError, match="weightedmean"):
+        '{"word_embedding_dimension": 384, "pooling_mode": "attention"}')
+    with pytest.raises(minisbert.UnsupportedModelError, match="'attention' is not supported"):
         minisbert.load(folder)

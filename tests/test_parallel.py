@@ -39,3 +39,24 @@ def test_single_threaded_blas_is_restored_after_nested_use():
         assert get() == 1  # the outer block still runs
     assert get() == before
     assert parallel.workers() == before
+
+
+def test_run_batches_runs_every_batch_once_with_one_blas_thread_each():
+    api = parallel._openblas_threads()
+    before = api[0]() if api else None
+    several = parallel.workers() > 1
+    batches = [np.arange(0, 3), np.arange(3, 5), np.arange(5, 6)]
+    seen, blas_threads, done = [], [], []
+
+    def work(rows):
+        seen.extend(rows.tolist())  # list.extend holds the GIL: safe from several threads
+        if api:
+            blas_threads.append(api[0]())
+
+    parallel.run_batches(work, iter(batches), done=done.append)
+    print(f"\nworkers: {parallel.workers()}, BLAS threads inside the batches: {blas_threads}")
+    assert sorted(seen) == list(range(6))
+    assert done == [3, 2, 1]  # in the batches' order, as they finish
+    if api:
+        assert blas_threads == [1] * 3 if several else [before] * 3
+        assert api[0]() == before

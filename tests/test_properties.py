@@ -8,7 +8,7 @@ characters known to be awkward (NUL, U+0085, U+FFFD, BOM, joiners, bidi controls
 space). Hypothesis is derandomized, so every run tries the same 300 strings per front end.
 
 Surrogates: no reference accepts them (HuggingFace raises TypeError). minisbert repairs them
-first (`tokenizer.well_formed`: a pair becomes its character, a lone one U+FFFD), so a string with
+first (`tokenizer.base.well_formed`: a pair becomes its character, a lone one U+FFFD), so a string with
 surrogates must get the reference's ids for its repaired form.
 
 Allowed differences: for XLM-R, the classes PARITY.md item 8 and tests/test_xlmr.py document,
@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import corpus
 import xlmr_folder
-from minisbert.tokenizer import load_tokenizer, well_formed
+from minisbert.tokenizer import load_tokenizer
+from minisbert.tokenizer.base import well_formed
 
 transformers = pytest.importorskip("transformers")
 

@@ -74,7 +74,8 @@ from minisbert import model as model_module
 from minisbert.errors import (CheckpointError, ConfigError, MinisbertError, MissingDependencyError,
                               ModelFileMissing, TokenizerError, TruncationWarning,
                               UnsupportedModelError)
-from minisbert.tokenizer import load_tokenizer, well_formed
+from minisbert.tokenizer import load_tokenizer
+from minisbert.tokenizer.base import well_formed
 from reference import compare, write_sentence_transformers_files
 
 from cli_support import assert_one_line_error, run_cli

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import minisbert
-from minisbert.index import (SearchIndexError, check_model, model_fingerprint, model_identity,
-                             read_index, write_index)
+from minisbert.errors import SearchIndexError
+from minisbert.index import check_model, model_fingerprint, model_identity, read_index, write_index
 
 from cli_support import EXAMPLE, assert_one_line_error, run_cli
 

@@ -26,7 +26,7 @@ import corpus
 import minisbert
 import xlmr_folder
 from minisbert.tokenizer import load_tokenizer
-from minisbert.xlmr_tokenizer import XLMRobertaTokenizer
+from minisbert.tokenizer.xlmr import XLMRobertaTokenizer
 from reference import compare
 
 sentencepiece = pytest.importorskip("sentencepiece")

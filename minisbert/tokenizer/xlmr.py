@@ -9,8 +9,8 @@ those tokens, as HuggingFace's XLMRobertaTokenizer (what sentence-transformers r
 the text is cut at them and each remaining part goes through SentencePiece on its own. (The
 `lstrip` flag configs set on "<mask>" changes no id: SentencePiece drops that space anyway.)
 
-Where HuggingFace's tokenizer still differs from SentencePiece (PARITY.md item 8; the tests
-show each one against the reference), minisbert follows SentencePiece, the model's own tool:
+Where HuggingFace's tokenizer still differs from SentencePiece (the tests show each case
+against the reference), minisbert follows SentencePiece, the model's own tool:
   - a grapheme cluster of several code points whose first character the normalization
     rewrites, e.g. half-width "ｶﾞ" or "ａ" + U+0308: HuggingFace normalizes per cluster and
     can drop or separate the marks;
@@ -20,9 +20,12 @@ show each one against the reference), minisbert follows SentencePiece, the model
   - text that only becomes "<mask>" after normalization (full-width "＜ｍａｓｋ＞"): special
     tokens are matched in the raw text here, after normalization there.
 
-Surrogate code points, which SentencePiece rejects, are first repaired (`tokenizer.well_formed`).
+Surrogate code points, which SentencePiece rejects, are first repaired (`base.well_formed`).
 Threads may share the tokenizer: SentencePiece's encoding is a const C++ method that releases
 the GIL and is itself run from a thread pool by SentencePiece's batch API.
+
+SentencePiece itself is imported when a tokenizer is made, not with this module, so
+`import minisbert` works without it.
 
 Left out: pairs of texts, offsets, user-defined SentencePiece symbols, decoding.
 """
@@ -31,12 +34,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import MissingDependencyError, ModelFileMissing, TokenizerError
-from .folder import read_json
-from .tokenizer import Tokenizer, special_pattern
+from ..errors import MissingDependencyError, ModelFileMissing, TokenizerError
+from ..folder import check_not_lfs_pointer
+from .base import Tokenizer, read_special_tokens, special_pattern
 
 # fairseq's dictionary puts these four first; XLM-R kept that numbering.
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
+SPECIAL_TOKENS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>",
+                  "unk_token": "<unk>", "mask_token": "<mask>"}
 
 
 def _import_sentencepiece():
@@ -55,9 +60,7 @@ def _load_model(path: Path):
                                "sentencepiece.bpe.model; download the complete folder.")
     sentencepiece = _import_sentencepiece()
     data = path.read_bytes()
-    if data.startswith(b"version https://git-lfs"):
-        raise TokenizerError(f"{path} is a Git LFS pointer, not the model file; run "
-                             "`git lfs pull` in the model folder or download it again.")
+    check_not_lfs_pointer(path, data, TokenizerError)
     try:
         return sentencepiece.SentencePieceProcessor(model_proto=data)
     except (RuntimeError, OSError) as e:
@@ -65,25 +68,20 @@ def _load_model(path: Path):
                              "the file is corrupt, download it again.") from None
 
 
-def _content(token) -> str | None:
-    # tokenizer_config.json holds either "<mask>" or {"content": "<mask>", "lstrip": true, ...}
-    return token.get("content") if isinstance(token, dict) else token
-
-
 class XLMRobertaTokenizer(Tokenizer):
-    def __init__(self, folder: Path, config: dict, max_length: int):
+    def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
+        """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
+        super().__init__(max_length, lowercase)
         self.sp = _load_model(folder / "sentencepiece.bpe.model")
         n_pieces = self.sp.get_piece_size()
         # The five special tokens and their ids. Their spelling comes from the config (it is
         # always the default in practice); their ids are fixed by the renumbering below.
-        config = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
-        name = lambda key, default: _content(config.get(key)) or default  # noqa: E731
-        self.special_ids = {name("bos_token", "<s>"): BOS, name("pad_token", "<pad>"): PAD,
-                            name("eos_token", "</s>"): EOS, name("unk_token", "<unk>"): UNK,
-                            name("mask_token", "<mask>"): n_pieces + 1}
+        names = read_special_tokens(folder, config, SPECIAL_TOKENS)
+        self.special_ids = {names["bos_token"]: BOS, names["pad_token"]: PAD,
+                            names["eos_token"]: EOS, names["unk_token"]: UNK,
+                            names["mask_token"]: n_pieces + 1}
         self.specials = special_pattern(self.special_ids)
         self.cls_id, self.sep_id, self.pad_id = BOS, EOS, PAD
-        self.max_length = max_length
 
     def _renumber(self, ids: list[int]) -> list[int]:
         # SentencePiece numbers its pieces <unk>=0, <s>=1, </s>=2, then ordinary pieces from 3.

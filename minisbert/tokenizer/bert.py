@@ -10,7 +10,7 @@ which is what sentence-transformers runs, character class by character class:
   - words split at white space and around every punctuation character, where "punctuation"
     is ASCII's (including $+<=>^`|~) plus every Unicode P* category.
 
-Surrogate code points are first repaired (`tokenizer.well_formed`): a pair becomes the character
+Surrogate code points are first repaired (`base.well_formed`): a pair becomes the character
 it encodes, a lone one U+FFFD, which cleaning drops. Threads may share the tokenizer: tokenizing
 changes no state but caches (WordPiece's lru_cache, and the per-character tables below, whose
 entries are the same whoever fills them in).
@@ -23,9 +23,9 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from .errors import TokenizerError
-from .folder import read_json
-from .tokenizer import Tokenizer, WordPiece, read_vocab, special_pattern
+from ..errors import TokenizerError
+from .base import (WORDPIECE_SPECIAL_TOKENS, Tokenizer, WordPiece, read_special_tokens,
+                   read_vocab, special_pattern)
 
 # White_Space characters that survive cleaning; U+000B, U+000C, U+0085 are control characters
 # and are dropped before this test, as in the reference.
@@ -95,29 +95,26 @@ def split_words(text: str) -> list[str]:
 
 
 class BertTokenizer(Tokenizer):
-    def __init__(self, folder: Path, config: dict, max_length: int):
+    def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
+        """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
+        super().__init__(max_length, lowercase)
         vocab = read_vocab(folder / "vocab.txt")
-        special = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
-        token = lambda key, default: _content(special.get(key)) or default  # noqa: E731
-        missing = [t for t in (token("unk_token", "[UNK]"), token("cls_token", "[CLS]"),
-                               token("sep_token", "[SEP]"), token("pad_token", "[PAD]"))
-                   if t not in vocab]
+        names = read_special_tokens(folder, config, WORDPIECE_SPECIAL_TOKENS)
+        missing = [names[key] for key in ("unk_token", "cls_token", "sep_token", "pad_token")
+                   if names[key] not in vocab]
         if missing:  # a truncated vocab.txt, or one of another model
             raise TokenizerError(f"{folder / 'vocab.txt'} lacks the special tokens {missing}; "
                                  "download the file again.")
-        self.wordpiece = WordPiece(vocab, token("unk_token", "[UNK]"))
-        self.cls_id = vocab[token("cls_token", "[CLS]")]
-        self.sep_id = vocab[token("sep_token", "[SEP]")]
-        self.pad_id = vocab[token("pad_token", "[PAD]")]
-        self.max_length = max_length
+        self.wordpiece = WordPiece(vocab, names["unk_token"])
+        self.cls_id = vocab[names["cls_token"]]
+        self.sep_id = vocab[names["sep_token"]]
+        self.pad_id = vocab[names["pad_token"]]
         self.vocab = vocab
-        names = [token(k, d) for k, d in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
-                                          ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
-                                          ("mask_token", "[MASK]"))]
-        self.specials = special_pattern(t for t in names if t in vocab)
-        self.lowercase = bool(config.get("do_lower_case", True))
+        self.specials = special_pattern(t for t in names.values() if t in vocab)  # [MASK] may be absent
+        # The tokenizer's own switches (tokenizer_config.json).
+        self.do_lower_case = bool(config.get("do_lower_case", True))
         strip = config.get("strip_accents")
-        self.strip_accents = self.lowercase if strip is None else bool(strip)
+        self.strip_accents = self.do_lower_case if strip is None else bool(strip)
         self.split_cjk = bool(config.get("tokenize_chinese_chars", True))
 
     def tokenize(self, text: str) -> list[int]:
@@ -126,12 +123,7 @@ class BertTokenizer(Tokenizer):
             if is_special:
                 ids.append(self.vocab[piece])
                 continue
-            for word in split_words(normalize(piece, self.lowercase, self.strip_accents,
+            for word in split_words(normalize(piece, self.do_lower_case, self.strip_accents,
                                               self.split_cjk)):
                 ids.extend(self.wordpiece.split(word))
         return ids
-
-
-def _content(token) -> str | None:
-    # special_tokens_map.json holds either "[CLS]" or {"content": "[CLS]", ...}
-    return token.get("content") if isinstance(token, dict) else token

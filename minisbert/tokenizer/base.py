@@ -1,14 +1,20 @@
-"""What every tokenizer front end shares: special tokens, truncation, and the WordPiece step.
+"""What every tokenizer front end shares: the interface, special tokens, surrogate repair, and
+the WordPiece step.
 
 A front end turns text into the ids the encoder sees. Each one implements `tokenize(text)`,
 the content ids without special tokens; `encode(text)` here adds them (`[CLS] … [SEP]` for
 BERT, `<s> … </s>` for XLM-R) and truncates to `max_length`, counting the special tokens.
+The front ends are `bert.BertTokenizer` (English WordPiece), `japanese.JapaneseTokenizer`
+(MeCab + WordPiece) and `xlmr.XLMRobertaTokenizer` (SentencePiece with XLM-R ids);
+`load_tokenizer` in this package's `__init__` picks one from the model folder's files.
 
-Front ends: `bert_tokenizer.BertTokenizer` (English WordPiece), `japanese_tokenizer`
-(MeCab + WordPiece) and `xlmr_tokenizer` (SentencePiece with XLM-R ids). `load_tokenizer`
-picks one from the model folder's files.
+Here: the `Tokenizer` base class; the special tokens' spellings, read from the folder
+(`read_special_tokens`, `token_content`) and cut out of the input (`special_pattern`,
+`split_special`); `well_formed`, the surrogate repair every front end applies first; and
+WordPiece with its vocab.txt reader, which the English and Japanese front ends share.
 
-Front ends may be used from several threads at once (see each one for its library).
+Left out: decoding ids back to text, pairs of texts, offsets, added tokens beyond the special
+ones, and everything a single front end needs alone (normalization, MeCab, SentencePiece).
 """
 
 from __future__ import annotations
@@ -17,21 +23,25 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelFileMissing, TokenizerError
-from .folder import read_json
+from ..errors import ModelFileMissing, TokenizerError
+from ..folder import check_not_lfs_pointer, read_json
 
 
 class Tokenizer:
-    """Base class: subclasses set the fields below and implement `tokenize`."""
+    """The interface of every front end: subclasses set the three ids below, call
+    `Tokenizer.__init__`, and implement `tokenize`."""
 
     cls_id: int  # id put before the text (`[CLS]`, `<s>`)
     sep_id: int  # id put after it (`[SEP]`, `</s>`)
     pad_id: int  # id used to fill short rows of a batch
-    max_length: int  # most ids `encode` returns, special tokens included
     specials: re.Pattern | None = None  # literal special tokens to take as such in the input
-    # sentence_bert_config.json's do_lower_case: sentence-transformers lowercases the text
-    # (each character on its own, special tokens left alone) before the tokenizer proper.
-    lowercase_input: bool = False
+
+    def __init__(self, max_length: int, lowercase: bool = False):
+        self.max_length = max_length  # most ids `encode` returns, special tokens included
+        # sentence_bert_config.json's do_lower_case: sentence-transformers lowercases the text
+        # (each character on its own, special tokens left alone) before the tokenizer proper.
+        # The tokenizer's own do_lower_case (tokenizer_config.json) is a separate switch.
+        self.lowercase_input = lowercase
 
     def pieces(self, text: str):
         """Yield (piece, is_special): the text cut at literal special tokens such as "[MASK]"."""
@@ -99,22 +109,38 @@ def special_pattern(tokens) -> re.Pattern | None:
     return re.compile("|".join(map(re.escape, tokens))) if tokens else None
 
 
+def token_content(token) -> str | None:
+    """A special token's spelling: the files hold either "[CLS]" or {"content": "[CLS]", ...}."""
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def read_special_tokens(folder: Path, config: dict, defaults: dict[str, str]) -> dict[str, str]:
+    """The spelling of each special token in `defaults` ({"cls_token": "[CLS]", ...}), by key:
+    tokenizer_config.json's (`config`) over special_tokens_map.json's, else the default."""
+    found = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
+    return {key: token_content(found.get(key)) or default for key, default in defaults.items()}
+
+
 # ---------------------------------------------------------------------------- WordPiece
+
+# The special tokens of BERT's WordPiece vocabularies, and their usual spelling.
+WORDPIECE_SPECIAL_TOKENS = {"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                            "pad_token": "[PAD]", "mask_token": "[MASK]"}
+
 
 def read_vocab(path: Path) -> dict[str, int]:
     """vocab.txt: one token per line, its id is its line number."""
     if not path.is_file():
         raise ModelFileMissing(f"{path}: no such file. A WordPiece model folder needs vocab.txt; "
                                "download the complete folder.")
+    with open(path, "rb") as f:
+        check_not_lfs_pointer(path, f.read(64), TokenizerError)
     try:
         with open(path, encoding="utf-8") as f:
             vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
     except UnicodeDecodeError:
         raise TokenizerError(f"{path} is not UTF-8 text; the file is corrupt, download it "
                              "again.") from None
-    if next(iter(vocab), "").startswith("version https://git-lfs"):
-        raise TokenizerError(f"{path} is a Git LFS pointer, not the vocabulary; run `git lfs pull` "
-                             "in the model folder or download the file again.")
     return vocab
 
 
@@ -151,27 +177,3 @@ class WordPiece:
                 return (self.unk_id,)
         return tuple(ids)
 
-
-def load_tokenizer(folder: Path, max_length: int) -> Tokenizer:
-    """Pick the front end the model folder was made for, from tokenizer_config.json and files."""
-    config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
-    cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
-    if cls_name == "BertJapaneseTokenizer":
-        from .japanese_tokenizer import JapaneseTokenizer
-        return JapaneseTokenizer(folder, config, max_length)
-    if cls_name == "XLMRobertaTokenizer" or (not cls_name and (folder / "sentencepiece.bpe.model").exists()):
-        from .xlmr_tokenizer import XLMRobertaTokenizer
-        return XLMRobertaTokenizer(folder, config, max_length)
-    if not cls_name and not (folder / "vocab.txt").exists():
-        # Nothing says which tokenizer: name both files rather than guess WordPiece's.
-        raise ModelFileMissing(f"{folder}: neither vocab.txt (WordPiece) nor "
-                               "sentencepiece.bpe.model (XLM-R) is here, and minisbert needs one "
-                               "of them (it does not read tokenizer.json); download the complete "
-                               "model folder.")
-    if cls_name in ("BertTokenizer", "") :
-        from .bert_tokenizer import BertTokenizer
-        return BertTokenizer(folder, config, max_length)
-    raise TokenizerError(
-        f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; minisbert has "
-        "BertTokenizer (WordPiece), BertJapaneseTokenizer (MeCab + WordPiece) and "
-        "XLMRobertaTokenizer (SentencePiece).")

@@ -17,14 +17,14 @@ so another dictionary silently changes the ids. We keep ipadic as the default.
 
 Lowercasing happens in step 4, after NFKC and MeCab, for either switch: the tokenizer's own
 `do_lower_case` (tokenizer_config.json) or the folder's (sentence_bert_config.json, passed in
-as `lowercase_input`). That is where BertJapaneseTokenizer lowercases, and sentence-transformers
+as `lowercase`). That is where BertJapaneseTokenizer lowercases, and sentence-transformers
 6 means to hand the folder's switch to the tokenizer (on this tokenizer it fails with an
 AttributeError; tests/test_japanese.py works around it). Older sentence-transformers releases
 lowercased the raw text instead: the same ids on all 34,500 Japanese test messages, different
 only on compatibility characters such as "№" (NFKC makes it "No" after the lowercasing) and on
 a literal "[MASK]" (lowercased into plain text).
 
-Surrogate code points, which MeCab cannot take, are first repaired (`tokenizer.well_formed`).
+Surrogate code points, which MeCab cannot take, are first repaired (`base.well_formed`).
 A NUL character ends the text for MeCab, as it does for the reference (same ids).
 Threads may share the tokenizer: a lock keeps them from using the MeCab tagger at once.
 
@@ -40,10 +40,9 @@ import threading
 import unicodedata
 from pathlib import Path
 
-from .errors import MissingDependencyError, TokenizerError
-from .folder import read_json
-from .tokenizer import (Tokenizer, WordPiece, read_vocab, special_pattern,
-                        split_special, well_formed)
+from ..errors import MissingDependencyError, TokenizerError
+from .base import (WORDPIECE_SPECIAL_TOKENS, Tokenizer, WordPiece, read_special_tokens,
+                   read_vocab, special_pattern, split_special, well_formed)
 
 _INSTALL = "pip install 'minisbert[ja]'"
 _DICTIONARIES = ("ipadic", "unidic_lite", "unidic")
@@ -84,7 +83,9 @@ def mecab_tagger(dictionary: str | None, option: str | None, config_path: Path):
 
 
 class JapaneseTokenizer(Tokenizer):
-    def __init__(self, folder: Path, config: dict, max_length: int):
+    def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
+        """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
+        super().__init__(max_length, lowercase)
         word_type = config.get("word_tokenizer_type", "basic")
         self.subword_type = config.get("subword_tokenizer_type", "wordpiece")
         if word_type != "mecab" or self.subword_type not in ("wordpiece", "character"):
@@ -93,10 +94,7 @@ class JapaneseTokenizer(Tokenizer):
                 f"subword_tokenizer_type {self.subword_type!r}; minisbert implements mecab with "
                 "wordpiece or character.")
         self.vocab = read_vocab(folder / "vocab.txt")
-        special = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
-        names = {key: _content(special.get(key)) or default for key, default in (
-            ("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]"),
-            ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))}
+        names = read_special_tokens(folder, config, WORDPIECE_SPECIAL_TOKENS)
         missing = [t for t in names.values() if t not in self.vocab]
         if missing:
             raise TokenizerError(f"{folder / 'vocab.txt'} lacks the special tokens {missing}.")
@@ -105,11 +103,10 @@ class JapaneseTokenizer(Tokenizer):
         self.cls_id = self.vocab[names["cls_token"]]
         self.sep_id = self.vocab[names["sep_token"]]
         self.pad_id = self.vocab[names["pad_token"]]
-        self.max_length = max_length
         self.specials = special_pattern(names.values())
         # BertJapaneseTokenizer's own do_lower_case (False unless the config says so). The
-        # folder's sentence_bert_config.json value arrives separately, as `lowercase_input`.
-        self.lowercase = bool(config.get("do_lower_case", False))
+        # folder's sentence_bert_config.json value arrives separately (`lowercase_input`).
+        self.do_lower_case = bool(config.get("do_lower_case", False))
         # Words never lowercased. A MeCab surface never equals "[MASK]" (MeCab splits the
         # brackets off), but the reference checks, so we do too.
         self.never_lower = set(names.values()) | set(config.get("never_split") or ())
@@ -136,7 +133,7 @@ class JapaneseTokenizer(Tokenizer):
         return words
 
     def tokenize(self, text: str) -> list[int]:
-        lowercase = self.lowercase or self.lowercase_input
+        lowercase = self.do_lower_case or self.lowercase_input
         ids = []
         # Not self.pieces(): that would lowercase before NFKC; here it happens per MeCab word.
         for piece, is_special in split_special(well_formed(text), self.specials):
@@ -154,7 +151,3 @@ class JapaneseTokenizer(Tokenizer):
                         ids.extend(self.wordpiece.split(part))
         return ids
 
-
-def _content(token) -> str | None:
-    # special_tokens_map.json holds either "[CLS]" or {"content": "[CLS]", ...}
-    return token.get("content") if isinstance(token, dict) else token

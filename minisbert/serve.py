@@ -1,0 +1,516 @@
+"""`minisbert serve`: an embeddings server that speaks the OpenAI API, on Starlette and Uvicorn.
+
+Routes:
+  POST /v1/embeddings   OpenAI's embeddings API: `input` (a string or a list of strings),
+                        `model`, `encoding_format` ("float" or "base64"), `dimensions`
+  POST /embed           text-embeddings-inference's shape: `inputs`, `normalize`, `truncate`
+  GET  /v1/models       the served models, OpenAI's list format
+  GET  /health          200 once the models are loaded
+  GET  /metrics         Prometheus text format: requests, texts, tokens, batch sizes, queue
+                        depth, latency
+
+Texts of concurrent requests share encoder batches (see batching.py). The vectors are those of
+`SentenceModel.encode` for the same texts; `dimensions` cuts them and normalizes the cut.
+Texts are stripped, as encode strips them, and a text longer than the model's max_seq_length
+is cut to it on /v1/embeddings (`usage` counts the tokens embedded, special tokens included);
+/embed answers 413 for such a text unless `"truncate": true`, as text-embeddings-inference does.
+
+Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/embed: TEI's
+`{"error", "error_type"}`): 400 for a malformed request, 401 without the API key when one is
+set, 404 for an unknown model, 413 for more than MAX_INPUTS texts or a body over
+MAX_BODY_BYTES, 503 with Retry-After when the queue is full.
+
+Left out: token-id input (lists of integers), `user`, TLS (put a proxy in front), several
+processes (one process already keeps every core busy: batches run one per core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import download as hub
+from . import pooling
+from .batching import Batcher, QueueFull
+from .errors import MinisbertError, MissingDependencyError
+from .model import SentenceModel, load
+
+try:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+except ImportError:
+    raise MissingDependencyError("`minisbert serve` needs Starlette and Uvicorn: "
+                                 "pip install 'minisbert[serve]'") from None
+
+MAX_INPUTS = 2048  # texts per request, OpenAI's limit
+MAX_BODY_BYTES = 4 * 1024 * 1024  # 2,048 texts of ~2,000 characters each
+RETRY_AFTER_SECONDS = 1  # what a 503 for a full queue tells the client to wait
+TOKENIZE_INLINE_CHARS = 20_000  # longer requests are tokenized off the event loop
+log = logging.getLogger("minisbert.serve")
+
+
+# ---------------------------------------------------------------------------- errors
+
+class ApiError(Exception):
+    """A request the server refuses: the status and what to tell the client."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None, kind: str = "invalid_request_error",
+                 tei_kind: str = "Validation", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.kind, self.tei_kind, self.headers = kind, tei_kind, headers
+
+    def response(self, tei: bool) -> JSONResponse:
+        if tei:  # text-embeddings-inference's error body
+            body = {"error": self.message, "error_type": self.tei_kind}
+        else:
+            body = {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                              "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+def _labels(labels: tuple) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
+
+
+class Metrics:
+    """Counters and histograms in Prometheus' text format (written by hand: it is a few lines,
+    and prometheus_client would be one more dependency)."""
+
+    LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+    BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+    def __init__(self):
+        self._lock = threading.Lock()  # batch sizes come from the batcher's threads
+        self.counters: dict[tuple[str, tuple], float] = {}
+        self.histograms: dict[tuple[str, tuple], list] = {}  # -> [bucket counts, sum, count]
+        self.help: dict[str, tuple[str, str]] = {}
+
+    def describe(self, name: str, kind: str, text: str) -> None:
+        self.help[name] = (kind, text)
+
+    def inc(self, name: str, labels: tuple = (), by: float = 1) -> None:
+        with self._lock:
+            self.counters[name, labels] = self.counters.get((name, labels), 0) + by
+
+    def observe(self, name: str, value: float, buckets, labels: tuple = ()) -> None:
+        with self._lock:
+            h = self.histograms.setdefault((name, labels), [[0] * len(buckets), 0.0, 0, buckets])
+            for i, bound in enumerate(buckets):
+                if value <= bound:
+                    h[0][i] += 1
+            h[1] += value
+            h[2] += 1
+
+    def render(self, gauges: list[tuple[str, tuple, float]]) -> str:
+        lines, seen = [], set()
+
+        def header(name):
+            if name not in seen and name in self.help:
+                seen.add(name)
+                kind, text = self.help[name]
+                lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
+
+        with self._lock:
+            for (name, labels), value in sorted(self.counters.items()):
+                header(name)
+                lines.append(f"{name}{_labels(labels)} {value:g}")
+            for name, labels, value in gauges:
+                header(name)
+                lines.append(f"{name}{_labels(labels)} {value:g}")
+            for (name, labels), (counts, total, n, buckets) in sorted(self.histograms.items()):
+                header(name)
+                for bound, count in zip(buckets, counts):
+                    le = labels + (("le", f"{bound:g}"),)
+                    lines.append(f"{name}_bucket{_labels(le)} {count}")
+                lines.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {n}")
+                lines.append(f"{name}_sum{_labels(labels)} {total:.6f}")
+                lines.append(f"{name}_count{_labels(labels)} {n}")
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- models
+
+@dataclass
+class Served:
+    name: str
+    model: SentenceModel
+    batcher: Batcher
+    created: int  # when it was loaded, Unix seconds (OpenAI's `created`)
+
+
+def model_name(model_arg: str) -> str:
+    """What clients call a model: its folder's name, or the hub name it was given by."""
+    path = Path(model_arg).expanduser()
+    return Path(os.path.abspath(path)).name if path.is_dir() else model_arg
+
+
+def _tokenize(model: SentenceModel, texts: list[str]) -> tuple[list[int], list[int]]:
+    """(tokens each text keeps, tokens cut from each) as encode tokenizes them."""
+    kept, cut = [], []
+    for text in texts:
+        ids, n_cut = model.tokenizer.encode_with_cut(text.strip())
+        kept.append(len(ids))
+        cut.append(n_cut)
+    return kept, cut
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Return when the client closes the connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def _embed(served: Served, texts: list[str], lengths: list[int],
+                 request: Request) -> np.ndarray:
+    """The raw pooled vectors of the texts [n, dim], from the batcher; ClientGone if the client
+    left first (its texts not yet encoded are dropped)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def on_done(job):  # runs in a batcher thread
+        try:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+        except RuntimeError:  # the event loop has closed: nobody waits any more
+            pass
+
+    try:
+        job = served.batcher.submit(texts, lengths, on_done)
+    except QueueFull as e:
+        raise ApiError(503, f"The server is busy ({e}); retry in {RETRY_AFTER_SECONDS} s.",
+                       code="server_overloaded", kind="server_error", tei_kind="Overloaded",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({done, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not done.done():
+        served.batcher.cancel(job)
+        raise ClientGone
+    if job.error is not None:
+        raise job.error
+    return job.vectors
+
+
+# ---------------------------------------------------------------------------- requests
+
+async def _read_json(request: Request):
+    """The request body as JSON; 413 over MAX_BODY_BYTES, 400 if it is not JSON."""
+    too_large = ApiError(413, f"The request body is larger than {MAX_BODY_BYTES} bytes; send "
+                         "fewer or shorter texts per request.", code="request_too_large")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"The body is not valid JSON ({e}); send a JSON object such as "
+                       '{"input": "some text", "model": "NAME"}.', tei_kind="Validation") from None
+
+
+def _texts(body, key: str) -> list[str]:
+    """The texts of `body[key]`: a string or a non-empty list of non-empty strings."""
+    if not isinstance(body, dict):
+        raise ApiError(400, f"The body must be a JSON object with an '{key}' field.",
+                       param=key)
+    if key not in body:
+        raise ApiError(400, f"'{key}' is missing: give a string or a list of strings to embed.",
+                       param=key)
+    value = body[key]
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list):
+        raise ApiError(400, f"'{key}' is {type(value).__name__}; give a string or a list of "
+                       "strings.", param=key)
+    if not texts:
+        raise ApiError(400, f"'{key}' is an empty list; give at least one text.", param=key,
+                       tei_kind="Empty")
+    if len(texts) > MAX_INPUTS:
+        raise ApiError(413, f"'{key}' has {len(texts)} texts; at most {MAX_INPUTS} per request.",
+                       param=key, code="too_many_inputs")
+    for i, text in enumerate(texts):
+        where = f"'{key}'" if isinstance(value, str) else f"{key}[{i}]"
+        if not isinstance(text, str):
+            what = "a list of token ids" if isinstance(text, list) else type(text).__name__
+            raise ApiError(400, f"{where} is {what}, not a string; this server embeds text only.",
+                           param=key)
+        if not text:
+            raise ApiError(400, f"{where} is an empty string; every input must have text.",
+                           param=key, tei_kind="Empty")
+    return texts
+
+
+class App:
+    """The served models, the API key and the metrics; its methods are the routes."""
+
+    def __init__(self, served: dict[str, Served], api_key: str | None):
+        self.served = served
+        self.default = next(iter(served.values()))  # a request without `model` gets the first
+        self.api_key = api_key
+        self.metrics = Metrics()
+        for name, kind, text in [
+                ("minisbert_requests_total", "counter",
+                 "HTTP requests answered, by route and status."),
+                ("minisbert_texts_total", "counter", "Texts embedded, by model."),
+                ("minisbert_tokens_total", "counter",
+                 "Tokens embedded (special tokens included), by model."),
+                ("minisbert_texts_dropped_total", "counter",
+                 "Texts not encoded because their client disconnected first."),
+                ("minisbert_queue_depth", "gauge", "Texts waiting for an encoder batch, by model."),
+                ("minisbert_batch_size", "histogram", "Texts per encoder batch, by model."),
+                ("minisbert_request_duration_seconds", "histogram",
+                 "Time from request to response, by route.")]:
+            self.metrics.describe(name, kind, text)
+
+    def check_key(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not given:
+            raise ApiError(401, "No API key given: send the header 'Authorization: Bearer KEY'.",
+                           tei_kind="Unauthorized")
+        scheme, _, key = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(),
+                                                                  self.api_key.encode()):
+            raise ApiError(401, "Incorrect API key.", code="invalid_api_key",
+                           tei_kind="Unauthorized")
+
+    def pick(self, body) -> Served:
+        name = body.get("model") if isinstance(body, dict) else None
+        if name is None:
+            return self.default
+        if name not in self.served:
+            raise ApiError(404, f"The model {name!r} is not served here; served: "
+                           f"{', '.join(self.served)}.", param="model", code="model_not_found")
+        return self.served[name]
+
+    async def tokenize(self, served: Served, texts: list[str]):
+        if sum(map(len, texts)) > TOKENIZE_INLINE_CHARS:  # keep the event loop responsive
+            return await run_in_threadpool(_tokenize, served.model, texts)
+        return _tokenize(served.model, texts)
+
+    def counted(self, served: Served, lengths: list[int]) -> None:
+        self.metrics.inc("minisbert_texts_total", (("model", served.name),), len(lengths))
+        self.metrics.inc("minisbert_tokens_total", (("model", served.name),), sum(lengths))
+
+    # ------------------------------------------------------------------ routes
+
+    async def embeddings(self, request: Request) -> Response:
+        self.check_key(request)
+        body = await _read_json(request)
+        texts = _texts(body, "input")
+        served = self.pick(body)
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise ApiError(400, f"encoding_format {fmt!r} is not supported; use 'float' or "
+                           "'base64'.", param="encoding_format")
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
+                                 or not 1 <= dims <= served.model.dim):
+            raise ApiError(400, f"dimensions={dims!r} is out of range: {served.name} gives "
+                           f"vectors of {served.model.dim} dimensions, so ask for 1 to "
+                           f"{served.model.dim}.", param="dimensions")
+        lengths, _ = await self.tokenize(served, texts)  # long texts are cut, as encode cuts
+        vectors = await _embed(served, texts, lengths, request)  # [n, dim]
+        if dims is not None:  # OpenAI's rule: cut, then scale back to unit length
+            vectors = pooling.normalize(vectors[:, :dims])
+        elif served.model.normalize:
+            vectors = pooling.normalize(vectors)
+        self.counted(served, lengths)
+        if fmt == "base64":  # little-endian float32 bytes, what the openai client decodes
+            encoded = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+        else:
+            encoded = vectors.tolist()  # float64 repr of each float32: exact round trip
+        return JSONResponse({
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": e}
+                     for i, e in enumerate(encoded)],
+            "model": served.name,
+            "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)},
+        })
+
+    async def embed(self, request: Request) -> Response:
+        """text-embeddings-inference's /embed: a list of vectors, normalized unless asked not."""
+        self.check_key(request)
+        body = await _read_json(request)
+        texts = _texts(body, "inputs")
+        served = self.pick(body)
+        options = {"normalize": True, "truncate": False}
+        for key in options:
+            value = body.get(key, options[key])
+            if not isinstance(value, bool):
+                raise ApiError(422, f"{key!r} must be true or false.", param=key)
+            options[key] = value
+        if body.get("truncation_direction", "right").lower() != "right":
+            raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
+                           "at the end.", param="truncation_direction")
+        if body.get("prompt_name") is not None:
+            raise ApiError(422, "prompt_name is not supported.", param="prompt_name")
+        lengths, cut = await self.tokenize(served, texts)
+        if not options["truncate"]:
+            for i, n_cut in enumerate(cut):
+                if n_cut:
+                    raise ApiError(413, f"inputs[{i}] has {lengths[i] + n_cut} tokens; "
+                                   f"{served.name} takes at most {served.model.max_seq_length}. "
+                                   'Send "truncate": true to embed its beginning.', param="inputs")
+        vectors = await _embed(served, texts, lengths, request)
+        if options["normalize"]:
+            vectors = pooling.normalize(vectors)
+        self.counted(served, lengths)
+        return JSONResponse(vectors.tolist())
+
+    async def models(self, request: Request) -> Response:
+        self.check_key(request)
+        return JSONResponse({"object": "list", "data": [
+            {"id": s.name, "object": "model", "created": s.created, "owned_by": "minisbert"}
+            for s in self.served.values()]})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "models": list(self.served)})
+
+    async def metrics_text(self, request: Request) -> Response:
+        self.check_key(request)
+        gauges = [("minisbert_queue_depth", (("model", s.name),), s.batcher.queued)
+                  for s in self.served.values()]
+        for s in self.served.values():  # counted by the batcher; shown as a counter
+            self.metrics.counters["minisbert_texts_dropped_total", (("model", s.name),)] = \
+                s.batcher.dropped
+        return PlainTextResponse(self.metrics.render(gauges),
+                                 media_type="text/plain; version=0.0.4")
+
+    def route(self, path: str, handler, methods: list[str]) -> Route:
+        """The handler with error bodies, request counts and latency around it."""
+        tei = path == "/embed"
+
+        async def endpoint(request: Request) -> Response:
+            start = time.monotonic()
+            try:
+                response = await handler(request)
+            except ApiError as e:
+                response = e.response(tei)
+            except ClientGone:
+                response = Response(status_code=499)  # nobody reads it; nginx's code for this
+            except Exception:
+                log.exception("error while answering %s", path)
+                response = ApiError(500, "Internal error; the server log has the details.",
+                                    kind="server_error", tei_kind="Backend").response(tei)
+            self.metrics.inc("minisbert_requests_total",
+                             (("route", path), ("status", str(response.status_code))))
+            self.metrics.observe("minisbert_request_duration_seconds", time.monotonic() - start,
+                                 Metrics.LATENCY_BUCKETS, (("route", path),))
+            return response
+
+        return Route(path, endpoint, methods=methods)
+
+
+def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
+               max_wait: float = 0.005, max_queued: int = 4096) -> Starlette:
+    """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
+    after encoding what is queued."""
+    metrics_ref = {}
+
+    def batch_observer(name):
+        def observe(texts, padded_tokens):
+            metrics_ref["m"].observe("minisbert_batch_size", texts, Metrics.BATCH_BUCKETS,
+                                     (("model", name),))
+        return observe
+
+    served = {name: Served(name, model, Batcher(model, max_wait=max_wait, max_queued=max_queued,
+                                                on_batch=batch_observer(name)), int(time.time()))
+              for name, model in models.items()}
+    app = App(served, api_key)
+    metrics_ref["m"] = app.metrics
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        # Uvicorn has answered every request in flight by now; stop the workers.
+        for s in served.values():
+            await run_in_threadpool(s.batcher.close)
+
+    return Starlette(routes=[
+        app.route("/v1/embeddings", app.embeddings, ["POST"]),
+        app.route("/embeddings", app.embeddings, ["POST"]),  # clients whose base URL lacks /v1
+        app.route("/embed", app.embed, ["POST"]),
+        app.route("/v1/models", app.models, ["GET"]),
+        app.route("/health", app.health, ["GET"]),
+        app.route("/metrics", app.metrics_text, ["GET"]),
+    ], lifespan=lifespan)
+
+
+# ---------------------------------------------------------------------------- command
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning to print when the server is reachable from other machines without a key."""
+    if api_key or is_loopback(host):
+        return None
+    return (f"serving on {host} without an API key: anyone who can reach this machine can use "
+            "the server. Pass --api-key KEY (or set MINISBERT_API_KEY), or bind to 127.0.0.1.")
+
+
+def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
+        api_key: str | None = None, max_wait_ms: float = 5, max_queued: int = 4096) -> int:
+    """Load the models, serve until SIGTERM or Ctrl-C, finish the requests in flight, return 0."""
+    models = {}
+    for arg in model_args:
+        name = model_name(arg)
+        if name in models:
+            raise MinisbertError(
+                f"two --model arguments are both called {name!r}; rename one of the folders.")
+        models[name] = load(hub.find_model(arg))
+        m = models[name]
+        print(f"minisbert: serving {name} ({m.dim} dimensions, max_seq_length "
+              f"{m.max_seq_length})", file=sys.stderr, flush=True)
+    warning = exposure_warning(host, api_key)
+    if warning:
+        print(f"minisbert: warning: {warning}", file=sys.stderr, flush=True)
+    app = create_app(models, api_key, max_wait=max_wait_ms / 1000, max_queued=max_queued)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
+                                           log_level="info", timeout_graceful_shutdown=60))
+    # Uvicorn catches SIGTERM/SIGINT, stops accepting, waits for the requests in flight, and
+    # then raises the signal again under the handlers it found, so that the default action
+    # (death by the signal) follows. After a clean drain the exit status should be 0: the
+    # handlers it finds and restores are no-ops.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    return 0

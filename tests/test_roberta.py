@@ -1,0 +1,305 @@
+"""RoBERTa's byte-level BPE tokenizer against HuggingFace's RobertaTokenizer.
+
+A BPE vocabulary is trained here with the `tokenizers` library on the gettext catalogs and saved
+as RoBERTa folders in each layout people meet (tests/roberta_folder.py); transformers'
+AutoTokenizer (what sentence-transformers loads) reads the same folder. Ids must be identical on
+every catalog message of eleven languages (twenty-three with --slow), on edge strings, and the
+pre-tokenization classes on every code point the running Python's Unicode assigns.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import unicodedata
+
+import pytest
+
+import corpus
+import roberta_folder
+from minisbert.bpe_tokenizer import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
+from minisbert.errors import ModelFileMissing, TokenizerError
+from minisbert.folder import read_json
+
+MAX_LEN = 512
+# Eleven languages, ten scripts, every message: the default run. --slow adds all of LANGS.
+QUICK_LANGS = ("ja", "ko", "ar", "hi", "th", "he", "el", "fa", "bn", "ta")
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def bpe_files(tmp_path_factory):
+    pytest.importorskip("tokenizers")
+    start = time.perf_counter()
+    folder = roberta_folder.train_bpe(tmp_path_factory.mktemp("bpe"))
+    print(f"\ntrained a {len(json.loads((folder / 'vocab.json').read_text()))}-symbol byte-level "
+          f"BPE vocabulary in {time.perf_counter() - start:.1f}s")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def layouts(bpe_files, tmp_path_factory):
+    """{layout name: (our tokenizer, HuggingFace's)} for every layout of roberta_folder.LAYOUTS."""
+    transformers = pytest.importorskip("transformers")
+    out = {}
+    for name in roberta_folder.LAYOUTS:
+        folder = roberta_folder.write_layout(tmp_path_factory.mktemp("roberta") / name, bpe_files, name)
+        hf = transformers.AutoTokenizer.from_pretrained(folder)
+        assert type(hf).__name__ == "RobertaTokenizer", type(hf)
+        ours = RobertaTokenizer(folder, read_json(folder / "tokenizer_config.json"), MAX_LEN)
+        out[name] = ours, hf
+    return out
+
+
+def hf_ids(hf, texts, max_length=MAX_LEN, chunk=20_000):
+    texts = list(texts)
+    return [ids for i in range(0, len(texts), chunk)
+            for ids in hf(texts[i:i + chunk], truncation=True, max_length=max_length)["input_ids"]]
+
+
+def show_first_difference(hf, text, mine, ref):
+    k = next((j for j, (x, y) in enumerate(zip(mine, ref)) if x != y), min(len(mine), len(ref)))
+    window = slice(max(k - 2, 0), k + 3)
+    print(f"  {text[:60]!r}\n    ours {hf.convert_ids_to_tokens(mine[window])}"
+          f"\n    HF   {hf.convert_ids_to_tokens(ref[window])}")
+
+
+# ---------------------------------------------------------------------------- pieces
+
+def test_byte_table():
+    """GPT-2's table: 256 distinct printable characters, the same set as the reference's."""
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    chars = list(BYTE_TO_CHAR.values())
+    assert sorted(BYTE_TO_CHAR) == list(range(256))
+    assert len(set(chars)) == 256 and all(c.isprintable() and not c.isspace() for c in chars)
+    assert set(chars) == set(pre_tokenizers.ByteLevel.alphabet())
+    assert (BYTE_TO_CHAR[ord(" ")], BYTE_TO_CHAR[ord("\n")], BYTE_TO_CHAR[ord("a")]) == ("Ġ", "Ċ", "a")
+
+
+def _probe(c: str) -> str:
+    # One character next to a letter, a digit, punctuation, a space and itself: a different
+    # letter / number / white space / other class for `c` changes where the words end.
+    return f"a{c}1{c}!{c} {c}{c}x "
+
+
+def _reference_words(pre_tokenizer, text):
+    return [w for w, _ in pre_tokenizer.pre_tokenize_str(text)]
+
+
+def _our_words(text):
+    return [w.encode("utf-8").decode("latin-1").translate(BYTE_TO_CHAR) for w in gpt2_words(text)]
+
+
+def test_pretokenization_on_every_assigned_code_point():
+    """GPT-2's pattern with classes from `unicodedata` cuts words exactly where the reference's
+    \\p{L} / \\p{N} / \\s pattern does, for every code point the running Python's Unicode assigns
+    (surrogates excepted), each probed in five contexts."""
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    ref = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    assigned = [chr(cp) for cp in range(sys.maxunicode + 1)
+                if unicodedata.category(chr(cp)) not in ("Cn", "Cs")]
+    bad = []
+    start = time.perf_counter()
+    for i in range(0, len(assigned), 256):  # 256 probes per call; one by one where they differ
+        block = assigned[i:i + 256]
+        text = "".join(map(_probe, block))
+        if _our_words(text) != _reference_words(ref, text):
+            bad += [c for c in block if _our_words(_probe(c)) != _reference_words(ref, _probe(c))]
+    print(f"\n{len(assigned)} assigned code points (Unicode {unicodedata.unidata_version}) in "
+          f"{time.perf_counter() - start:.1f}s; differ: {[hex(ord(c)) for c in bad[:20]]}")
+    assert len(assigned) > 250_000
+    assert not bad
+
+
+# Letters that Unicode 16 added (Cyrillic TJE, Latin letters); the reference (Oniguruma, in
+# `tokenizers` 0.23) knows them, a Python whose Unicode is older sees unassigned code points.
+NEWER_LETTERS = "\u1c89\u1c8a\ua7cb\ua7cc"
+
+
+@pytest.mark.parametrize("c", NEWER_LETTERS)
+def test_code_points_newer_than_pythons_unicode(c):
+    """The one documented difference: a code point unassigned in the running Python's Unicode
+    counts as "other", where the reference's newer tables may know it as a letter."""
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    ref = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    text = f"ab{c}cd"
+    mine, theirs = _our_words(text), _reference_words(ref, text)
+    print(f"\nU+{ord(c):04X} is {unicodedata.category(c)} in Unicode {unicodedata.unidata_version}:"
+          f" ours {mine}, reference {theirs}")
+    if unicodedata.category(c) == "Cn":
+        assert len(mine) == 3 and len(theirs) == 1
+    else:
+        assert mine == theirs
+
+
+# ---------------------------------------------------------------------------- ids
+
+def test_special_tokens_match_reference(layouts):
+    for name, (ours, hf) in layouts.items():
+        assert (ours.cls_id, ours.sep_id, ours.pad_id) == (hf.cls_token_id, hf.sep_token_id,
+                                                           hf.pad_token_id), name
+        assert ours.special_ids == {t: hf.convert_tokens_to_ids(t) for t in
+                                    ("<s>", "<pad>", "</s>", "<unk>", "<mask>")}, name
+        assert ours.special_ids == {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3,
+                                    "<mask>": len(hf) - 1}, name
+        assert ours.special_tokens["<mask>"]["lstrip"], name
+
+
+def _corpus_case(langs, layouts):
+    ours, hf = layouts["all-distilroberta-v1"]
+    texts = roberta_folder.corpus_texts(langs)
+    start = time.perf_counter()
+    ref = hf_ids(hf, texts)
+    t_ref = time.perf_counter() - start
+    start = time.perf_counter()
+    mine = [ours.encode(t) for t in texts]
+    t_ours = time.perf_counter() - start
+    bad = [i for i, (a, b) in enumerate(zip(mine, ref)) if a != b]
+    print(f"\ncompared {len(texts)} messages (English and {len(langs)} languages; "
+          f"{sum(map(len, ref))} ids, {sum(len(r) == MAX_LEN for r in ref)} cut at {MAX_LEN}); "
+          f"HF {t_ref:.1f}s, ours {t_ours:.1f}s; mismatches: {len(bad)}")
+    for i in bad[:20]:
+        show_first_difference(hf, texts[i], mine[i], ref[i])
+    return texts, bad
+
+
+def test_ids_match_reference_on_corpus(layouts):
+    texts, bad = _corpus_case(QUICK_LANGS, layouts)
+    assert len(texts) > 150_000
+    assert not bad
+
+
+@pytest.mark.slow
+def test_ids_match_reference_on_whole_corpus(layouts):
+    texts, bad = _corpus_case(roberta_folder.LANGS, layouts)
+    assert len(texts) > 600_000
+    assert not bad
+
+
+EDGE = {
+    "empty": "",
+    "spaces": "   ",
+    "  leading": "  leading and trailing  ",
+    "space runs": "a  b   c    d",
+    "tabs and newlines": "a\tb\n\nc\r\nd \t \n e\x0b\x0cf",
+    "unicode white space": "a\u00a0b\u3000c\u2028d\u2029e\u202ff \u205f g\x85h\u1680i",
+    "not white space": "a\x1cb\x1dc\x1ed\x1fe\u200bf\u180eg",
+    "digits": "1234567890 3.14159 1,000,000 ٣٤٥ १२३ ½ ² ① Ⅻ",
+    "long number": "1234567890" * 60,
+    "contractions": "it's they're we've I'm you'll he'd don't 's 't IT'S O'Neil ''s '",
+    "quotes": "‘curly’ “double” «guillemets» 'single' \"double\"",
+    "emoji": "I ❤️ NumPy 🐍🚀 🤷🏽‍♀️",
+    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
+    "flags and keycaps": "🇯🇵🇫🇷 🏳️\u200d🌈 1️⃣#️⃣",
+    "combining marks": "e\u0301 a\u0308\u0304 Z\u0351\u0358\u0334a\u0338l\u0350g\u0313o",
+    "CJK": "日本語のテキストを処理します。中文文本，한국어 텍스트",
+    "mixed scripts": "Straße Ελληνικά русский עברית العربية हिन्दी ไทย",
+    "special tokens": "<s>hello</s> <pad> a <mask> b\t<mask>c <unk><unk> <mask",
+    "mask at start": "<mask> first",
+    "long run": "x" * 3000,
+    "long word run": "abc" * 1000,
+    "punctuation run": "!?" * 500 + " ...---...",
+    "code": "def f(x):\n    return x**2  # square\n\tpass",
+    "url": "https://example.com/a_b?c=1&d=%20#frag",
+    "NUL and BOM": "\x00a\ufeffb\ufffdc",
+    "private use and noncharacter": "\ue000\U000f0000 \ufdd0\uffff",
+    "astral letters": "𝐇𝐞𝐥𝐥𝐨 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁",
+    "long text": " ".join(corpus.translations("ru")[:200]),
+}
+
+
+@pytest.mark.parametrize("name", EDGE)
+def test_edge_strings(name, layouts):
+    text = EDGE[name]
+    for layout, (ours, hf) in layouts.items():
+        for max_length in (16, 128, MAX_LEN):
+            ours.max_length = max_length
+            try:
+                mine, ref = ours.encode(text), hf_ids(hf, [text], max_length)[0]
+            finally:
+                ours.max_length = MAX_LEN
+            if mine != ref:
+                print(f"\n{layout}, max_length {max_length}:")
+                show_first_difference(hf, text, mine, ref)
+            assert mine == ref, (layout, max_length)
+
+
+def test_surrogates_become_replacement_character(layouts):
+    """The reference rejects lone surrogates; we repair them (a pair to its character, a lone
+    one to U+FFFD) and give the reference's ids for the repaired text."""
+    ours, hf = layouts["all-distilroberta-v1"]
+    assert ours.encode("a\ud800b \ud83d\ude00") == hf_ids(hf, ["a\ufffdb 😀"])[0]
+
+
+def test_truncation_counts_special_tokens(layouts):
+    ours, hf = layouts["all-distilroberta-v1"]
+    text = " ".join(corpus.english()[:100])
+    ids, cut = ours.encode_with_cut(text)
+    full = hf(text)["input_ids"]
+    assert len(ids) == MAX_LEN and ids == full[:MAX_LEN - 1] + [hf.sep_token_id]
+    assert cut == len(full) - MAX_LEN > 0
+
+
+# ---------------------------------------------------------------------------- bad files
+
+@pytest.fixture
+def plain_folder(bpe_files, tmp_path):
+    folder = tmp_path / "tok"
+    shutil.copytree(bpe_files, folder)
+    return roberta_folder.write_tokenizer_config(folder)
+
+
+def _load(folder):
+    return RobertaTokenizer(folder, read_json(folder / "tokenizer_config.json"), MAX_LEN)
+
+
+def test_bad_merges_line_names_file_and_line(plain_folder):
+    path = plain_folder / "merges.txt"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[5] = "abc"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(TokenizerError, match=r"merges.txt, line 6: 'abc' is not a pair"):
+        _load(plain_folder)
+
+
+def test_merge_outside_vocabulary_is_reported(plain_folder):
+    path = plain_folder / "merges.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "\nzzq qzz\n", encoding="utf-8")
+    with pytest.raises(TokenizerError, match="'zzqqzz', which the vocabulary lacks"):
+        _load(plain_folder)
+
+
+def test_vocab_not_json_is_reported(plain_folder):
+    (plain_folder / "vocab.json").write_text("{\"a\": 1,")
+    with pytest.raises(TokenizerError, match="vocab.json is not valid JSON"):
+        _load(plain_folder)
+
+
+def test_vocab_of_wrong_shape_is_reported(plain_folder):
+    (plain_folder / "vocab.json").write_text('{"a": "one"}')
+    with pytest.raises(TokenizerError, match="vocab.json is not a vocabulary"):
+        _load(plain_folder)
+
+
+def test_lfs_pointer_merges_is_reported(plain_folder):
+    (plain_folder / "merges.txt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\n")
+    with pytest.raises(TokenizerError, match="Git LFS pointer"):
+        _load(plain_folder)
+
+
+def test_missing_merges_names_the_file(plain_folder):
+    (plain_folder / "merges.txt").unlink()
+    with pytest.raises(ModelFileMissing, match="merges.txt: no such file"):
+        _load(plain_folder)
+
+
+def test_special_token_outside_vocabulary_is_reported(plain_folder):
+    config = json.loads((plain_folder / "tokenizer_config.json").read_text())
+    (plain_folder / "special_tokens_map.json").unlink()
+    config["mask_token"] = "[MASK]"
+    (plain_folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(TokenizerError, match=r"special token '\[MASK\]'.*not in the vocabulary"):
+        _load(plain_folder)

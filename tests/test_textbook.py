@@ -1,0 +1,170 @@
+"""The fast encoder (encoder.py) against the textbook one (textbook.py), in NumPy alone.
+
+Both run the same random parameter trees, laid out as checkpoint.load_params lays out a real
+checkpoint (linear weights as transposed views of torch's [out, in]), with large weights so
+that attention is sharp and a wrong mask, position or transpose shows. Both families, every
+activation, batches of ragged length: a one-token text, a text as long as the position table
+allows, runs of equal length, unsorted. No torch, no transformers.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from minisbert import encoder, pooling, textbook
+from minisbert.encoder import EncoderConfig
+from reference import compare
+
+FAMILIES = {
+    # BERT: positions 0..s-1, two token types, eps 1e-12
+    "bert": dict(type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
+                 positions_after_padding_idx=False),
+    # XLM-R: positions counted from pad_token_id + 1, one token type, eps 1e-5
+    "xlmr": dict(type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+                 positions_after_padding_idx=True),
+}
+MAX_TOKENS = 40  # the longest text the position table holds, in both families
+# Ragged and unsorted; equal neighbours make runs of equal length in encoder.Layout.
+LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
+
+
+def config(family: str, act: str = "gelu") -> EncoderConfig:
+    fam = FAMILIES[family]
+    extra = fam["pad_token_id"] + 1 if fam["positions_after_padding_idx"] else 0
+    return EncoderConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                         vocab_size=101, max_position_embeddings=MAX_TOKENS + extra,
+                         hidden_act=act, **fam)
+
+
+def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
+    """A parameter tree for cfg, shaped and laid out like checkpoint.load_params' output."""
+    rng = np.random.default_rng(seed)
+    d, ff = cfg.hidden_size, cfg.intermediate_size
+
+    def normal(*shape, scale=std):
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    def linear(n_in, n_out):  # stored [out, in] as torch does; used through a transposed view
+        return {"w": normal(n_out, n_in).T, "b": normal(n_out)}
+
+    def norm():  # LayerNorm scales around 1
+        return {"g": 1 + normal(d, scale=0.2), "b": normal(d, scale=0.2)}
+
+    # Embedding rows as small as in trained models (std ~0.05), so LayerNorm's eps matters:
+    # 1e-5 instead of 1e-12 moves the embeddings by ~1e-3.
+    return {
+        "embeddings": {"word": normal(cfg.vocab_size, d, scale=0.05),
+                       "position": normal(cfg.max_position_embeddings, d, scale=0.05),
+                       "token_type": normal(cfg.type_vocab_size, d, scale=0.05), "ln": norm()},
+        "layers": [{"attn": {"q": linear(d, d), "k": linear(d, d), "v": linear(d, d),
+                             "out": linear(d, d)},
+                    "ln_attn": norm(),
+                    "ffn": {"up": linear(d, ff), "down": linear(ff, d)},
+                    "ln_ffn": norm()} for _ in range(cfg.num_layers)],
+    }
+
+
+def random_batch(cfg: EncoderConfig, lengths, seed: int = 1):
+    """ids and mask [b, s], padded with the pad id; real ids are never the pad id."""
+    rng = np.random.default_rng(seed)
+    ids = np.full((len(lengths), max(lengths)), cfg.pad_token_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        real = rng.integers(0, cfg.vocab_size - 1, n)
+        ids[row, :n] = real + (real >= cfg.pad_token_id)  # skip the pad id
+        mask[row, :n] = 1
+    return ids, mask
+
+
+def assert_tokens_close(name, ours, ref, mask):
+    """Token vectors at real places: |ours - ref| <= 1e-4 + 1e-5·|ref|; prints the worst."""
+    real = mask.astype(bool)
+    ours, ref = ours[real].astype(np.float64), ref[real].astype(np.float64)
+    worst = float((np.abs(ours - ref) - 1e-5 * np.abs(ref)).max())
+    compare(name, ours, ref)
+    print(f"{name}: worst |diff| - 1e-5·|ref| = {worst:.3e} (atol 1e-4)")
+    assert worst <= 1e-4
+
+
+@pytest.mark.parametrize("act", sorted(encoder.ACTIVATIONS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fast_encoder_equals_textbook(family, act):
+    cfg = config(family, act)
+    params = random_params(cfg)
+    ids, mask = random_batch(cfg, LENGTHS)
+    fast = encoder.encode_tokens(ids, mask, params, cfg)  # [b, s, d]
+    slow = textbook.encode_tokens(ids, mask, params, cfg)
+    assert fast.dtype == slow.dtype == np.float32
+    assert fast.shape == slow.shape == (*ids.shape, cfg.hidden_size)
+    assert_tokens_close(f"{family}/{act} tokens", fast, slow, mask)
+    assert np.all(slow[mask == 0] == 0) and np.all(fast[mask == 0] == 0)
+    pooled_fast = pooling.normalize(pooling.pool(fast, mask, ("mean",)))
+    pooled_slow = pooling.normalize(pooling.pool(slow, mask, ("mean",)))
+    maxdiff, _ = compare(f"{family}/{act} normalized mean", pooled_fast, pooled_slow)
+    assert maxdiff <= 1e-5
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_textbook_padding_does_not_reach_real_tokens(family):
+    cfg = config(family)
+    params = random_params(cfg)
+    ids, mask = random_batch(cfg, LENGTHS)
+    out = textbook.encode_tokens(ids, mask, params, cfg)
+    # Other ids under the mask: every real token must come out exactly the same.
+    noisy = np.where(mask > 0, ids, np.random.default_rng(2).integers(0, cfg.vocab_size, ids.shape))
+    assert np.any(noisy != ids)
+    np.testing.assert_array_equal(textbook.encode_tokens(noisy, mask, params, cfg), out)
+    # Each text alone, with no padding at all, gives its row of the batch.
+    for row, n in enumerate(LENGTHS):
+        alone = textbook.encode_tokens(ids[row:row + 1, :n], mask[row:row + 1, :n], params, cfg)
+        np.testing.assert_allclose(alone[0], out[row, :n], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_positions_are_the_familys(family):
+    # A text's last token reads the last row of the position table: a text one token longer
+    # would not fit, in either family.
+    cfg = config(family)
+    ids, _ = random_batch(cfg, [MAX_TOKENS])
+    pos = encoder.position_ids(ids, cfg)
+    first = cfg.pad_token_id + 1 if cfg.positions_after_padding_idx else 0
+    np.testing.assert_array_equal(pos[0], np.arange(first, first + MAX_TOKENS))
+    assert pos.max() == cfg.max_position_embeddings - 1
+
+
+def test_textbook_activations_are_the_fast_ones():
+    assert textbook.ACTIVATIONS.keys() == encoder.ACTIVATIONS.keys()
+    x = np.concatenate([np.linspace(-100, 100, 200_001),
+                        np.random.default_rng(3).standard_normal(10_000) * 4]).astype(np.float32)
+    for name, act in textbook.ACTIVATIONS.items():
+        ours, fast = act(x), encoder.ACTIVATIONS[name](x)
+        assert ours.dtype == np.float32, name
+        diff = np.abs(ours.astype(np.float64) - fast)
+        print(f"\n{name}: textbook vs fast maxdiff = {diff.max():.2e}")
+        assert np.all(diff <= 1e-6 * (1 + np.abs(fast))), name
+
+
+def test_textbook_gelu_is_exact_to_1e7():
+    # x·Φ(x) with Φ from erfc on either side of 0, against math.erf in float64.
+    x = np.linspace(-10, 10, 100_001).astype(np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    err = np.abs(textbook.gelu(x) - exact)
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    print(f"\ntextbook gelu: max abs error vs math.erf = {err.max():.2e}")
+    assert np.all(err <= 1e-7 + 2 * ulp)
+
+
+def test_softmax_and_layer_norm_by_definition():
+    rng = np.random.default_rng(4)
+    x = (3 * rng.standard_normal((5, 7))).astype(np.float32)
+    p = textbook.softmax(x)
+    e = np.exp(x.astype(np.float64))
+    np.testing.assert_allclose(p, e / e.sum(axis=-1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(textbook.softmax(np.float32([[1000, 0]])), [[1, 0]])  # no overflow
+    g, b = rng.standard_normal(7).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+    y = textbook.layer_norm(x, g, b, eps=1e-5).astype(np.float64)
+    z = (y - b) / g  # undo the scale and shift: mean 0, variance 1 - eps/(var + eps)
+    np.testing.assert_allclose(z.mean(axis=-1), 0, atol=1e-6)
+    np.testing.assert_allclose(z.var(axis=-1), x.astype(np.float64).var(axis=-1)
+                               / (x.astype(np.float64).var(axis=-1) + 1e-5), rtol=1e-5)
