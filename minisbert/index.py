@@ -149,7 +149,8 @@ class IndexWriter:
         self.model = model
         self.settings = settings or {}
         self.with_ids = with_ids
-        self.count = 0
+        self.count = 0  # rows appended
+        self.saved = 0  # rows made durable by the last checkpoint
         self.input_state: dict = {}  # the caller's resume state at the last checkpoint
         progress = self.partial / "progress.json"
         saved = json.loads(progress.read_text(encoding="utf-8")) if progress.is_file() else None
@@ -185,7 +186,7 @@ class IndexWriter:
                 + ", ".join(f"{k}: {progress['settings'].get(k)!r} then, {self.settings.get(k)!r}"
                             " now" for k in changed)
                 + f"); run the same command again to finish it, or delete {self.partial}.")
-        self.count = progress["count"]
+        self.count = self.saved = progress["count"]
         self.input_state = progress["input"]
         self._files = {}
         for name in self._names():
@@ -218,10 +219,10 @@ class IndexWriter:
             f.flush()
             os.fsync(f.fileno())
             sizes[name] = f.tell()
-        self.input_state = input_state
         _write_json(self.partial / "progress.json",
                     {"count": self.count, "sizes": sizes, "model": self.model,
                      "settings": self.settings, "input": input_state})
+        self.input_state, self.saved = input_state, self.count
 
     def finish(self, output: str | os.PathLike, source: dict | None = None) -> Path:
         """Complete the files, write index.json and rename the folder to `output` (replacing
@@ -258,7 +259,7 @@ class IndexWriter:
                 f.close()
             except OSError:  # a full disk: what could not be flushed is past the checkpoint
                 pass
-        if self.count == 0 and self.partial.is_dir():
+        if self.saved == 0 and self.partial.is_dir():
             shutil.rmtree(self.partial, ignore_errors=True)
 
 

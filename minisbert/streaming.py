@@ -26,6 +26,7 @@ import errno
 import hashlib
 import json
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
@@ -244,11 +245,12 @@ def encode_corpus(source: Source, output, model, folder, name: str | None = None
             bar = progress.ProgressBar(total, show_progress_bar, unit="texts", desc="Encoding",
                                        initial=writer.count)
             todo = chunks(source, lines, chunk_texts, state.get("lines", 0))
-            for (texts, ids, state), vectors in _encoded(todo, model, folder, batch_size,
-                                                         workers):
-                writer.append(texts, vectors, ids if source.id_field else None)
-                writer.checkpoint(state)
-                bar.update(len(texts))
+            # closing(): on an error, the worker processes stop now, not when collected
+            with closing(_encoded(todo, model, folder, batch_size, workers)) as encoded:
+                for (texts, ids, state), vectors in encoded:
+                    writer.append(texts, vectors, ids if source.id_field else None)
+                    writer.checkpoint(state)
+                    bar.update(len(texts))
             bar.close()
         if writer.count == 0:
             raise InputFileError(f"{source.name}: no text to encode (every line is blank).")
@@ -256,9 +258,9 @@ def encode_corpus(source: Source, output, model, folder, name: str | None = None
                                "bad_lines": source.bad_lines})
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            done = writer.count if writer else 0
+            saved = writer.saved if writer else 0
             raise DiskFullError(
-                f"{partial}: {e.strerror} after {done} texts; the index so far is kept: make "
+                f"{partial}: {e.strerror} with {saved} texts saved; the index so far is kept: make "
                 "room and run the same command again to resume.") from None
         raise
     finally:

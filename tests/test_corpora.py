@@ -250,7 +250,7 @@ def test_full_disk_stops_clearly_and_resumes(tmp_path, minilm_path, texts, limit
         reason = "No space left on device" if limit == "tmpfs" else "File too large"
         assert_one_line_error(full, reason, "run the same command again to resume")
         kept = json.loads((disk / "idx.partial" / "progress.json").read_text())["count"]
-        assert 0 < kept < 500
+        assert 0 < kept < 500 and f"with {kept} texts saved" in full.stderr
         with pytest.raises(SearchIndexError):
             read_index(disk / "idx")
         if limit == "tmpfs":
