@@ -2,7 +2,7 @@
 
     minisbert search -i input.txt                 ask questions in a loop; q, ｑ or EOF ends it
     minisbert search -i input.txt -p "question"   answer one question and exit
-    minisbert encode -i input.txt -o my-index     embed the file once ...
+    minisbert encode -i input.txt -o my-index     embed the file once (streamed, resumable) ...
     minisbert search --index my-index             ... and search it without embedding it again
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
     minisbert serve --model M [--model M2 ...]    an OpenAI-compatible embeddings server
@@ -13,6 +13,9 @@ Texts are the file's non-blank lines, or with `--split sentences` its sentences 
 `--model` takes a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
 file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
 usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_length) is one line too.
+
+`encode` reads its input as a stream (a file, or - for standard input; text lines or JSON lines)
+and resumes after an interruption: see streaming.py.
 
 Left out: PDF/HTML input, and re-ranking.
 """
@@ -29,9 +32,10 @@ from pathlib import Path
 
 from . import download as hub
 from .errors import InputFileError, MinisbertError, ModelFileMissing
-from .index import check_model, model_identity, read_index, write_index
+from .index import check_model, model_identity, read_index
 from .model import load
 from .search import semantic_search
+from .streaming import Source, encode_corpus
 
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 PROMPT = "User (press q to exit): "
@@ -140,7 +144,7 @@ def _default_or_given(model_arg: str | None) -> Path:
 def search(args) -> int:
     if args.index:
         index = read_index(args.index)
-        texts, embeddings = index.texts, index.embeddings  # memory-mapped
+        corpus, texts_of = index, index.texts_of  # read from disk a block at a time
         model_arg = args.model
         if model_arg is None:  # the model that made the index: where it was, else by name
             recorded = index.model.get("path")
@@ -152,14 +156,16 @@ def search(args) -> int:
     else:
         texts = read_texts(args.input, args.split, args.encoding)
         model = load(_default_or_given(args.model))
-        model.resolve_prompt(args.prompt_name)
-        embeddings = model.encode(texts, prompt_name=args.corpus_prompt_name)
+        model.resolve_prompt(args.prompt_name)  # an unknown name fails now, not at the question
+        corpus = model.encode(texts, prompt_name=args.corpus_prompt_name)
+        texts_of = lambda rows: {r: texts[r] for r in rows}  # noqa: E731
 
     def answer(query: str) -> None:
         query_vector = model.encode(query, prompt_name=args.prompt_name)
-        hits = semantic_search(query_vector, embeddings, top_k=args.top_k)[0]
+        hits = semantic_search(query_vector, corpus, top_k=args.top_k)[0]
+        found = texts_of([hit["corpus_id"] for hit in hits])
         for hit in hits:
-            print(f"Text: {texts[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
+            print(f"Text: {found[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
 
     if args.prompt is not None:
         answer(args.prompt)
@@ -179,14 +185,19 @@ def search(args) -> int:
 
 
 def encode(args) -> int:
-    texts = read_texts(args.input, args.split, args.encoding)
+    if args.id_field and not args.field:
+        raise InputFileError("--id-field needs --field: ids come from JSON lines.")
+    source = Source(args.input, field=args.field, id_field=args.id_field, split=args.split,
+                    encoding=args.encoding, skip_bad_lines=args.skip_bad_lines)
     folder, name = _model_folder_and_name(args.model)
     model = load(folder)
-    embeddings = model.encode(texts, prompt_name=args.prompt_name)
-    identity = model_identity(model, folder, name)
-    write_index(args.output, texts, embeddings, identity)
-    print(f"Wrote {len(texts)} texts x {model.dim} dims (model {identity['name']}, fingerprint "
-          f"{identity['fingerprint']}) to {args.output}", file=sys.stderr)
+    done = encode_corpus(source, args.output, model, folder, name, chunk_texts=args.chunk_texts,
+                         workers=args.workers, prompt_name=args.prompt_name)
+    resumed = f", {done.resumed_at} of them from an earlier run" if done.resumed_at else ""
+    skipped = f"; skipped {done.bad_lines} bad lines" if done.bad_lines else ""
+    print(f"Wrote {done.count} texts x {model.dim} dims{resumed} (model "
+          f"{done.identity['name']}, fingerprint {done.identity['fingerprint']}) to "
+          f"{args.output}{skipped}", file=sys.stderr)
     return 0
 
 
@@ -261,15 +272,31 @@ def parser() -> argparse.ArgumentParser:
                    "before each text of -i, e.g. passage (default: the model's default prompt)")
     s.set_defaults(run=search)
 
-    e = commands.add_parser("encode", help="embed a text file once and save it as an index",
-                            description="Embed a file's texts and save them, with the model's "
-                            "identity, as an index folder for `minisbert search --index`.")
+    e = commands.add_parser("encode", help="embed a file's texts once and save them as an index",
+                            description="Embed the texts of a file (or of standard input) and "
+                            "save them, with the model's identity, as an index folder for "
+                            "`minisbert search --index`. The input is read as a stream and the "
+                            "index written as it goes, in OUTPUT.partial; if the command is "
+                            "interrupted (even killed, or the disk fills up), run it again to "
+                            "resume where it stopped.")
     add_input_options(e, required=True)
     e.add_argument("-o", "--output", metavar="FOLDER", required=True, help="index folder to write")
     e.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
                    help=f"model folder or hub name (default: {DEFAULT_MODEL})")
     e.add_argument("--prompt-name", metavar="NAME", help="the model's prompt to put before each "
                    "text, e.g. passage (default: the model's default prompt, if any)")
+    e.add_argument("--field", metavar="NAME", help="the input is JSON lines; embed this field "
+                   "of each line")
+    e.add_argument("--id-field", metavar="NAME", help="with --field: keep this field of each "
+                   "line as the text's id (in ids.jsonl)")
+    e.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) JSON lines "
+                   "that are not JSON or lack the field, instead of stopping at the first")
+    e.add_argument("--workers", type=_positive, default=0, metavar="N",
+                   help="encode on N worker processes, each on one core (default: this "
+                   "process, one batch per core in threads)")
+    e.add_argument("--chunk-texts", type=_positive, default=1024, metavar="N",
+                   help="texts encoded and saved per checkpoint (default: 1024); an interrupted "
+                   "run loses at most the chunks being encoded")
     e.set_defaults(run=encode)
 
     d = commands.add_parser("download", help="fetch a model folder from the Hugging Face hub",

@@ -53,6 +53,12 @@ class DownloadError(MinisbertError, OSError):
     """The hub could not be reached, or did not have a file the model needs."""
 
 
+class DiskFullError(MinisbertError, OSError):
+    """An index could not be written: no space left on the disk, or a file size limit reached.
+    What was written up to the last checkpoint is kept, so the same command resumes."""
+
+
 class TruncationWarning(UserWarning):
     """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
     Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""
+

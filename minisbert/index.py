@@ -1,17 +1,35 @@
 """A saved search index: texts, their embeddings, and which model made them.
 
-An index is a folder:
-  embeddings.npy  float32 [n, dim], row i embeds text i; opened memory-mapped, so a big index
-                  is searched straight from disk
+An index is a folder (format version 2):
+  embeddings.npy  float32 [n, dim], row i embeds text i. A plain .npy file, so `np.load` reads
+                  it; minisbert opens it memory-mapped, or a block of rows at a time, so a big
+                  index is searched straight from disk
   texts.jsonl     one JSON string per line
-  index.json      the model's identity (name, dim, fingerprint) and the number of texts;
-                  written last, so a folder without it is an unfinished index
+  ids.jsonl       optional: one JSON value per line, the id each text had in the input
+  index.json      the model's identity (name, dim, fingerprint), the number of texts, the size
+                  of every file, and where the texts came from
+
+Version 1 (minisbert 0.1) had the same files less ids.jsonl and the sizes; it still loads.
+
+Writing. An index grows in a folder beside its final place, OUTPUT.partial, and is renamed to
+OUTPUT only when complete, so a crash never leaves a half index where a search would load it.
+`IndexWriter` appends rows to embeddings.npy and texts.jsonl as they come and, after each chunk,
+records in progress.json how many rows and bytes are complete (written beside it and renamed,
+so it is always whole). Reopened after any interruption, the writer cuts the files back to
+the last checkpoint and goes on from there. The .npy header is a fixed 128 bytes, written with
+a row count of 0 and rewritten with the real one at the end: the number of texts need not be
+known in advance (standard input), and the result is still one ordinary array file.
+(Shards, one file per chunk, would do the same; one file keeps the index a single array for
+`np.load`, NumPy's memmap and other tools, and searching it in blocks costs no more.)
+
+Reading checks that the files agree (count, dtype, dimension, and that embeddings.npy holds
+every row its header promises) and names the file at fault when they do not.
 
 Vectors from two different models live in unrelated spaces: comparing them gives confident
 nonsense, never an error. So an index remembers a fingerprint of its model's weights, and
 `check_model` refuses a query model whose fingerprint differs.
 
-Left out: appending to an index, and any compression of the vectors.
+Left out: appending to a finished index, and any compression of the vectors.
 """
 
 from __future__ import annotations
@@ -19,7 +37,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import shutil
+import tempfile
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +49,12 @@ from .errors import SearchIndexError
 from .folder import read_json, read_modules
 
 FORMAT = "minisbert-index"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _SAMPLES = 16  # pieces of the weights hashed by the fingerprint...
 _SAMPLE_BYTES = 4096  # ...of this many bytes each
+_NPY_HEADER = 128  # bytes: room for any shape's digits, a multiple of 64 as .npy wants
+PARTIAL = ".partial"  # OUTPUT.partial: an index being written
 
 
 def _canonical_json(path: Path, drop=()) -> bytes:
@@ -102,62 +125,314 @@ def model_identity(model, folder: str | os.PathLike, name: str | None = None) ->
             "fingerprint": model_fingerprint(folder), "path": str(folder)}
 
 
-@dataclass
-class Index:
-    texts: list[str]
-    embeddings: np.ndarray  # [n, dim]; memory-mapped when read by read_index
-    model: dict  # model_identity() of the model that made the embeddings
-    path: Path | None = None
+# ---------------------------------------------------------------------------- writing
+
+def _npy_header(rows: int, dim: int) -> bytes:
+    """A .npy (format 1.0) header for float32 [rows, dim], padded to exactly _NPY_HEADER bytes
+    so that it can be rewritten in place once the row count is known."""
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
+    body_len = _NPY_HEADER - 10  # magic (6) + version (2) + header length (2)
+    return (b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little")
+            + text.ljust(body_len - 1).encode("latin-1") + b"\n")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write a JSON file whole or not at all: beside its name, flushed to disk, then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class IndexWriter:
+    """Builds an index in `partial` (normally OUTPUT.partial) a chunk at a time.
+
+        writer = IndexWriter(partial, model_identity, settings)   # resumes if it can
+        for texts, vectors, ids in chunks[writer.count_so_far...]:
+            writer.append(texts, vectors, ids)
+            writer.checkpoint(input_state)       # what to skip in the input when resuming
+        writer.finish(output)                     # renamed into place
+
+    `settings` (the input's field names, split, chunk size ...) are stored with the progress;
+    resuming with other settings, or another model, is refused, since the rows written so far
+    would not match the rows still to come.
+    """
+
+    FILES = ("embeddings.npy", "texts.jsonl", "ids.jsonl")
+
+    def __init__(self, partial: str | os.PathLike, model: dict, settings: dict | None = None,
+                 with_ids: bool = False):
+        self.partial = Path(partial)
+        self.model = model
+        self.settings = settings or {}
+        self.with_ids = with_ids
+        self.count = 0  # rows appended
+        self.saved = 0  # rows made durable by the last checkpoint
+        self.input_state: dict = {}  # the caller's resume state at the last checkpoint
+        progress = self.partial / "progress.json"
+        saved = json.loads(progress.read_text(encoding="utf-8")) if progress.is_file() else None
+        if saved and saved["count"]:
+            self._reopen(saved)
+        else:  # nothing to resume (or a start that stopped before its first chunk)
+            shutil.rmtree(self.partial, ignore_errors=True)
+            self.partial.mkdir(parents=True)
+            self._files = {name: open(self.partial / name, "wb") for name in self._names()}
+            self._files["embeddings.npy"].write(_npy_header(0, model["dim"]))
+            self.checkpoint({})
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.input_state)
+
+    def _names(self):
+        return [n for n in self.FILES if n != "ids.jsonl" or self.with_ids]
+
+    def _reopen(self, progress: dict) -> None:
+        made = progress["model"]
+        if made["fingerprint"] != self.model["fingerprint"]:
+            raise SearchIndexError(
+                f"{self.partial} is an unfinished index made with model {made['name']!r} "
+                f"(fingerprint {made['fingerprint']}), not {self.model['name']!r} (fingerprint "
+                f"{self.model['fingerprint']}); finish it with --model "
+                f"{made.get('path') or made['name']}, or delete {self.partial} to start over.")
+        if progress["settings"] != self.settings:
+            changed = sorted(k for k in set(progress["settings"]) | set(self.settings)
+                             if progress["settings"].get(k) != self.settings.get(k))
+            raise SearchIndexError(
+                f"{self.partial} is an unfinished index made with other settings ("
+                + ", ".join(f"{k}: {progress['settings'].get(k)!r} then, {self.settings.get(k)!r}"
+                            " now" for k in changed)
+                + f"); run the same command again to finish it, or delete {self.partial}.")
+        self.count = self.saved = progress["count"]
+        self.input_state = progress["input"]
+        self._files = {}
+        for name in self._names():
+            f = open(self.partial / name, "r+b")
+            f.truncate(progress["sizes"][name])  # drop what was written after the checkpoint
+            f.seek(0, os.SEEK_END)
+            self._files[name] = f
+
+    def append(self, texts: list[str], embeddings: np.ndarray, ids: list | None = None) -> None:
+        embeddings = np.ascontiguousarray(embeddings, dtype="<f4")
+        if embeddings.shape != (len(texts), self.model["dim"]):
+            raise ValueError(f"embeddings have shape {embeddings.shape}; expected "
+                             f"({len(texts)}, {self.model['dim']}), one row per text")
+        if self.with_ids and (ids is None or len(ids) != len(texts)):
+            raise ValueError("this index keeps an id per text; pass one id per text")
+        self._files["embeddings.npy"].write(embeddings.tobytes())
+        self._files["texts.jsonl"].write(
+            "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in texts).encode())
+        if self.with_ids:
+            self._files["ids.jsonl"].write(
+                "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in ids).encode())
+        self.count += len(texts)
+
+    def checkpoint(self, input_state: dict) -> None:
+        """Make the rows appended so far durable, with what the caller needs to resume after
+        them (how many input lines they came from, ...). Until the next checkpoint, a crash
+        loses only the rows appended since."""
+        sizes = {}
+        for name, f in self._files.items():
+            f.flush()
+            os.fsync(f.fileno())
+            sizes[name] = f.tell()
+        _write_json(self.partial / "progress.json",
+                    {"count": self.count, "sizes": sizes, "model": self.model,
+                     "settings": self.settings, "input": input_state})
+        self.input_state, self.saved = input_state, self.count
+
+    def finish(self, output: str | os.PathLike, source: dict | None = None) -> Path:
+        """Complete the files, write index.json and rename the folder to `output` (replacing
+        an index there, if any)."""
+        emb = self._files["embeddings.npy"]
+        emb.seek(0)
+        emb.write(_npy_header(self.count, self.model["dim"]))
+        sizes = {}
+        for name, f in self._files.items():
+            f.flush()
+            os.fsync(f.fileno())
+            sizes[name] = os.fstat(f.fileno()).st_size
+            f.close()
+        meta = {"format": FORMAT, "version": VERSION, "count": self.count,
+                "dim": self.model["dim"], "dtype": "float32", "model": self.model,
+                "files": sizes, "source": source or {}}
+        _write_json(self.partial / "index.json", meta)
+        (self.partial / "progress.json").unlink()
+        output = Path(output)
+        old = None
+        if output.exists():  # out of the way first: os.replace cannot replace a folder
+            old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
+            os.replace(output, old / "index")
+        os.replace(self.partial, output)
+        if old is not None:
+            shutil.rmtree(old)  # a search still mapping the old embeddings keeps reading them
+        return output
+
+    def close(self) -> None:
+        """Close the files, leaving the folder as it was at the last checkpoint (resumable);
+        a folder that holds no text yet is removed."""
+        for f in self._files.values():
+            try:
+                f.close()
+            except OSError:  # a full disk: what could not be flushed is past the checkpoint
+                pass
+        if self.saved == 0 and self.partial.is_dir():
+            shutil.rmtree(self.partial, ignore_errors=True)
 
 
 def write_index(folder: str | os.PathLike, texts: list[str], embeddings: np.ndarray,
-                model: dict) -> Path:
-    """Save texts and their embeddings (from the model described by `model`) as an index."""
+                model: dict, ids: list | None = None) -> Path:
+    """Save texts and their embeddings (from the model described by `model`) as an index.
+    It is built in a temporary folder beside `folder` and renamed into place when complete."""
     folder = Path(folder)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if embeddings.shape != (len(texts), model["dim"]):
-        raise ValueError(f"embeddings have shape {embeddings.shape}; expected "
-                         f"({len(texts)}, {model['dim']}), one row per text")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "index.json").unlink(missing_ok=True)  # the folder is unfinished until the end
-    # Each file is written beside its final name and renamed: a search that has the old
-    # embeddings memory-mapped keeps reading the old file, never a half-written one.
-    with open(folder / "embeddings.npy.tmp", "wb") as f:
-        np.save(f, embeddings)
-    os.replace(folder / "embeddings.npy.tmp", folder / "embeddings.npy")
-    lines = "".join(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
-    (folder / "texts.jsonl.tmp").write_text(lines, encoding="utf-8")
-    os.replace(folder / "texts.jsonl.tmp", folder / "texts.jsonl")
-    meta = {"format": FORMAT, "version": VERSION, "count": len(texts), "model": model}
-    (folder / "index.json.tmp").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
-    os.replace(folder / "index.json.tmp", folder / "index.json")
-    return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-")) / "index"
+    writer = IndexWriter(partial, model, with_ids=ids is not None)
+    try:
+        writer.append(list(texts), embeddings, ids)
+        writer.checkpoint({"texts": len(texts)})
+        return writer.finish(folder)
+    finally:
+        writer.close()
+        shutil.rmtree(partial.parent, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- reading
+
+def _npy_layout(path: Path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, offset of the data) from a .npy file's header; checks the file holds
+    every byte the header promises."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as e:
+        raise SearchIndexError(f"{path}: not a readable .npy file ({e}); the index is damaged, "
+                               "make it again with `minisbert encode`.") from None
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise SearchIndexError(
+            f"{path} is {'incomplete' if size < expected else 'too long'}: {size} bytes, but its "
+            f"header promises {shape} {dtype} ({expected} bytes); the index is damaged, make it "
+            "again with `minisbert encode`.")
+    if fortran:
+        raise SearchIndexError(f"{path}: stored column-major; an index stores rows.")
+    return shape, dtype, offset
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            n += block.count(b"\n")
+    return n
+
+
+def _read_jsonl(path: Path) -> list:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+class Index:
+    """An index folder, opened. Nothing big is read at open: `embeddings` memory-maps the
+    whole array, `blocks()` maps one block of rows at a time (for indexes larger than the
+    address space a process may use), `texts` and `ids` read their files on first use, and
+    `texts_of(rows)` reads only the texts asked for."""
+
+    def __init__(self, path: Path, meta: dict, offset: int):
+        self.path = path
+        self.version = meta["version"]
+        self.model = meta["model"]  # model_identity() of the model that made the embeddings
+        self.count = meta["count"]
+        self.dim = meta["model"]["dim"]
+        self.has_ids = (path / "ids.jsonl").is_file()
+        self._offset = offset  # where the rows start in embeddings.npy
+
+    def __len__(self):
+        return self.count
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:  # [n, dim], memory-mapped
+        return np.memmap(self.path / "embeddings.npy", dtype="<f4", mode="r",
+                         offset=self._offset, shape=(self.count, self.dim))
+
+    def blocks(self, rows: int = 65_536):
+        """(first row, float32 [<=rows, dim]) for each block of rows in turn; each block is
+        mapped alone and unmapped when the next one comes."""
+        for start in range(0, self.count, rows):
+            n = min(rows, self.count - start)
+            yield start, np.memmap(self.path / "embeddings.npy", dtype="<f4", mode="r",
+                                   offset=self._offset + start * self.dim * 4, shape=(n, self.dim))
+
+    @cached_property
+    def texts(self) -> list[str]:
+        return _read_jsonl(self.path / "texts.jsonl")
+
+    @cached_property
+    def ids(self) -> list | None:
+        return _read_jsonl(self.path / "ids.jsonl") if self.has_ids else None
+
+    def texts_of(self, rows) -> dict[int, str]:
+        """{row: text} for the rows asked for, reading texts.jsonl line by line."""
+        if "texts" in self.__dict__:
+            return {r: self.texts[r] for r in rows}
+        wanted, found = set(rows), {}
+        with open(self.path / "texts.jsonl", encoding="utf-8") as f:
+            for row, line in enumerate(f):
+                if row in wanted:
+                    found[row] = json.loads(line)
+                    if len(found) == len(wanted):
+                        break
+        return found
 
 
 def read_index(folder: str | os.PathLike) -> Index:
-    """Open an index folder; the embeddings are memory-mapped, not read."""
+    """Open an index folder (format version 1 or 2) after checking that its files agree."""
     folder = Path(folder)
     if not (folder / "index.json").is_file():
+        hint = ""
+        if Path(str(folder) + PARTIAL).is_dir():
+            hint = (f" {folder}{PARTIAL} is an unfinished one: run the `minisbert encode` that "
+                    "made it again to finish it.")
         raise SearchIndexError(f"{folder} is not a minisbert index (no index.json); make one "
-                               "with `minisbert encode -i FILE -o FOLDER`.")
+                               f"with `minisbert encode -i FILE -o FOLDER`.{hint}")
+    damaged = "the index is damaged, make it again with `minisbert encode`."
     try:
         meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
-        with open(folder / "texts.jsonl", encoding="utf-8") as f:
-            texts = [json.loads(line) for line in f]
-        embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
-        expected = (meta["count"], meta["model"]["dim"])
+        if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}; "
+                             f"this minisbert reads versions {READABLE_VERSIONS}")
+        count, dim = int(meta["count"]), int(meta["model"]["dim"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SearchIndexError(f"{folder}: unreadable index ({e!r}); make it again with "
-                               "`minisbert encode`.") from None
-    if embeddings.shape != expected or len(texts) != expected[0]:
-        raise SearchIndexError(
-            f"{folder}: {len(texts)} texts and embeddings of shape {embeddings.shape}, but "
-            f"index.json says {expected[0]} x {expected[1]}; the index is damaged, make it "
-            "again with `minisbert encode`.")
-    return Index(texts, embeddings, meta["model"], folder)
+        raise SearchIndexError(f"{folder / 'index.json'}: unreadable ({e}); {damaged}") from None
+    for name in ("embeddings.npy", "texts.jsonl"):
+        if not (folder / name).is_file():
+            raise SearchIndexError(f"{folder / name}: no such file; {damaged}")
+    for name, size in meta.get("files", {}).items():  # version 2 records every file's size
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            have = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
+            raise SearchIndexError(f"{path}: {have}, but index.json says {size} bytes; {damaged}")
+    shape, dtype, offset = _npy_layout(folder / "embeddings.npy")
+    if dtype != np.dtype("<f4"):
+        raise SearchIndexError(f"{folder / 'embeddings.npy'} holds {dtype}, not float32; "
+                               f"{damaged}")
+    if shape != (count, dim):
+        raise SearchIndexError(f"{folder / 'embeddings.npy'} has shape {shape}, but index.json "
+                               f"says {count} texts x {dim} dims; {damaged}")
+    names = ["texts.jsonl"] + (["ids.jsonl"] if (folder / "ids.jsonl").is_file() else [])
+    for name in names:
+        lines = _count_lines(folder / name)
+        if lines != count:
+            raise SearchIndexError(f"{folder / name} has {lines} lines, but index.json says "
+                                   f"{count} texts; {damaged}")
+    return Index(folder, meta, offset)
 
 
 def check_model(index: Index, model: dict) -> None:

@@ -39,7 +39,7 @@ def _bytes(n: float) -> str:
 
 class ProgressBar:
     def __init__(self, total: int | None, show: bool | None = None, unit: str = "it",
-                 desc: str = "", min_total: int | None = None, file=None):
+                 desc: str = "", min_total: int | None = None, file=None, initial: int = 0):
         self.file = file if file is not None else sys.stderr  # looked up now: tests swap it
         if show is None:
             min_total = AUTO_MIN_TEXTS if min_total is None else min_total
@@ -49,7 +49,8 @@ class ProgressBar:
         self.total = total  # None when unknown (a download without Content-Length)
         self.unit = unit
         self.desc = desc
-        self.done = 0
+        self.done = initial  # work done before this bar started (a resumed job)...
+        self._initial = initial  # ...which does not count towards the rate
         self.start = time.monotonic()
         self._last_draw = 0.0
 
@@ -78,7 +79,7 @@ class ProgressBar:
 
     def _draw(self, now: float) -> None:
         elapsed = now - self.start
-        rate = self.done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell: shown as ?
+        rate = (self.done - self._initial) / elapsed if elapsed >= 0.5 else 0.0  # too early to tell: shown as ?
         speed = f"{_bytes(rate)}/s" if self.unit == "B" else f"{rate:.1f} {self.unit}/s"
         if not rate:
             speed = f"?{self.unit}/s" if self.unit == "B" else f"? {self.unit}/s"

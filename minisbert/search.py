@@ -9,8 +9,9 @@ chunks of `query_chunk_size`, keeping only a running top-k per query. So a corpu
 768-d vectors, even memory-mapped from disk, never needs a queries × corpus score matrix, nor
 a normalized copy of itself, in memory.
 
-Left out: approximate indexes (HNSW, IVF, quantization); for a few million vectors exact
-search in NumPy takes seconds, and its answers need no caveats.
+Left out: approximate indexes (HNSW, IVF, quantization) here; for a few million vectors exact
+search in NumPy takes seconds, and its answers need no caveats. ann.py builds one with an
+optional library, for when it does not.
 """
 
 from __future__ import annotations
@@ -75,22 +76,33 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
     `score_function(queries [q, d], corpus [c, d]) -> [q, c]`, higher is closer. Equal scores
     come back in corpus order. As there: top_k 0, or an empty corpus (`np.array([])`, `[]`,
     shape [0, d]), gives one empty list per query; no queries ([0, d]) give [].
+
+    `corpus_embeddings` may also be an opened index (`index.read_index`): its rows are then
+    mapped from disk a block of corpus_chunk_size rows at a time, and each block is unmapped
+    before the next, so an index larger than the memory (or the address space) this process
+    may use is searched in the memory of one block.
     """
     queries = _as_2d(query_embeddings)
-    corpus = _as_2d(corpus_embeddings)
     if top_k < 0 or query_chunk_size < 1 or corpus_chunk_size < 1:
         raise ValueError("top_k must be at least 0, query_chunk_size and corpus_chunk_size at "
                          "least 1")
-    k = min(top_k, len(corpus))
-    if k == 0 or corpus.size == 0:  # top_k 0, or an empty corpus (np.array([]) too): no hits
+    if hasattr(corpus_embeddings, "blocks"):  # an Index: one block mapped at a time
+        n_corpus, empty = len(corpus_embeddings), len(corpus_embeddings) == 0
+        blocks = corpus_embeddings.blocks(corpus_chunk_size)
+    else:
+        corpus = _as_2d(corpus_embeddings)
+        n_corpus, empty = len(corpus), corpus.size == 0
+        blocks = ((c0, corpus[c0:c0 + corpus_chunk_size])  # [nc, d], views: no copy
+                  for c0 in range(0, len(corpus), corpus_chunk_size))
+    k = min(top_k, n_corpus)
+    if k == 0 or empty:  # top_k 0, or an empty corpus (np.array([]) too): no hits
         return [[] for _ in queries]
     # The running top-k of every query: -inf and id -1 until real scores push them out.
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float64)  # [nq, k]
     best_ids = np.full((len(queries), k), -1, dtype=np.int64)  # [nq, k]
 
     # Corpus chunks outside, query chunks inside: the corpus (maybe memory-mapped) is read once.
-    for c0 in range(0, len(corpus), corpus_chunk_size):
-        chunk = corpus[c0:c0 + corpus_chunk_size]  # [nc, d], a view: no copy
+    for c0, chunk in blocks:
         kc = min(k, len(chunk))
         for q0 in range(0, len(queries), query_chunk_size):
             q1 = min(q0 + query_chunk_size, len(queries))
@@ -103,6 +115,7 @@ def semantic_search(query_embeddings, corpus_embeddings, query_chunk_size: int =
             keep = np.argpartition(-_rank(cand_scores), k - 1, axis=1)[:, :k]  # [nq', k]
             best_scores[q0:q1] = np.take_along_axis(cand_scores, keep, axis=1)
             best_ids[q0:q1] = np.take_along_axis(cand_ids, keep, axis=1)
+        del chunk  # an Index block: unmapped here, before the next one is mapped
 
     # Best first; lexsort's last key is the primary one, so ties fall back to corpus order.
     order = np.lexsort((best_ids, -_rank(best_scores)), axis=1)  # [nq, k]
