@@ -8,14 +8,14 @@
 libraries when a model that needs them is loaded.
 """
 
-from .errors import (CheckpointError, ConfigError, DownloadError, InputFileError, MinisbertError,
-                     MissingDependencyError, ModelFileMissing, PromptError, SearchIndexError,
-                     TokenizerError, TruncationWarning, UnsupportedModelError)
+from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError, InputFileError,
+                     MinisbertError, MissingDependencyError, ModelFileMissing, PromptError,
+                     SearchIndexError, TokenizerError, TruncationWarning, UnsupportedModelError)
 from .model import SentenceModel, load
 from .search import cos_sim, semantic_search
 
 __all__ = ["load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
            "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
            "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
-           "DownloadError", "PromptError", "TruncationWarning"]
+           "DownloadError", "DiskFullError", "PromptError", "TruncationWarning"]
 __version__ = "0.1.0"
