@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-LANGS = ("ja", "zh_CN", "ko", "ar", "hi", "th", "ru", "de", "fr", "es", "pt_BR", "it",
-         "pl", "tr", "vi", "uk", "el", "he", "id", "nl")
+from bench import MULTI_LANGS, machine  # noqa: E402  (the CPU's name; bench.py's languages)
+
+LANGS = MULTI_LANGS  # the 20 languages of bench.py's multilingual case
 
 ST_ENCODE = r"""
 import sys, numpy as np
@@ -112,16 +112,6 @@ def run(cmd: list[str], env: dict) -> dict:
     import resource
     rss_self = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # max so far
     return {"wall": wall, "pss": peak_pss, "rss_children": rss_children, "rss_max": rss_self}
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main():
