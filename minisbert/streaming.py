@@ -33,28 +33,23 @@ from pathlib import Path
 from . import progress
 from .errors import DiskFullError, InputFileError
 from .index import PARTIAL, IndexWriter, SearchIndexError, model_identity
+from .textfile import C0_CONTROL, binary_reason, refuse_binary, split_sentences
 
 _BLOCK = 1 << 20  # bytes read from the input at a time
 
 
 # ---------------------------------------------------------------------------- input
 
-def split_sentences(line: str) -> list[str]:
-    from .cli import split_sentences as split  # one sentence rule, the command's
-    return split(line)
-
-
 def decoded_lines(binary, name: str, encoding: str | None = None):
     """The lines of a binary stream, decoded, without their line ends: (line number, text).
 
     Decoded a block at a time, so memory holds one block and one line however big the input.
     encoding None means UTF-8, with or without a byte order mark. A block that looks binary
-    (cli.binary_reason: NULs, many control characters) is refused, whatever the encoding."""
+    (textfile.binary_reason: NULs, many control characters) is refused, whatever the encoding."""
     try:
         decoder = codecs.getincrementaldecoder(encoding or "utf-8-sig")(errors="strict")
     except LookupError:
         raise InputFileError(f"--encoding {encoding}: unknown encoding.") from None
-    from .cli import C0_CONTROL, _refuse_binary, binary_reason  # the command's rule for binary
     number, pending = 0, ""
     while True:
         block = binary.read(_BLOCK)
@@ -63,7 +58,7 @@ def decoded_lines(binary, name: str, encoding: str | None = None):
         except UnicodeDecodeError as e:
             reason = binary_reason(block.decode("latin-1"), C0_CONTROL)  # a character per byte
             if reason:
-                raise _refuse_binary(name, reason, encoding or "utf-8") from None
+                raise refuse_binary(name, reason, encoding or "utf-8") from None
             line = number + block[:e.start].count(b"\n") + 1
             bad = block[e.start:e.start + 4].hex(" ")
             raise InputFileError(
@@ -72,7 +67,7 @@ def decoded_lines(binary, name: str, encoding: str | None = None):
                 "--encoding latin-1.") from None
         reason = binary_reason(text) if text else None  # refused, whatever the encoding
         if reason:
-            raise _refuse_binary(name, reason, encoding or "utf-8")
+            raise refuse_binary(name, reason, encoding or "utf-8")
         lines = text.split("\n")
         pending = lines.pop()  # the unfinished last line, completed by the next block
         for line in lines:

@@ -25,7 +25,6 @@ of one query at a time (median of 100) and of the 1000 in one call.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

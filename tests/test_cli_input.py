@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from minisbert.cli import read_texts, split_sentences
+from minisbert.textfile import read_texts, split_sentences
 from minisbert.errors import InputFileError
 
 from cli_support import EXAMPLE, assert_one_line_error, results, run_cli

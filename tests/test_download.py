@@ -425,7 +425,6 @@ def test_download_then_load_offline_in_each_weight_layout(tmp_path, minilm_path,
         log = io.StringIO()
         folder = hub.download(name, endpoint=server.endpoint, log=log)
         fetched = [f for f, _, status, _ in server.log if status in (200, 206)]
-        not_found = [f for f, _, status, _ in server.log if status == 404]
     finally:
         server.close()
     print(f"\n{log.getvalue()}")
