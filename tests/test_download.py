@@ -110,6 +110,13 @@ class FakeHub:
         self.server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def away_from_weights(tmp_path_factory, monkeypatch):
+    """Run each test in an empty directory: a model the quick start put in the repository's
+    weights/ would otherwise count as already downloaded."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def fake_hub(minilm_path):
     server = FakeHub({NAME: minilm_path})
