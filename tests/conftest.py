@@ -19,7 +19,8 @@ import tokenizer_fixtures  # noqa: E402
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
-                     help="also run the slow cases (base-size models at the real shapes)")
+                     help="also run the slow cases (base-size models at the real shapes, "
+                          "and the corpus tests on every message instead of an even share)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,6 +30,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def corpus_share(request):
+    """share(texts, n): every text with --slow; otherwise n of them taken evenly across the
+    list (corpus.spread), so each catalog is still represented and the default run stays short.
+    The corpus-wide id tests use it."""
+    import corpus
+    everything = request.config.getoption("--slow")
+
+    def share(texts: list[str], n: int) -> list[str]:
+        return list(texts) if everything else corpus.spread(texts, n)
+    return share
 
 
 # ---------------------------------------------------------------------------- all-MiniLM-L6-v2

@@ -96,31 +96,34 @@ def test_one_weight_changed_on_one_side_fails(labse, monkeypatch, capsys):
     assert worst and any(text in worst[0] for text in verify.sample_texts())
 
 
-def test_vocab_that_no_longer_matches_tokenizer_json_fails(labse, tmp_path):
+def test_vocab_that_no_longer_matches_tokenizer_json_fails(labse, tmp_path, capsys):
     """transformers reads tokenizer.json, minisbert reads vocab.txt: with two vocab.txt lines
-    swapped, the ids differ and verify shows the first differing text with both id lists."""
+    swapped, the ids differ and verify shows the first differing text with both id lists.
+    (The command runs in this process: test_cli_passes_on_minilm runs it as a user would.)"""
     folder = shutil.copytree(labse, tmp_path / "swapped")
     vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
     i, j = vocab.index("the"), vocab.index("to")
     vocab[i], vocab[j] = vocab[j], vocab[i]
     (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
-    proc = run_cli("verify", folder, "-n", "12")
-    print(proc.stdout, proc.stderr)
-    assert proc.returncode == 1
-    assert "12 texts" in proc.stdout and "FAILED" in proc.stdout
-    assert "first differing text #0: 'The train to the airport" in proc.stdout
-    ours, ref = (json.loads(line.split(maxsplit=1)[1]) for line in proc.stdout.splitlines()
+    status = cli.main(["verify", str(folder), "-n", "12"])
+    out = capsys.readouterr().out
+    print(out)
+    assert status == 1
+    assert "12 texts" in out and "FAILED" in out
+    assert "first differing text #0: 'The train to the airport" in out
+    ours, ref = (json.loads(line.split(maxsplit=1)[1]) for line in out.splitlines()
                  if line.strip().startswith(("minisbert  [", "reference  [")))
     # [CLS] query : the ...: minisbert reads "the" as the id "to" had, and the other way round
     assert (ref[3], ref[5]) == (i, j) and (ours[3], ours[5]) == (j, i)
 
 
-def test_texts_file_and_count(labse, tmp_path):
+def test_texts_file_and_count(labse, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("query about trains\n\n  the cat sleeps  \nstock markets\n", encoding="utf-8")
-    proc = run_cli("verify", labse, "--texts", texts, "-n", "2")
-    print(proc.stdout, proc.stderr)
-    assert proc.returncode == 0 and "2 texts, 32 dims" in proc.stdout
+    status = cli.main(["verify", str(labse), "--texts", str(texts), "-n", "2"])
+    out = capsys.readouterr().out
+    print(out)
+    assert status == 0 and "2 texts, 32 dims" in out
 
 
 def test_with_transformers_alone(labse, monkeypatch):
