@@ -10,12 +10,14 @@ libraries when a model that needs them is loaded.
 
 from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError, InputFileError,
                      MinisbertError, MissingDependencyError, ModelFileMissing, PromptError,
-                     SearchIndexError, TokenizerError, TruncationWarning, UnsupportedModelError)
+                     QueueFull, SearchIndexError, TokenizerError, TruncationWarning,
+                     UnsupportedModelError)
 from .model import SentenceModel, load
 from .search import cos_sim, semantic_search
 
 __all__ = ["load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
            "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
            "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
-           "DownloadError", "DiskFullError", "PromptError", "TruncationWarning"]
+           "DownloadError", "DiskFullError", "PromptError", "QueueFull",
+           "TruncationWarning"]
 __version__ = "0.1.0"

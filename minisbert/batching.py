@@ -44,10 +44,7 @@ from typing import Callable
 import numpy as np
 
 from . import parallel
-
-
-class QueueFull(Exception):
-    """The queue holds as many texts as it may; try again shortly."""
+from .errors import QueueFull
 
 
 @dataclass(eq=False)

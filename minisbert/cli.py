@@ -281,7 +281,8 @@ def main(argv=None) -> int:
     for stream in (sys.stdin, sys.stdout):  # a stray byte or a non-UTF-8 console: no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    warnings.formatwarning = _one_line_warning
+    # Warnings as one line each while the command runs; restored after, for whoever called main.
+    plain_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.run(args)
     except (MinisbertError, OSError) as e:
@@ -292,3 +293,5 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: leave quietly, with the conventional status
         print(file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain_format

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import os
 import re
 import socket
@@ -57,7 +56,7 @@ from pathlib import Path
 from . import checkpoint
 from .checkpoint import WEIGHT_FILES
 from .errors import DownloadError, MinisbertError, ModelFileMissing
-from .folder import LFS_POINTER, parse_modules, read_modules
+from .folder import LFS_POINTER, parse_modules, read_json, read_modules
 from .progress import ProgressBar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -365,10 +364,9 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
     modules = ()
     if (folder / "modules.json").exists():
         try:
-            data = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-            raise DownloadError(f"{folder / 'modules.json'} is not valid JSON ({e}); "
-                                "download again with --force.") from None
+            data = read_json(folder / "modules.json", kind=list, error=DownloadError)
+        except DownloadError as e:
+            raise DownloadError(f"{e} (With --force, every file is fetched anew.)") from None
         # Module paths become file paths here; parse_modules refuses those outside the folder.
         modules = parse_modules(data, folder / "modules.json", error=DownloadError)
     get("config_sentence_transformers.json")  # prompts; most folders have one, a 404 is fine

@@ -58,6 +58,11 @@ class DiskFullError(MinisbertError, OSError):
     What was written up to the last checkpoint is kept, so the same command resumes."""
 
 
+class QueueFull(MinisbertError, RuntimeError):
+    """The server's queue holds as many texts as it may take (or it is shutting down): the
+    request is refused at once, with HTTP 503, so the client can try again shortly."""
+
+
 class TruncationWarning(UserWarning):
     """A text was longer than max_seq_length, so its embedding ignores the tokens past it.
     Silence it with `warnings.filterwarnings("ignore", category=TruncationWarning)`."""

@@ -51,8 +51,8 @@ import numpy as np
 
 from . import download as hub
 from . import pooling
-from .batching import Batcher, QueueFull
-from .errors import MinisbertError, MissingDependencyError, PromptError
+from .batching import Batcher
+from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFull
 from .model import SentenceModel, load
 
 try:

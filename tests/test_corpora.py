@@ -137,6 +137,55 @@ def test_binary_input_is_refused_whatever_the_encoding(tmp_path, minilm_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # no index, no .partial
 
 
+_STREAM_MEMORY = """
+import json, sys, tracemalloc
+import minisbert
+from minisbert import streaming
+from minisbert.streaming import Source, encode_corpus
+folder, work = sys.argv[1:]
+model = minisbert.load(folder)
+streaming._BLOCK = 1 << 16  # 64 KiB read at a time: both inputs span several blocks
+tracemalloc.start()
+peaks = {}
+for name in ("small", "large"):
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    done = encode_corpus(Source(f"{work}/{name}.txt"), f"{work}/{name}-idx", model, folder,
+                         chunk_texts=256)
+    peaks[name] = [done.count, tracemalloc.get_traced_memory()[1] - before]
+print(json.dumps(peaks))
+"""
+
+
+def test_streamed_encode_memory_does_not_grow_with_the_input(tmp_path, sp_model):
+    """The same command on 1,000 lines of ~170 characters and on those lines ten times: the
+    peak of the memory Python and NumPy allocate (tracemalloc) is the same within 256 KiB,
+    while holding the 9,000 extra texts would take 1.5 MB and their vectors 1.2 MB. Memory holds one
+    block of the input (1 MiB; 64 KiB here, so that both inputs span several blocks) and one
+    chunk of texts; the vectors go to the file as each chunk is done."""
+    pytest.importorskip("sentencepiece")
+    import xlmr_folder
+    folder = xlmr_folder.make_numpy_xlmr_folder(tmp_path / "model", sp_model, hidden=32,
+                                                layers=1, heads=2, intermediate=64,
+                                                max_seq_length=64, normalize=True)
+    messages = corpus.lines(corpus.english("ja"))
+    lines = [" ".join(messages[i:i + 8])[:200].strip() for i in range(1000)]
+    assert len(set(lines)) > 950 and sum(map(len, lines)) > 150_000
+    # The large input is the small one ten times: chunks of the same texts, ten times as many.
+    (tmp_path / "small.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "large.txt").write_text("\n".join(lines * 10) + "\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-c", _STREAM_MEMORY, str(folder), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1",
+                              "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    (small, small_peak), (large, large_peak) = json.loads(run.stdout).values()
+    print(f"\npeak traced memory of encode_corpus: {small} lines {small_peak / 2**20:.2f} MiB, "
+          f"{large} lines {large_peak / 2**20:.2f} MiB")
+    assert (small, large) == (1000, 10_000)
+    assert large_peak - small_peak <= 256 * 2**10
+
+
 # ---------------------------------------------------------------------------- resuming
 
 def test_killed_encode_resumes_to_an_identical_index(tmp_path, minilm_path, texts):

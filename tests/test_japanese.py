@@ -119,7 +119,7 @@ def test_lowercasing_matters_on_this_corpus(folders, texts):
     lower = our_tokenizer(folders["sonoisa"], lowercase_input=True)
     differ = sum(cased.encode(s) != lower.encode(s) for s in texts)
     print(f"\nlowercasing changes the ids of {differ} of {len(texts)} strings")
-    assert differ > len(texts) // 10
+    assert differ > len(texts) // 5
 
 
 # The edge strings where lowercasing the raw text is not lowercasing in the tokenizer, and why.
@@ -154,7 +154,7 @@ def test_forgetting_ipadic_changes_ids(folders, texts, hf):
     ref = hf(folders["no_dic"])  # no mecab_kwargs: transformers' own default
     assert "unidic_lite" in ref.word_tokenizer.mecab.dictionary_info[0]["filename"]
     bad = compare_ids(texts, our_tokenizer(folders["no_dic"]), hf_ids(ref, texts))
-    assert len(bad) > len(texts) // 10
+    assert len(bad) > len(texts) // 5
 
 
 def test_unidic_lite_when_named(folders, texts, hf):

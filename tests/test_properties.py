@@ -13,7 +13,7 @@ Surrogates: no reference accepts them (HuggingFace raises TypeError). minisbert 
 first (`tokenizer.base.well_formed`: a pair becomes its character, a lone one U+FFFD), so a string with
 surrogates must get the reference's ids for its repaired form.
 
-Allowed differences: for XLM-R, the classes PARITY.md item 8 and tests/test_xlmr.py document,
+Allowed differences: for XLM-R, the classes docs/parity.md and tests/test_xlmr.py document,
 recognised by `xlmr_folder.documented_class`; for WordPiece and MeCab + WordPiece, none.
 
 Hypothesis runs inside each test (a @given function called there), so that a missing

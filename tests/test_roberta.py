@@ -3,9 +3,9 @@
 A BPE vocabulary is trained here with the `tokenizers` library on the gettext catalogs and saved
 as RoBERTa folders in each layout people meet (tests/roberta_folder.py); transformers'
 AutoTokenizer (what sentence-transformers loads) reads the same folder. Ids must be identical on
-40,000 catalog messages spread over eleven languages (every message of twenty-three with
---slow), on edge strings, and the
-pre-tokenization classes on every code point the running Python's Unicode assigns.
+40,000 catalog messages spread over English and ten languages (every message of English and
+twenty-two languages with --slow), on edge strings, and the pre-tokenization classes on every
+code point the running Python's Unicode assigns.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from minisbert.errors import ModelFileMissing, TokenizerError
 from minisbert.folder import read_json
 
 MAX_LEN = 512
-# Eleven languages, ten scripts: 40,000 of their messages taken evenly in the default run,
-# every one of them with --slow, which also runs all of roberta_folder.LANGS.
+# English and ten languages in ten scripts: 40,000 of their messages, taken evenly, are the
+# default run of the corpus test; --slow runs every message of all of roberta_folder.LANGS.
 QUICK_LANGS = ("ja", "ko", "ar", "hi", "th", "he", "el", "fa", "bn", "ta")
 
 
@@ -151,14 +151,16 @@ def test_special_tokens_match_reference(layouts):
         assert ours.special_tokens["<mask>"]["lstrip"], name
 
 
-def _corpus_case(langs, layouts, share=None):
-    """Our ids against HuggingFace's on the catalog messages of English and `langs`: all of
-    them, or share(texts, 40_000) of them (conftest's corpus_share)."""
-    ours, hf = layouts["all-distilroberta-v1"]
+def test_ids_match_reference_on_corpus(layouts, corpus_share, request):
+    """Our ids against HuggingFace's on catalog messages: by default 40,000 spread over English
+    and the ten QUICK_LANGS; with --slow every message of English and all of
+    roberta_folder.LANGS (over 600,000)."""
+    everything = request.config.getoption("--slow")
+    langs = roberta_folder.LANGS if everything else QUICK_LANGS
     texts = roberta_folder.corpus_texts(langs)
-    if share:
-        assert len(texts) > 150_000
-        texts = share(texts, 40_000)
+    assert len(texts) > (600_000 if everything else 150_000)
+    texts = corpus_share(texts, 40_000)
+    ours, hf = layouts["all-distilroberta-v1"]
     start = time.perf_counter()
     ref = hf_ids(hf, texts)
     t_ref = time.perf_counter() - start
@@ -171,19 +173,6 @@ def _corpus_case(langs, layouts, share=None):
           f"HF {t_ref:.1f}s, ours {t_ours:.1f}s; mismatches: {len(bad)}")
     for i in bad[:20]:
         show_first_difference(hf, texts[i], mine[i], ref[i])
-    return texts, bad
-
-
-def test_ids_match_reference_on_corpus(layouts, corpus_share):
-    texts, bad = _corpus_case(QUICK_LANGS, layouts, corpus_share)
-    assert len(texts) >= 40_000
-    assert not bad
-
-
-@pytest.mark.slow
-def test_ids_match_reference_on_whole_corpus(layouts):
-    texts, bad = _corpus_case(roberta_folder.LANGS, layouts)
-    assert len(texts) > 600_000
     assert not bad
 
 

@@ -614,7 +614,8 @@ def test_batches_keep_encodes_caps_and_rows_go_to_their_own_job():
 
 
 def test_full_queue_refuses_and_cancel_drops_waiting_texts():
-    from minisbert.batching import Batcher, QueueFull
+    from minisbert.batching import Batcher
+    from minisbert.errors import QueueFull
     model = _CountingModel()  # gate closed: the worker holds its first batch
     batcher = Batcher(model, workers=1, max_wait=0, max_queued=10)
     first_done, on_first = _job_done()
