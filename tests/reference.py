@@ -33,6 +33,27 @@ def write_sentence_transformers_files(folder: Path, *, dim: int, max_seq_length:
     }))
 
 
+def save_random_roberta(folder: Path, family: str, *, vocab_size: int, hidden: int, layers: int,
+                        heads: int, intermediate: int, max_position_embeddings: int,
+                        std: float = 0.2, seed: int = 0) -> None:
+    """A random RobertaModel ("roberta") or XLMRobertaModel ("xlm-roberta"), weights drawn by
+    scale_weights, saved into folder as config.json + model.safetensors. Both families share
+    fairseq's conventions: pad id 1 (positions numbered from 2), one token type, eps 1e-5."""
+    import torch
+    import transformers
+    prefix = {"roberta": "Roberta", "xlm-roberta": "XLMRoberta"}[family]
+    config = getattr(transformers, prefix + "Config")(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=intermediate,
+        max_position_embeddings=max_position_embeddings, type_vocab_size=1, layer_norm_eps=1e-5,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu")
+    torch.manual_seed(seed)
+    # With the pooler, as real checkpoints have it (sentence-transformers ignores it).
+    model = getattr(transformers, prefix + "Model")(config).eval()
+    scale_weights(model, std=std, seed=seed)
+    model.save_pretrained(folder)
+
+
 def scale_weights(model, std: float = 0.2, seed: int = 0) -> None:
     """Redraw every weight matrix and embedding with a large std, so attention is sharp and a
     wrong mask, offset or transpose changes the output visibly (at init std 0.02 attention is

@@ -113,22 +113,12 @@ def make_roberta_folder(folder: Path, bpe_files: Path, *, hidden: int, layers: i
 
     RoBERTa's conventions: pad id 1, positions numbered from 2 (so max_position_embeddings is
     the longest text + 2), one token type, LayerNorm eps 1e-5."""
-    import torch
-    from transformers import RobertaConfig, RobertaModel
-
-    from reference import scale_weights, write_sentence_transformers_files
+    from reference import save_random_roberta, write_sentence_transformers_files
     write_layout(folder, bpe_files, "all-distilroberta-v1")
     n_symbols = len(json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
-    config = RobertaConfig(
-        vocab_size=vocab_size or n_symbols, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=intermediate,
-        max_position_embeddings=max_position_embeddings, type_vocab_size=1, layer_norm_eps=1e-5,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu")
-    torch.manual_seed(seed)
-    model = RobertaModel(config).eval()  # with the pooler, as real checkpoints have
-    scale_weights(model, std=std, seed=seed)
-    model.save_pretrained(folder)  # config.json + model.safetensors
-    del model
+    save_random_roberta(folder, "roberta", vocab_size=vocab_size or n_symbols, hidden=hidden,
+                        layers=layers, heads=heads, intermediate=intermediate,
+                        max_position_embeddings=max_position_embeddings, std=std, seed=seed)
     write_sentence_transformers_files(folder, dim=hidden, max_seq_length=max_seq_length,
                                       normalize=True)
     return folder

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import corpus
-from reference import scale_weights, write_sentence_transformers_files
+from reference import save_random_roberta, write_sentence_transformers_files
 
 # Twenty-one languages in fourteen scripts: CJK, Hangul, Arabic, Devanagari, Thai, Cyrillic,
 # Hebrew, Greek, Bengali, Tamil, Latin with many diacritics.
@@ -83,20 +83,10 @@ def make_xlmr_folder(folder: Path, sp_model: Path, *, hidden: int, layers: int, 
     pieces), pad id 1, positions numbered from 2 (so max_position_embeddings is the longest
     text + 2), one token type, LayerNorm eps 1e-5."""
     import sentencepiece
-    import torch
-    from transformers import XLMRobertaConfig, XLMRobertaModel
-
     n_pieces = sentencepiece.SentencePieceProcessor(model_file=str(sp_model)).get_piece_size()
-    config = XLMRobertaConfig(
-        vocab_size=vocab_size or n_pieces + 2, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=intermediate,
-        max_position_embeddings=max_position_embeddings, type_vocab_size=1, layer_norm_eps=1e-5,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu")
-    torch.manual_seed(seed)
-    model = XLMRobertaModel(config).eval()  # with the pooler, as real checkpoints have
-    scale_weights(model, std=std, seed=seed)
-    model.save_pretrained(folder)  # config.json + model.safetensors
-    del model
+    save_random_roberta(folder, "xlm-roberta", vocab_size=vocab_size or n_pieces + 2,
+                        hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
+                        max_position_embeddings=max_position_embeddings, std=std, seed=seed)
     write_tokenizer_files(folder, sp_model)
     write_sentence_transformers_files(folder, dim=hidden, max_seq_length=max_seq_length)
     return folder
