@@ -64,11 +64,12 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     return header, 8 + header_len
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_safetensors(path: str | os.PathLike, keep_bf16: bool = False) -> dict[str, np.ndarray]:
     """Map every tensor of a .safetensors file to a read-only float32 array.
 
     F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
-    to float32 (a copy), since every computation here is float32.
+    to float32 (a copy), since every computation here is float32. keep_bf16: BF16 tensors are
+    left in the file too, as uint16 views of their bits (encoder.widen_bf16 converts them).
     """
     path = Path(path)
     header, data_start = read_safetensors_header(path)
@@ -96,7 +97,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 f"{path}: tensor {name!r} needs bytes {begin}..{end} ({dtype} {shape}) but the file "
                 f"holds {data_len} bytes of data. The file is truncated or corrupt; download it again.")
         raw = np.frombuffer(buffer, dtype=item, count=count, offset=data_start + begin)
-        tensors[name] = _to_float32(raw, dtype).reshape(shape)
+        keep = keep_bf16 and dtype == "BF16"
+        tensors[name] = (raw if keep else _to_float32(raw, dtype)).reshape(shape)
     return tensors
 
 
@@ -158,14 +160,15 @@ def read_weight_map(index_path: str | os.PathLike,
     return by_shard
 
 
-def read_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_tensors(path: str | os.PathLike, keep_bf16: bool = False) -> dict[str, np.ndarray]:
     """Every tensor of a weight file, as float32 (integers as they are), whatever its container:
-    .safetensors, torch's pytorch_model.bin, or the .index.json of a sharded checkpoint."""
+    .safetensors, torch's pytorch_model.bin, or the .index.json of a sharded checkpoint.
+    keep_bf16: safetensors' BF16 tensors as uint16 bits, not widened (see read_safetensors)."""
     path = Path(path)
     if path.name.endswith(".index.json"):
-        return read_sharded(path)
+        return read_sharded(path, keep_bf16)
     if path.suffix == ".safetensors":
-        return read_safetensors(path)
+        return read_safetensors(path, keep_bf16)
     return read_pytorch_bin(path)
 
 
@@ -181,7 +184,7 @@ def read_pytorch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
             for name, (dtype, raw) in torch_checkpoint.read_torch_checkpoint(path).items()}
 
 
-def read_sharded(index_path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_sharded(index_path: str | os.PathLike, keep_bf16: bool = False) -> dict[str, np.ndarray]:
     """A checkpoint split into shards: model.safetensors.index.json's `weight_map` says which
     shard file (beside the index) holds each tensor; the shards are read and merged."""
     index_path = Path(index_path)
@@ -194,7 +197,7 @@ def read_sharded(index_path: str | os.PathLike) -> dict[str, np.ndarray]:
                                    "every shard of the checkpoint.")
         if shard_path.name.endswith(".index.json"):
             raise CheckpointError(f"{index_path} names another index, {shard}, as a shard.")
-        found = read_tensors(shard_path)
+        found = read_tensors(shard_path, keep_bf16)
         missing = [n for n in names if n not in found]
         if missing:
             raise CheckpointError(
@@ -422,3 +425,106 @@ def load_dense_params(path: str | os.PathLike, in_features: int, out_features: i
     return {"w": tensors["linear.weight"].T,  # [in, out], a transposed view
             "b": tensors["linear.bias"] if bias else None,
             "residual": tensors["residual.weight"].T if residual else None}
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+
+# Qwen3 and Gemma 3 as transformers' save_pretrained writes Qwen3Model / Gemma3TextModel (the
+# names of a sentence-transformers folder); their ForCausalLM checkpoints put "model." first.
+# Beware the one name that means two things: Qwen3's post_attention_layernorm normalizes the
+# feed-forward's INPUT, Gemma's normalizes the attention's OUTPUT (its feed-forward input is
+# pre_feedforward_layernorm). Every norm is RMSNorm, a weight without a bias; no linear layer
+# has a bias.
+_DECODER_LAYER = {
+    "ln_attn": "layers.{i}.input_layernorm",
+    "attn.q": "layers.{i}.self_attn.q_proj",
+    "attn.k": "layers.{i}.self_attn.k_proj",
+    "attn.v": "layers.{i}.self_attn.v_proj",
+    "attn.out": "layers.{i}.self_attn.o_proj",
+    "attn.q_norm": "layers.{i}.self_attn.q_norm",
+    "attn.k_norm": "layers.{i}.self_attn.k_norm",
+    "ffn.gate": "layers.{i}.mlp.gate_proj",
+    "ffn.up": "layers.{i}.mlp.up_proj",
+    "ffn.down": "layers.{i}.mlp.down_proj",
+}
+DECODER_NAMES = {
+    "qwen3": {**_DECODER_LAYER, "ln_ffn": "layers.{i}.post_attention_layernorm"},
+    "gemma3_text": {**_DECODER_LAYER,
+                    "ln_attn_out": "layers.{i}.post_attention_layernorm",
+                    "ln_ffn": "layers.{i}.pre_feedforward_layernorm",
+                    "ln_ffn_out": "layers.{i}.post_feedforward_layernorm"},
+}
+_DECODER_OUTSIDE = {"embeddings.word": "embed_tokens", "final_norm": "norm"}
+_DECODER_NORMS = ("ln_attn", "ln_attn_out", "ln_ffn", "ln_ffn_out", "attn.q_norm",
+                  "attn.k_norm", "final_norm")
+_DECODER_IGNORED = re.compile(r"^lm_head\.|(^|\.)rotary_emb\.")  # the LM head, rotary buffers
+
+
+def decoder_shapes(cfg) -> tuple[Shapes, Shapes]:
+    """Stored shapes of a decoder embedder's parameters (outside the layers, in each layer)."""
+    d, hd, ff = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
+    q, kv = cfg.num_heads * hd, cfg.num_kv_heads * hd
+    layer = {"ln_attn": (d,), "attn.q": (q, d), "attn.k": (kv, d), "attn.v": (kv, d),
+             "attn.out": (d, q), "attn.q_norm": (hd,), "attn.k_norm": (hd,), "ln_ffn": (d,),
+             "ffn.gate": (ff, d), "ffn.up": (ff, d), "ffn.down": (d, ff)}
+    layer.update({path: (d,) for path in DECODER_NAMES[cfg.architecture] if path not in layer})
+    return {"embeddings.word": (cfg.vocab_size, d), "final_norm": (d,)}, layer
+
+
+def load_decoder_params(path: str | os.PathLike, cfg, keep_bf16: bool = True) -> dict:
+    """The parameter tree of encoder.decode_tokens from a Qwen3 or Gemma 3 checkpoint.
+
+    keep_bf16: bfloat16 tensors stay in the memory-mapped file as their 16-bit patterns
+    (uint16), and encoder.decode_tokens widens one layer at a time; False widens every tensor
+    here (textbook.decode_tokens needs that)."""
+    names = {**_DECODER_OUTSIDE, **DECODER_NAMES[cfg.architecture]}
+    tensors = {}
+    for name, array in read_tensors(path, keep_bf16=keep_bf16).items():
+        name = name.removeprefix("model.")
+        if not _DECODER_IGNORED.search(name):
+            tensors[name] = array
+    outside, layer = decoder_shapes(cfg)
+    want = {names[p] + ".weight": shape for p, shape in outside.items()}
+    for i in range(cfg.num_layers):
+        want.update({names[p].format(i=i) + ".weight": shape for p, shape in layer.items()})
+    _check_tensors(path, tensors, want, f"{cfg.architecture}, {cfg.num_layers} layers")
+
+    def tree(paths, i: int = 0) -> dict:  # {"attn.q": ...} -> {"attn": {"q": ...}}
+        out = {}
+        for p in paths:
+            *parents, leaf = p.split(".")
+            node = out
+            for key in parents:
+                node = node.setdefault(key, {})
+            t = tensors[names[p].format(i=i) + ".weight"]
+            # Norms and the word table as they are; a linear layer's [out, in] as a
+            # transposed view [in, out], no copy.
+            node[leaf] = {"w": t} if p in _DECODER_NORMS else t if p == "embeddings.word" \
+                else {"w": t.T}
+        return out
+
+    params = tree(outside)
+    params["layers"] = [tree(layer, i) for i in range(cfg.num_layers)]
+    return params
+
+
+def _check_tensors(path, tensors: dict, want: Shapes, what: str) -> None:
+    """A CheckpointError unless `tensors` has exactly the names of `want`, in its shapes."""
+    missing = sorted(set(want) - set(tensors))
+    unexpected = sorted(set(tensors) - set(want))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s): {', '.join(missing[:5])}"
+                         + (" …" if len(missing) > 5 else ""))
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s): {', '.join(unexpected[:5])}"
+                         + (" …" if len(unexpected) > 5 else ""))
+        raise CheckpointError(f"{path} does not match config.json ({what}): " + "; ".join(parts)
+                              + ". Check that config.json and the weights come from the same "
+                              "model.")
+    for name, shape in want.items():
+        if tensors[name].shape != shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {list(tensors[name].shape)} but config.json "
+                f"implies {list(shape)}. Check that config.json and the weights belong together.")

@@ -183,13 +183,15 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.nd
     return out
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once)."""
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once); no
+    b: no bias (the decoder embedders' projections)."""
     # Textbook: x @ w + b on [b, s, in]. Here: folding [..., in] to 2-D makes this one large
     # BLAS call; NumPy runs a 3-D @ 2-D product as one small call per leading index, several
     # times slower.
     y = x.reshape(-1, x.shape[-1]) @ w  # [n, in] -> [n, out]
-    y += b
+    if b is not None:
+        y += b
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
@@ -260,16 +262,17 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
-def _blocks(texts: int, heads: int, length: int):
+def _blocks(texts: int, heads: int, length: int, group: int = 1):
     """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
 
     Textbook: the scores of every text and head at once, [b, h, s, s].
 
     A block's scores go from q·kᵀ through exp() to the product with v while they stay in
     the CPU's L2 cache; one long text's scores for all heads at once would not (12 heads ×
-    256² floats are 3 MB).
+    256² floats are 3 MB). With grouped-query attention a (text, key/value head) pair has
+    `group` query heads, so `group` score matrices.
     """
-    pairs = max(1, 4 * _BLOCK // (length * length))  # (text, head) pairs per block
+    pairs = max(1, 4 * _BLOCK // (group * length * length))  # (text, head) pairs per block
     if pairs >= heads:  # whole texts, several at a time
         step = pairs // heads
         for t in range(0, texts, step):
@@ -395,4 +398,214 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
     for layer in params["layers"]:
         x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
+    return layout.to_grid(x)
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+# Qwen3-Embedding and EmbeddingGemma, fast form. textbook.decode_tokens is the plain one; the
+# techniques are the encoder's above (packed real tokens, runs of equal length, transposed
+# scores in cache-sized blocks) plus the ones marked "Textbook:" below.
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The settings of a decoder embedder, read from config.json by model.decoder_config."""
+    architecture: str  # config.json's model_type: "qwen3" or "gemma3_text"
+    hidden_size: int  # d
+    num_layers: int
+    num_heads: int  # query heads
+    num_kv_heads: int  # key/value heads; each serves num_heads / num_kv_heads query heads
+    head_dim: int  # hd; num_heads · hd need not be d (Qwen3-Embedding-0.6B: 16 · 128 = 2048)
+    intermediate_size: int  # width of the gated feed-forward
+    vocab_size: int
+    max_position_embeddings: int  # the longest text the rotary positions were trained for
+    rms_norm_eps: float
+    hidden_act: str  # the gate's activation: silu (Qwen3), gelu_pytorch_tanh (Gemma)
+    # "full" or "sliding" for each layer (config.json's layer_types, shortened)
+    layer_kinds: tuple[str, ...]
+    rope_theta_full: float  # rotary base θ of full layers
+    rope_theta_sliding: float  # ... and of sliding-window layers (Gemma: 10000)
+    sliding_window: int | None  # config.json's sliding_window, as written there
+    causal: bool  # True: a token sees only itself and earlier ones (Qwen3)
+    attention_scale: float  # multiplies q·kᵀ: 1/√hd, Gemma 3: 1/√query_pre_attn_scalar
+    embedding_scale: float = 1.0  # multiplies the token vectors: Gemma √d (as float32)
+    norm_offset: float = 0.0  # RMSNorm scales by offset + w: Gemma stores w centred on 0
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_position_embeddings
+
+    def rope_theta(self, kind: str) -> float:
+        return self.rope_theta_sliding if kind == "sliding" else self.rope_theta_full
+
+    def reach(self, kind: str) -> tuple[int | None, int | None]:
+        """How far a query sees, (before, after) in tokens, None for no limit: a query at i
+        sees the key at j when i - j <= before and j - i <= after.
+
+        Causal: nothing after. A causal sliding window of w tokens holds the query and the
+        w - 1 before it (transformers: key > query - w). Gemma's bidirectional window sees
+        w // 2 tokens each side (transformers halves the window of config.json, w // 2 + 1,
+        and keeps keys closer than that)."""
+        after = 0 if self.causal else None
+        if kind != "sliding" or self.sliding_window is None:
+            return None, after
+        if self.causal:
+            return self.sliding_window - 1, 0
+        return self.sliding_window // 2, self.sliding_window // 2
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """x / √(mean(x²) + eps) · (offset + w) over the last axis."""
+    # Textbook: np.mean(x * x), a temporary as large as x. Here: the mean square as one
+    # einsum, and the division and scaling written into `out` (x itself, for q and k).
+    ms = np.einsum("...i,...i->...", x, x)[..., None]  # [..., 1]
+    ms /= np.float32(x.shape[-1])
+    ms += np.float32(eps)
+    y = np.divide(x, np.sqrt(ms, out=ms), out=out)
+    y *= (np.float32(offset) + w) if offset else w
+    return y
+
+
+def rotary_angles(positions: np.ndarray, head_dim: int,
+                  theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of each position's angles for the first half of a head: [n] -> two
+    [n, hd/2] (the second half turns by the same angles)."""
+    inv_freq = 1 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
+                                         / np.float32(head_dim))  # [hd/2]
+    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, hd/2]
+    return np.cos(angles), np.sin(angles)
+
+
+def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotary positions in place: each pair (x1, x2) = (x[i], x[i + hd/2]) of a head becomes
+    (x1·cos - x2·sin, x2·cos + x1·sin). x: [n, heads, hd]; cos, sin: [n, 1, hd/2]."""
+    # Textbook: x·cos + rotate_half(x)·sin on the whole head, with rotate_half a new array
+    # and cos, sin repeated for both halves. Here: the two halves as views, updated in place.
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    x2_sin, x1_sin = x2 * sin, x1 * sin
+    x1 *= cos
+    x1 -= x2_sin
+    x2 *= cos
+    x2 += x1_sin
+    return x
+
+
+def visibility_bias_t(length: int, before: int | None, after: int | None) -> np.ndarray | None:
+    """The window of textbook.visibility_bias for one text of `length` tokens, transposed as
+    `attention` keeps its scores: [keys, queries], 0 where the key is seen, the most negative
+    float32 where not. None when every key is seen (a full bidirectional layer)."""
+    # Textbook: one [b, 1, s, s] bias for the padded batch, padding included. Here: no
+    # padding to hide (runs of equal length), so only the window, the same for every text.
+    if (before is None or before >= length - 1) and (after is None or after >= length - 1):
+        return None
+    key, query = np.arange(length)[:, None], np.arange(length)[None, :]
+    visible = np.ones((length, length), dtype=bool)
+    if before is not None:
+        visible &= query - key <= before
+    if after is not None:
+        visible &= key - query <= after
+    return np.where(visible, np.float32(0), np.finfo(np.float32).min)
+
+
+def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray,
+                            reach: tuple[int | None, int | None], q: dict, k: dict, v: dict,
+                            out: dict, q_norm: dict, k_norm: dict,
+                            cfg: DecoderConfig) -> np.ndarray:
+    """Self-attention with fewer key/value heads than query heads, within each text's window.
+    x: [n, d] -> [n, d]; cos, sin: [n, 1, hd/2], each token's rotary angles."""
+    n = x.shape[0]
+    hd, kv = cfg.head_dim, cfg.num_kv_heads
+    group = cfg.num_heads // kv
+    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    q_ = linear(x, **q).reshape(n, cfg.num_heads, hd)  # [n, d] -> [n, h, hd]
+    k_ = linear(x, **k).reshape(n, kv, hd)  # [n, d] -> [n, kv, hd]
+    v_ = linear(x, **v)  # [n, kv·hd]
+    rotate(rms_norm(q_, **q_norm, eps=eps, offset=offset, out=q_), cos, sin)
+    rotate(rms_norm(k_, **k_norm, eps=eps, offset=offset, out=k_), cos, sin)
+    q_ *= np.float32(cfg.attention_scale)  # on q instead of on the larger scores
+    mixed = np.empty((n, cfg.num_heads * hd), dtype=np.float32)
+    for start, texts, length in layout.groups:
+        rows = slice(start, start + texts * length)
+        # Textbook: np.repeat copies each key/value head for its group of query heads. Here:
+        # the query heads of one key/value head are an axis of their own, [.., kv, group,
+        # length, hd], and the key/value head gets an axis of 1 that matmul broadcasts
+        # across the group, so each key and value is read where it lies, never copied.
+        q5, m5 = (a[rows].reshape(texts, length, kv, group, hd) for a in (q_, mixed))
+        k4, v4 = (a[rows].reshape(texts, length, kv, hd) for a in (k_, v_))
+        bias_t = visibility_bias_t(length, *reach)  # [keys, queries] or None
+        for t, h in _blocks(texts, kv, length, group):
+            qb, ob = (a[t, :, h].transpose(0, 2, 3, 1, 4) for a in (q5, m5))  # [., kv., g, L, hd]
+            kb, vb = (a[t, :, h].transpose(0, 2, 1, 3)[:, :, None] for a in (k4, v4))  # [., kv., 1, L, hd]
+            attention(qb, kb, vb, out=ob, bias_t=bias_t)
+    return linear(mixed, **out)  # [n, h·hd] -> [n, d]
+
+
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    h = linear(x, **gate)  # [n, d] -> [n, ff]
+    act(h, out=h)  # textbook: act(h), a new array
+    h *= linear(x, **up)  # [n, ff]
+    return linear(h, **down)  # [n, ff] -> [n, d]
+
+
+def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray, reach,
+                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg: DecoderConfig,
+                  ln_attn_out: dict | None = None, ln_ffn_out: dict | None = None) -> np.ndarray:
+    """One pre-norm block (Gemma: with its sublayers' outputs normalized too)."""
+    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    a = grouped_query_attention(rms_norm(x, **ln_attn, eps=eps, offset=offset), layout,
+                                cos, sin, reach, **attn, cfg=cfg)
+    if ln_attn_out is not None:
+        rms_norm(a, **ln_attn_out, eps=eps, offset=offset, out=a)
+    x = x + a
+    f = gated_feed_forward(rms_norm(x, **ln_ffn, eps=eps, offset=offset), **ffn,
+                           act=ACTIVATIONS[cfg.hidden_act])
+    if ln_ffn_out is not None:
+        rms_norm(f, **ln_ffn_out, eps=eps, offset=offset, out=f)
+    x += f
+    return x
+
+
+def widen_bf16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 stored as its 16 bits (uint16) -> float32, exactly: a bfloat16 is the top half
+    of a float32, so the bits are shifted into the high half of 32. Keeps the array's layout
+    (a transposed view stays transposed)."""
+    wide = bits.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
+
+
+def widen(tree):
+    """A parameter tree with every bfloat16 leaf (uint16 bits) widened to float32; float32
+    leaves are passed through as they are."""
+    if isinstance(tree, dict):
+        return {key: widen(value) for key, value in tree.items()}
+    if isinstance(tree, np.ndarray) and tree.dtype == np.uint16:
+        return widen_bf16(tree)
+    return tree
+
+
+def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
+                  cfg: DecoderConfig) -> np.ndarray:
+    """A decoder embedder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d] (zeros
+    at padded places). The parameter tree may hold bfloat16 weights as they lie in the file
+    (uint16): each layer's are widened to float32 just before the layer runs."""
+    layout = Layout.from_mask(mask)
+    # Textbook: positions 0..s-1 of the padded grid. Here: the real tokens are a prefix of
+    # each row, so a packed token's position is its column in the grid.
+    positions = layout.real % layout.width  # [n]
+    angles = {}
+    for kind in set(cfg.layer_kinds):  # computed once per batch, not per layer
+        cos, sin = rotary_angles(positions, cfg.head_dim, cfg.rope_theta(kind))  # [n, hd/2]
+        angles[kind] = cos[:, None], sin[:, None], cfg.reach(kind)  # [n, 1, hd/2]
+    # Rows of the word table gathered first, then widened: a bfloat16 table stays in the
+    # file, only the batch's rows become float32.
+    word = params["embeddings"]["word"]
+    x = widen(word[ids.reshape(-1)[layout.real]])  # [n] -> [n, d], a new array
+    x *= np.float32(cfg.embedding_scale)
+    for layer, kind in zip(params["layers"], cfg.layer_kinds):
+        # Textbook: float32 weights throughout. Here a bfloat16 checkpoint stays memory-
+        # mapped, and only the running layer's weights exist as float32.
+        x = decoder_layer(x, layout, *angles[kind], **widen(layer), cfg=cfg)
+    x = rms_norm(x, **widen(params["final_norm"]), eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
     return layout.to_grid(x)

@@ -486,3 +486,118 @@ def read_prompts(path: Path) -> tuple[dict[str, str], str | None]:
                           f"one of its prompts ({', '.join(map(repr, prompts)) or 'none'}). "
                           "Fix the file.")
     return prompts, default
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+
+# Defaults of transformers' Qwen3Config and Gemma3TextConfig, for keys a config.json leaves out.
+_DECODER_DEFAULTS = {
+    "qwen3": {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+              "max_position_embeddings": 32768, "sliding_window": 4096},
+    "gemma3_text": {"hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
+                    "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+                    "max_position_embeddings": 131_072, "sliding_window": 4096,
+                    "query_pre_attn_scalar": 256, "head_dim": 256},
+}
+
+
+def _rope_thetas(config: dict, path: Path, model_type: str) -> tuple[float, float]:
+    """Rotary bases (full layers, sliding layers), from either form transformers writes:
+    `rope_parameters` (5.x; Gemma: one entry per layer kind) or `rope_theta` and Gemma's
+    `rope_local_base_freq` (4.x, as the released checkpoints have them)."""
+    defaults = _DECODER_DEFAULTS[model_type]
+    params = config.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: rope_parameters is {json.dumps(params)}; it should be an "
+                          "object. Fix the file, or download it again.")
+    per_kind = params if "full_attention" in params or "sliding_attention" in params \
+        else {"full_attention": params, "sliding_attention": params if model_type == "qwen3" else {}}
+    scaling = config.get("rope_scaling")
+    thetas = []
+    for kind, key in (("full_attention", "rope_theta"), ("sliding_attention", "rope_local_base_freq")):
+        entry = per_kind.get(kind) or {}
+        rope_type = entry.get("rope_type", entry.get("type", "default"))
+        if rope_type != "default" or (scaling and kind == "full_attention"):
+            raise UnsupportedModelError(f"{path}: rotary scaling {json.dumps(scaling or entry)} is "
+                                        "not supported; minisbert implements the default rotary "
+                                        "positions only.")
+        if "rope_theta" in entry:
+            theta = entry["rope_theta"]
+        else:
+            theta_key = key if model_type == "gemma3_text" else "rope_theta"
+            theta = _setting(config, path, theta_key, float, defaults.get(theta_key, 10000.0))
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or theta <= 0:
+            raise ConfigError(f"{path}: the rotary base of {kind} layers is {theta!r}; it must be "
+                              "a positive number. Fix the file, or download it again.")
+        thetas.append(float(theta))
+    return thetas[0], thetas[1]
+
+
+def decoder_config(config: dict, path: Path):
+    """The settings of a Qwen3 or Gemma 3 embedder from its config.json, each checked."""
+    from .encoder import DecoderConfig
+    model_type = config["model_type"]
+    defaults = _DECODER_DEFAULTS[model_type]
+    gemma = model_type == "gemma3_text"
+
+    def get(key, kind=int, default=_REQUIRED):
+        value = _setting(config, path, key, kind, defaults.get(key, default))
+        if kind is int and value < 1:
+            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least 1. Fix the "
+                              "file, or download it again.")
+        return value
+
+    d, layers, heads = get("hidden_size"), get("num_hidden_layers"), get("num_attention_heads")
+    kv_heads = get("num_key_value_heads", int, heads)
+    head_dim = get("head_dim", int, d // heads)
+    act = get("hidden_activation" if gemma else "hidden_act", str)
+    # Qwen3 ignores its sliding_window unless use_sliding_window is set
+    window = get("sliding_window", int) if gemma or config.get("use_sliding_window") else None
+    kinds = config.get("layer_types")
+    if kinds is None:  # transformers' rule when config.json does not list them
+        if gemma:
+            every = get("sliding_window_pattern", int, 6)
+            kinds = ["full_attention" if (i + 1) % every == 0 else "sliding_attention"
+                     for i in range(layers)]
+        else:
+            first = get("max_window_layers", int, 28)
+            kinds = ["sliding_attention" if window is not None and i >= first else
+                     "full_attention" for i in range(layers)]
+    if not (isinstance(kinds, list) and len(kinds) == layers
+            and set(kinds) <= {"full_attention", "sliding_attention"}):
+        raise ConfigError(f"{path}: layer_types should list 'full_attention' or "
+                          f"'sliding_attention' for each of the {layers} layers; it is "
+                          f"{json.dumps(kinds)}. Fix the file, or download it again.")
+    full_theta, sliding_theta = _rope_thetas(config, path, model_type)
+    causal = not (gemma and _setting(config, path, "use_bidirectional_attention", bool, False))
+    if gemma:
+        scale = _setting(config, path, "query_pre_attn_scalar", float, 256) ** -0.5
+    else:
+        scale = head_dim ** -0.5
+    if gemma and config.get("attn_logit_softcapping") is not None:
+        raise UnsupportedModelError(f"{path}: attn_logit_softcapping is set; minisbert does not "
+                                    "implement soft-capped attention scores.")
+    if config.get("attention_bias"):
+        raise UnsupportedModelError(f"{path}: attention_bias is true; minisbert implements the "
+                                    "bias-free attention projections of Qwen3 and Gemma 3 only.")
+    if heads % kv_heads:
+        raise UnsupportedModelError(f"{path}: {heads} attention heads do not split into groups "
+                                    f"for {kv_heads} key/value heads.")
+    if act not in ACTIVATIONS:
+        raise UnsupportedModelError(f"{path}: the activation {act!r} is not supported; minisbert "
+                                    f"implements {', '.join(ACTIVATIONS)}.")
+    if head_dim % 2:
+        raise ConfigError(f"{path}: head_dim {head_dim} is odd; rotary positions need an even "
+                          "one. Fix the file, or download it again.")
+    return DecoderConfig(
+        architecture=model_type, hidden_size=d, num_layers=layers, num_heads=heads,
+        num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=get("intermediate_size"),
+        vocab_size=get("vocab_size"), max_position_embeddings=get("max_position_embeddings"),
+        rms_norm_eps=get("rms_norm_eps", float), hidden_act=act,
+        layer_kinds=tuple(k.split("_")[0] for k in kinds),
+        rope_theta_full=full_theta, rope_theta_sliding=sliding_theta, sliding_window=window,
+        causal=causal, attention_scale=scale,
+        # Gemma: √d rounded to float32, as transformers casts it to the weights' dtype (a
+        # model run in bfloat16 would round it further, to 27.75 for d = 768)
+        embedding_scale=float(np.float32(d ** 0.5)) if gemma else 1.0,
+        norm_offset=1.0 if gemma else 0.0)

@@ -87,8 +87,9 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.nd
     return g * (x - mean) / np.sqrt(var + eps) + b
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return x @ w + b  # [..., in] @ [in, out] -> [..., out]
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    y = x @ w  # [..., in] @ [in, out] -> [..., out]
+    return y if b is None else y + b  # the decoder embedders' projections have no bias
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -149,4 +150,128 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     x = embed(ids, **params["embeddings"], cfg=cfg)  # [b, s] -> [b, s, d]
     for layer in params["layers"]:
         x = encoder_layer(x, attention_bias, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
+    return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+# Qwen3-Embedding and EmbeddingGemma: language-model blocks used as sentence encoders. The
+# same grid x: [b, s, d] and mask as above; what changes, one function each:
+#   rms_norm                       instead of layer_norm: no mean, no shift (Gemma: scale 1 + w)
+#   before the sublayers           pre-norm: x + f(norm(x)), and one final norm after the layers
+#   grouped_query_attention        fewer key/value heads than query heads, each serving a group
+#   q/k norms                      rms_norm of every query and key head, before the rotation
+#   rotate (rotary positions)      positions enter q and k as rotations, not as added vectors
+#   visibility_bias                causal (Qwen3) or bidirectional (Gemma) and a sliding window:
+#                                  which keys a query may see, as data, one function for all
+#   gated_feed_forward             act(x·Wgate) ⊙ (x·Wup), then down (SwiGLU, GeGLU)
+#   embed_scaled                   the token vectors alone, times √d in Gemma; no position table
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0) -> np.ndarray:
+    """x / √(mean(x²) + eps) · (offset + w) over the last axis. Qwen3: offset 0; Gemma stores
+    its scales centred on 0 and multiplies by (1 + w)."""
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps))  # [..., d] -> [..., 1]
+    return x / rms * (np.float32(offset) + w)
+
+
+def rotary_angles(positions: np.ndarray, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of position p times each frequency θ^(-2i/hd), i < hd/2, for both halves of
+    a head: [s] -> two [s, hd]. In float32 from integer positions, as the reference does."""
+    inv_freq = 1 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
+                                         / np.float32(head_dim))  # [hd/2]
+    angles = positions.astype(np.float32)[:, None] * inv_freq  # [s, 1] * [hd/2] -> [s, hd/2]
+    angles = np.concatenate([angles, angles], axis=-1)  # [s, hd]: both halves turn alike
+    return np.cos(angles), np.sin(angles)
+
+
+def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Turn each pair (x[i], x[i + hd/2]) of a head by its position's angle: x·cos +
+    rotate_half(x)·sin, with rotate_half(x) = (-second half, first half). x: [b, h, s, hd]."""
+    half = x.shape[-1] // 2
+    rotated_half = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)  # [b, h, s, hd]
+    return x * cos + rotated_half * sin
+
+
+def visibility_bias(mask: np.ndarray, before: int | None, after: int | None) -> np.ndarray:
+    """Which keys each query may see, as the bias added to the scores: [b, s] -> [b, 1, s, s].
+
+    A query at position i sees a real key at position j when i - j <= before and j - i <=
+    after; None is no limit. Causal attention (Qwen3) is after = 0; a bidirectional model sees
+    both ways (after = None); a sliding window limits the distance. One function for every
+    kind of layer: the kinds differ only in these two numbers.
+    """
+    s = mask.shape[1]
+    i, j = np.arange(s)[:, None], np.arange(s)[None, :]  # query, key positions
+    visible = np.ones((s, s), dtype=bool)  # [q, k]
+    if before is not None:
+        visible &= i - j <= before
+    if after is not None:
+        visible &= j - i <= after
+    visible = visible[None, None] & (mask[:, None, None, :] > 0)  # and not padding: [b, 1, s, s]
+    return np.where(visible, np.float32(0), np.finfo(np.float32).min)
+
+
+def grouped_query_attention(x: np.ndarray, bias: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+                            q: dict, k: dict, v: dict, out: dict, q_norm: dict, k_norm: dict,
+                            cfg) -> np.ndarray:
+    """Self-attention with num_kv_heads key/value heads shared by num_heads query heads: query
+    head h uses key/value head h // (num_heads / num_kv_heads). x: [b, s, d] -> [b, s, d]."""
+    b, s, _ = x.shape
+    hd = cfg.head_dim
+
+    def split_heads(t):  # [b, s, heads·hd] -> [b, s, heads, hd] -> [b, heads, s, hd]
+        return t.reshape(b, s, -1, hd).transpose(0, 2, 1, 3)
+
+    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    qh = rms_norm(split_heads(linear(x, **q)), **q_norm, eps=eps, offset=offset)  # [b, h, s, hd]
+    kh = rms_norm(split_heads(linear(x, **k)), **k_norm, eps=eps, offset=offset)  # [b, kv, s, hd]
+    vh = split_heads(linear(x, **v))  # [b, kv, s, hd]
+    qh, kh = rotate(qh, cos, sin), rotate(kh, cos, sin)
+    group = cfg.num_heads // cfg.num_kv_heads
+    kh, vh = np.repeat(kh, group, axis=1), np.repeat(vh, group, axis=1)  # [b, kv, s, hd] -> [b, h, s, hd]
+    scores = qh @ kh.swapaxes(-1, -2) * np.float32(cfg.attention_scale)  # -> [b, h, s, s]
+    heads = softmax(scores + bias) @ vh  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
+    merged = heads.transpose(0, 2, 1, 3).reshape(b, s, -1)  # -> [b, s, h, hd] -> [b, s, h·hd]
+    return linear(merged, **out)  # [b, s, h·hd] -> [b, s, d]
+
+
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """act(x·Wgate) ⊙ (x·Wup), then down: SwiGLU with silu (Qwen3), GeGLU with tanh GELU (Gemma)."""
+    return linear(act(linear(x, **gate)) * linear(x, **up), **down)  # [b, s, d] -> [b, s, ff] -> [b, s, d]
+
+
+def decoder_layer(x: np.ndarray, bias: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg,
+                  ln_attn_out: dict | None = None, ln_ffn_out: dict | None = None) -> np.ndarray:
+    """One pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x)). Gemma also
+    normalizes each sublayer's output before adding it (ln_attn_out, ln_ffn_out)."""
+    def norm(t, w):
+        return rms_norm(t, **w, eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
+
+    a = grouped_query_attention(norm(x, ln_attn), bias, cos, sin, **attn, cfg=cfg)
+    x = x + (a if ln_attn_out is None else norm(a, ln_attn_out))
+    f = gated_feed_forward(norm(x, ln_ffn), **ffn, act=ACTIVATIONS[cfg.hidden_act])
+    return x + (f if ln_ffn_out is None else norm(f, ln_ffn_out))
+
+
+def embed_scaled(ids: np.ndarray, word: np.ndarray, cfg) -> np.ndarray:
+    """The token vectors, times cfg.embedding_scale (Gemma: √d, rounded to float32 as the
+    weights are; Qwen3: 1). No position table: positions enter attention as rotations."""
+    return word[ids] * np.float32(cfg.embedding_scale)  # [b, s] -> [b, s, d]
+
+
+def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg) -> np.ndarray:
+    """A decoder embedder: token ids [b, s] and mask [b, s] (real tokens first, padding
+    after) -> token vectors [b, s, d], zeros at padded places.
+
+    Positions are 0..s-1 in every text. Each kind of layer (cfg.layer_kinds: "full" or
+    "sliding") has its own visibility and its own rotary θ, computed once here."""
+    positions = np.arange(ids.shape[1])
+    kinds = {kind: (visibility_bias(mask, *cfg.reach(kind)),
+                    *rotary_angles(positions, cfg.head_dim, cfg.rope_theta(kind)))
+             for kind in set(cfg.layer_kinds)}
+    x = embed_scaled(ids, **params["embeddings"], cfg=cfg)  # [b, s, d]
+    for layer, kind in zip(params["layers"], cfg.layer_kinds):
+        x = decoder_layer(x, *kinds[kind], **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
+    x = rms_norm(x, **params["final_norm"], eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
