@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint, parallel, pooling, progress
 from .dense import Dense, load_dense
-from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
+from .encoder import ACTIVATIONS, DecoderConfig, EncoderConfig, decode_tokens, encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
@@ -368,7 +368,8 @@ class SentenceModel:
         for row, x in enumerate(batch):
             ids[row, :len(x)] = x
             mask[row, :len(x)] = 1
-        tokens = encode_tokens(ids, mask, self.params, self.cfg)  # [b, s, hidden]
+        run = decode_tokens if isinstance(self.cfg, DecoderConfig) else encode_tokens
+        tokens = run(ids, mask, self.params, self.cfg)  # [b, s, hidden]
         return self.head(tokens, mask, prompt_length)  # [b, width]
 
     def head(self, x: np.ndarray, mask: np.ndarray, prompt_length: int = 0) -> np.ndarray:
@@ -397,7 +398,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
                       stacklevel=2)
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
-    cfg = encoder_config(read_json(config_path, required=True), config_path)
+    cfg = model_config(read_json(config_path, required=True), config_path)
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
     tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
 
@@ -420,7 +421,9 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
     tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case)
-    params = checkpoint.load_params(checkpoint.find_weights(transformer_dir), cfg)
+    weights = checkpoint.find_weights(transformer_dir)
+    params = (checkpoint.load_decoder_params(weights, cfg) if isinstance(cfg, DecoderConfig)
+              else checkpoint.load_params(weights, cfg))
     pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size)
     prompts, default_prompt_name = read_prompts(folder.root / "config_sentence_transformers.json")
     return SentenceModel(tokenizer, params, cfg, pool_cfg, name=folder.root.resolve().name,
@@ -490,6 +493,16 @@ def read_prompts(path: Path) -> tuple[dict[str, str], str | None]:
 
 # ---------------------------------------------------------------------------- decoder embedders
 
+DECODERS = ("qwen3", "gemma3_text")  # model_type of the decoder embedders (encoder.decode_tokens)
+
+
+def model_config(config: dict, path: Path) -> EncoderConfig | DecoderConfig:
+    """The settings of config.json's model: a decoder embedder's or an encoder's."""
+    if config.get("model_type") in DECODERS:
+        return decoder_config(config, path)
+    return encoder_config(config, path)
+
+
 # Defaults of transformers' Qwen3Config and Gemma3TextConfig, for keys a config.json leaves out.
 _DECODER_DEFAULTS = {
     "qwen3": {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
@@ -533,9 +546,8 @@ def _rope_thetas(config: dict, path: Path, model_type: str) -> tuple[float, floa
     return thetas[0], thetas[1]
 
 
-def decoder_config(config: dict, path: Path):
+def decoder_config(config: dict, path: Path) -> DecoderConfig:
     """The settings of a Qwen3 or Gemma 3 embedder from its config.json, each checked."""
-    from .encoder import DecoderConfig
     model_type = config["model_type"]
     defaults = _DECODER_DEFAULTS[model_type]
     gemma = model_type == "gemma3_text"

@@ -88,3 +88,197 @@ def save_random_gemma3(folder: Path, *, vocab_size: int, dtype: str = "float32",
     model = transformers.Gemma3TextModel(config).eval()
     scale_decoder_weights(model, std=std, seed=seed, norm_centre=0.0)
     _save(model, folder, dtype)
+
+
+# ---------------------------------------------------------------------------- tokenizers
+
+QWEN_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+                r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def train_qwen_tokenizer(texts: list[str], vocab_size: int):
+    """A Qwen2-style byte-level BPE tokenizer.json (NFC, Qwen's split regex, bytes as
+    printable characters) trained on texts; the special tokens come after the learned ones,
+    and the post-processor appends <|endoftext|> to every text, as Qwen3-Embedding's does."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
+        processors, trainers
+    tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    eos = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1",
+        special_tokens=[("<|endoftext|>", eos)])
+    return tok
+
+
+def train_gemma_tokenizer(texts: list[str], vocab_size: int):
+    """A Gemma-style SentencePiece BPE tokenizer.json: spaces become "▁", unknown characters
+    fall back to byte tokens <0x00>..<0xFF>; ids <pad> 0, <eos> 1, <bos> 2, <unk> 3, <mask> 4,
+    then the 256 bytes, then the learned pieces; <bos> ... <eos> around every text."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, \
+        processors, trainers
+    learner = Tokenizer(models.BPE(unk_token="<unk>"))
+    learner.normalizer = normalizers.Replace(" ", "▁")
+    learner.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    learner.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size - 261, show_progress=False, special_tokens=["<unk>"],
+        limit_alphabet=vocab_size // 4))  # rarer characters: byte fallback
+    learned = json.loads(learner.to_str())["model"]
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for piece in sorted(learned["vocab"], key=learned["vocab"].get):
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True,
+                               byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse()])
+    tok.add_special_tokens(specials)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>",
+        special_tokens=[("<bos>", 2), ("<eos>", 1)])
+    return tok
+
+
+def catalog_texts() -> list[str]:
+    """Training text for the tokenizers: English and nine other languages of the catalogs."""
+    import corpus
+    texts = corpus.english("ja")[:3000]
+    for lang in ("ja", "de", "fr", "ru", "zh_CN", "ar", "ko", "es", "hi"):
+        try:
+            texts += corpus.translations(lang)[:1500]
+        except AssertionError:
+            pass  # a language this machine has no catalogs for
+    return texts
+
+
+# ---------------------------------------------------------------------------- model folders
+
+# Qwen3-Embedding-0.6B's config_sentence_transformers.json prompts
+QWEN3_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages that "
+                          "answer the query\nQuery:", "document": ""}
+# EmbeddingGemma's: retrieval, and one per task
+GEMMA_PROMPTS = {
+    "query": "task: search result | query: ", "document": "title: none | text: ",
+    "BitextMining": "task: search result | query: ", "Clustering": "task: clustering | query: ",
+    "Classification": "task: classification | query: ",
+    "InstructionRetrieval": "task: code retrieval | query: ",
+    "MultilabelClassification": "task: classification | query: ",
+    "PairClassification": "task: sentence similarity | query: ",
+    "Reranking": "task: search result | query: ", "Retrieval": "task: search result | query: ",
+    "Retrieval-query": "task: search result | query: ",
+    "Retrieval-document": "title: none | text: ",
+    "STS": "task: sentence similarity | query: ",
+    "Summarization": "task: summarization | query: "}
+
+_TOKENIZERS: dict = {}
+
+
+def trained_tokenizer(style: str, vocab_size: int = 4000):
+    """The catalogs' tokenizer in `style` ("qwen" or "gemma"), trained once per process."""
+    if (style, vocab_size) not in _TOKENIZERS:
+        train = train_qwen_tokenizer if style == "qwen" else train_gemma_tokenizer
+        _TOKENIZERS[style, vocab_size] = train(catalog_texts(), vocab_size)
+    return _TOKENIZERS[style, vocab_size]
+
+
+def _write_json(path: Path, value) -> None:
+    import json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _modules(folder: Path, pooling: str, dense: list[tuple[int, int]]) -> None:
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    for i, _ in enumerate(dense):
+        modules.append({"idx": 2 + i, "name": str(2 + i), "path": f"{2 + i}_Dense",
+                        "type": "sentence_transformers.models.Dense"})
+    n = len(modules)
+    modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
+    _write_json(folder / "modules.json", modules)
+
+
+def _pooling(folder: Path, dim: int, mode: str) -> None:
+    flags = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_tokens",
+             "mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+             "weightedmean": "weightedmean_tokens", "lasttoken": "lasttoken"}
+    _write_json(folder / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": dim,
+        **{f"pooling_mode_{flag}": name == mode for name, flag in flags.items()},
+        "include_prompt": True})
+
+
+def _dense(folder: Path, n_in: int, n_out: int, dtype: str, seed: int) -> None:
+    """A sentence-transformers Dense module without bias or activation, as EmbeddingGemma's."""
+    import torch
+    from safetensors.torch import save_file
+    _write_json(folder / "config.json", {"in_features": n_in, "out_features": n_out,
+                                         "bias": False, "activation_function":
+                                         "torch.nn.modules.linear.Identity"})
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(n_out, n_in, generator=gen) / n_in ** 0.5
+    save_file({"linear.weight": w.to(getattr(torch, dtype)).contiguous()},
+              str(folder / "model.safetensors"))
+
+
+def make_qwen3_embedding(folder: Path, *, dtype: str = "float32", max_seq_length: int = 48,
+                         vocab_size: int = 4000, **overrides) -> Path:
+    """A Qwen3-Embedding-0.6B-like sentence-transformers folder with random weights: Qwen3Model
+    (save_random_qwen3, `overrides` for its config), a Qwen2-style tokenizer.json that appends
+    <|endoftext|>, left padding, last-token pooling, Normalize, the instruction prompt."""
+    tok = trained_tokenizer("qwen", vocab_size)
+    save_random_qwen3(folder, vocab_size=tok.get_vocab_size(), dtype=dtype, **overrides)
+    tok.save(str(folder / "tokenizer.json"))
+    _write_json(folder / "tokenizer_config.json", {
+        "tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>", "unk_token": None, "bos_token": None,
+        "padding_side": "left", "model_max_length": 131072, "add_prefix_space": False,
+        "clean_up_tokenization_spaces": False})
+    hidden = overrides.get("hidden_size", 64)
+    _modules(folder, "lasttoken", [])
+    _pooling(folder, hidden, "lasttoken")
+    _write_json(folder / "sentence_bert_config.json",
+                {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(folder / "config_sentence_transformers.json", {
+        "prompts": QWEN3_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    return folder
+
+
+def make_embeddinggemma(folder: Path, *, dtype: str = "float32", max_seq_length: int = 48,
+                        vocab_size: int = 4000, dense_width: int = 256, **overrides) -> Path:
+    """An EmbeddingGemma-like sentence-transformers folder with random weights: Gemma3TextModel
+    with bidirectional attention (save_random_gemma3), a Gemma-style tokenizer.json (<bos> ...
+    <eos>), mean pooling, two Dense modules without bias or activation (d -> dense_width -> d;
+    768 -> 3072 -> 768 in the real model), Normalize, and its prompts."""
+    tok = trained_tokenizer("gemma", vocab_size)
+    save_random_gemma3(folder, vocab_size=tok.get_vocab_size(), dtype=dtype, **overrides)
+    tok.save(str(folder / "tokenizer.json"))
+    _write_json(folder / "tokenizer_config.json", {
+        "tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>",
+        "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>",
+        "add_bos_token": True, "add_eos_token": True, "padding_side": "right",
+        "model_max_length": 2048, "clean_up_tokenization_spaces": False})
+    hidden = overrides.get("hidden_size", 64)
+    _modules(folder, "mean", [(hidden, dense_width), (dense_width, hidden)])
+    _pooling(folder, hidden, "mean")
+    _dense(folder / "2_Dense", hidden, dense_width, dtype, seed=1)
+    _dense(folder / "3_Dense", dense_width, hidden, dtype, seed=2)
+    _write_json(folder / "sentence_bert_config.json",
+                {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(folder / "config_sentence_transformers.json", {
+        "prompts": GEMMA_PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    return folder

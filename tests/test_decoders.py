@@ -1,0 +1,174 @@
+"""Qwen3-Embedding and EmbeddingGemma against sentence-transformers.
+
+tests/decoder_families.py builds random-weight sentence-transformers folders at each model's
+real layout (a narrow width and few layers by default), with tokenizers trained on the
+catalogs in each model's style, saved in float32 and in bfloat16. sentence-transformers reads
+the same folder in float32 (a bfloat16 file widened on load), so both run the same numbers.
+
+Compared: the token vectors of the transformer (token ids in, last_hidden_state out; the
+textbook and the fast form), the sentence vectors of encode() for every prompt of each model,
+and the ids. Texts are multilingual catalog messages, some longer than the sliding window (8
+tokens here) and than max_seq_length (48 here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import corpus
+import decoder_families as fam
+from minisbert import checkpoint, encoder, textbook
+from minisbert.errors import TokenizerError
+from minisbert.model import decoder_config
+from minisbert.folder import read_json
+from reference import compare
+
+MAKERS = {"qwen3": fam.make_qwen3_embedding, "gemma3": fam.make_embeddinggemma}
+PROMPTS = {"qwen3": fam.QWEN3_PROMPTS, "gemma3": fam.GEMMA_PROMPTS}
+CASES = [(f, d) for f in MAKERS for d in ("float32", "bfloat16")]
+MAX_SEQ_LENGTH = 48
+
+
+def texts() -> list[str]:
+    """Catalog messages in English and eight other scripts, short and long: some past the
+    window of 8 tokens, some past max_seq_length (whole paragraphs of help text). Stripped:
+    minisbert strips its input, sentence-transformers 6 does not."""
+    out = corpus.spread(corpus.english("ja"), 12)
+    for lang in ("ja", "de", "ru", "zh_CN", "ar", "ko", "hi", "el"):
+        out += corpus.spread(corpus.translations(lang), 4)
+    long = sorted(corpus.english("ja"), key=len)[-3:]  # the longest help texts
+    return [t.strip() for t in out + long if t.strip()]
+
+
+class TransformersTokenizer:
+    """The reference's own tokenizer behind minisbert's Tokenizer interface, used only while
+    minisbert has no tokenizer.json front end: the vector tests then check everything after
+    tokenization (prompt, encoder, pooling, Dense, Normalize) and the id test is skipped."""
+
+    def __init__(self, hf, max_length: int):
+        self.hf, self.max_length, self.pad_id = hf, max_length, hf.pad_token_id
+
+    def encode_with_cut(self, text: str):
+        ids = self.hf(text, truncation=True, max_length=self.max_length)["input_ids"]
+        return ids, len(self.hf(text)["input_ids"]) - len(ids)
+
+    def encode(self, text: str):
+        return self.encode_with_cut(text)[0]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=["-".join(c) for c in CASES])
+def case(request, tmp_path_factory):
+    """(family, dtype, folder, minisbert's model, sentence-transformers' model in float32,
+    whether minisbert tokenizes by itself)."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("tokenizers")
+    import minisbert
+    family, dtype = request.param
+    folder = MAKERS[family](tmp_path_factory.mktemp(f"{family}-{dtype}"), dtype=dtype,
+                            max_seq_length=MAX_SEQ_LENGTH)
+    ref = st.SentenceTransformer(str(folder), device="cpu",
+                                 model_kwargs={"dtype": torch.float32})
+    try:
+        ours, own = minisbert.load(folder), True
+    except TokenizerError:  # no tokenizer.json front end yet: the reference's tokenizer
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(minisbert.model, "load_tokenizer",
+                       lambda path, n, lowercase=False: TransformersTokenizer(ref.tokenizer, n))
+            ours, own = minisbert.load(folder), False
+    return family, dtype, folder, ours, ref, own
+
+
+def test_token_vectors_match_transformers(case):
+    """Token ids -> last_hidden_state, the reference batch padded as sentence-transformers pads
+    it (on the left for Qwen3), ours on the right; textbook and fast form, every real token."""
+    import torch
+    family, dtype, folder, _, ref, _ = case
+    # every other text after the model's first prompt, as a query
+    prompt = next(iter(PROMPTS[family].values()))
+    batch = [prompt + t if i % 2 else t for i, t in enumerate(texts())]
+    hf = ref.tokenizer
+    feats = hf(batch, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH,
+               return_tensors="pt")
+    with torch.no_grad():
+        out = ref[0].auto_model(**feats).last_hidden_state.numpy()
+    mask_ref = feats["attention_mask"].numpy()
+    lengths = mask_ref.sum(axis=1)
+    assert lengths.max() == MAX_SEQ_LENGTH and lengths.min() < 8  # past the window and cut
+    ids = np.zeros(mask_ref.shape, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    refs = []
+    for i, row in enumerate(feats["input_ids"].numpy()):
+        real = mask_ref[i] > 0
+        ids[i, :lengths[i]], mask[i, :lengths[i]] = row[real], 1
+        refs.append(out[i][real])
+    ref_tokens = np.concatenate(refs)
+
+    cfg = decoder_config(read_json(folder / "config.json"), folder / "config.json")
+    weights = folder / "model.safetensors"
+    for form, run, params in [
+            ("textbook", textbook.decode_tokens, checkpoint.load_decoder_params(weights, cfg, False)),
+            ("fast", encoder.decode_tokens, checkpoint.load_decoder_params(weights, cfg))]:
+        got = run(ids, mask, params, cfg)
+        ours = np.concatenate([got[i, :n] for i, n in enumerate(lengths)])
+        compare(f"{family} {dtype} {form} token vectors", ours, ref_tokens)
+        np.testing.assert_allclose(ours, ref_tokens, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prompt_name", [None, "query", "document"])
+def test_sentence_vectors_match_sentence_transformers(case, prompt_name):
+    """encode() without a prompt, and with the query and the document prompt."""
+    family, dtype, _, ours, ref, _ = case
+    batch = texts()
+    diff, _ = compare(f"{family} {dtype} prompt {prompt_name!r}",
+                      ours.encode(batch, prompt_name=prompt_name),
+                      ref.encode(batch, prompt_name=prompt_name))
+    assert diff <= 1e-5
+
+
+def test_every_prompt_name(case):
+    """Each of the model's prompts by name (each distinct prompt text once: EmbeddingGemma's
+    14 names hold 8 texts), on a few texts."""
+    family, dtype, _, ours, ref, _ = case
+    batch = corpus.spread(texts(), 8)
+    by_text = {}
+    for name, text in PROMPTS[family].items():
+        by_text.setdefault(text, name)
+    worst = 0.0
+    for name in by_text.values():
+        a = ours.encode(batch, prompt_name=name)
+        b = ref.encode(batch, prompt_name=name)
+        worst = max(worst, float(np.abs(a - b).max()))
+        assert np.abs(a - b).max() <= 1e-5, name
+    print(f"\n{family} {dtype}: prompts {', '.join(by_text.values())}: maxdiff = {worst:.2e}")
+
+
+def test_ids_match_sentence_transformers(case):
+    """The ids the encoder sees, prompt included, as sentence-transformers tokenizes them."""
+    family, _, _, ours, ref, own = case
+    if not own:
+        pytest.skip("minisbert has no tokenizer.json front end yet; the vector tests used the "
+                    "reference's tokenizer")
+    batch = texts()
+    for name in [None, *PROMPTS[family]]:
+        prompt = ours.resolve_prompt(name)
+        want = [ref.tokenizer(prompt + t, truncation=True, max_length=MAX_SEQ_LENGTH)["input_ids"]
+                for t in batch]
+        assert ours.tokenize(batch, prompt_name=name) == want, name
+
+
+def test_config_reads_the_real_layouts(tmp_path):
+    """Qwen3-Embedding-0.6B's and EmbeddingGemma's settings as their config.json files state
+    them (transformers 4.x keys: rope_theta, rope_local_base_freq), no torch needed."""
+    qwen = decoder_config({"model_type": "qwen3", **fam.QWEN3_EMBEDDING_0_6B}, tmp_path)
+    assert (qwen.num_heads, qwen.num_kv_heads, qwen.head_dim) == (16, 8, 128)
+    assert qwen.causal and qwen.layer_kinds == ("full",) * 28 and qwen.sliding_window is None
+    assert qwen.rope_theta_full == 1e6 and qwen.attention_scale == 128 ** -0.5
+    assert qwen.reach("full") == (None, 0) and qwen.norm_offset == 0
+    gemma = decoder_config({"model_type": "gemma3_text", **fam.EMBEDDINGGEMMA_300M}, tmp_path)
+    assert not gemma.causal and gemma.layer_kinds.count("full") == 4
+    assert (gemma.rope_theta_full, gemma.rope_theta_sliding) == (1e6, 1e4)
+    assert gemma.reach("sliding") == (256, 256) and gemma.reach("full") == (None, None)
+    assert gemma.embedding_scale == np.float32(768 ** 0.5) and gemma.norm_offset == 1
+    assert gemma.attention_scale == 256 ** -0.5 and gemma.hidden_act == "gelu_pytorch_tanh"
