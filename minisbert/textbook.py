@@ -33,7 +33,8 @@ import math
 
 import numpy as np
 
-from .encoder import EncoderConfig, erfc_nonnegative, position_ids, relative_position_bias
+from .encoder import (EncoderConfig, erfc_nonnegative, position_ids, relative_position_bias,
+                      rotary_frequencies, rotary_tables, window_allows)
 
 # ---------------------------------------------------------------------------- activations
 
@@ -81,14 +82,16 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)  # [..., d] -> [..., 1]
     var = np.var(x, axis=-1, keepdims=True)  # [..., d] -> [..., 1], biased, as torch's LayerNorm
-    return g * (x - mean) / np.sqrt(var + eps) + b
+    y = g * (x - mean) / np.sqrt(var + eps)
+    return y if b is None else y + b  # ModernBERT's norms have no bias
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return x @ w + b  # [..., in] @ [in, out] -> [..., out]
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    y = x @ w  # [..., in] @ [in, out] -> [..., out]
+    return y if b is None else y + b  # no bias in ModernBERT, NomicBERT, GTE's gated pair
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -99,14 +102,18 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> 
 
 
 def multi_head_attention(x: np.ndarray, attention_bias: np.ndarray, q: dict, k: dict, v: dict,
-                         out: dict, num_heads: int) -> np.ndarray:
+                         out: dict, num_heads: int,
+                         rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """rotary: (cos, sin) [s, hd] of each position (rotary_embedding), or None."""
     b, s, d = x.shape
 
     def split_heads(t):  # [b, s, d] -> [b, s, h, hd] -> [b, h, s, hd]
         return t.reshape(b, s, num_heads, d // num_heads).transpose(0, 2, 1, 3)
 
-    heads = attention(split_heads(linear(x, **q)), split_heads(linear(x, **k)),
-                      split_heads(linear(x, **v)), attention_bias)  # [b, h, s, hd]
+    q_, k_ = split_heads(linear(x, **q)), split_heads(linear(x, **k))  # [b, h, s, hd] each
+    if rotary is not None:  # rotary families: q and k turned by their positions
+        q_, k_ = apply_rotary(q_, *rotary), apply_rotary(k_, *rotary)
+    heads = attention(q_, k_, split_heads(linear(x, **v)), attention_bias)  # [b, h, s, hd]
     merged = heads.transpose(0, 2, 1, 3).reshape(b, s, d)  # -> [b, s, h, hd] -> [b, s, d]
     return linear(merged, **out)  # [b, s, d] -> [b, s, d]
 
@@ -116,20 +123,26 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
 
 
 def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict,
-                  ffn: dict, ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
-    """One post-LN transformer block (BERT's order: add the sublayer's output, then normalize)."""
+                  ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
+                  rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """One post-LN transformer block (BERT's order: add the sublayer's output, then normalize).
+    GTE and NomicBERT are this block with rotary positions and a gated feed-forward."""
     eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, attention_bias, **attn, num_heads=cfg.num_heads),
+    x = layer_norm(x + multi_head_attention(x, attention_bias, **attn, num_heads=cfg.num_heads,
+                                            rotary=rotary),
                    **ln_attn, eps=eps)
-    return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
-                      **ln_ffn, eps=eps)
+    ffn_block = gated_feed_forward if "gate" in ffn else feed_forward
+    return layer_norm(x + ffn_block(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]), **ln_ffn, eps=eps)
 
 
-def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, ln: dict, cfg: EncoderConfig,
-          token_type: np.ndarray | None = None) -> np.ndarray:
+def embed(ids: np.ndarray, word: np.ndarray, ln: dict, cfg: EncoderConfig,
+          position: np.ndarray | None = None, token_type: np.ndarray | None = None) -> np.ndarray:
     """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
-    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see encoder.position_ids)."""
-    x = word[ids] + position[position_ids(ids, cfg)]  # [b, s] -> [b, s, d]
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see encoder.position_ids); rotary
+    families have no position table (their positions enter attention)."""
+    x = word[ids]  # [b, s] -> [b, s, d]
+    if position is not None:
+        x = x + position[position_ids(ids, cfg)]  # [b, s, d]
     if token_type is not None:  # MPNet and DistilBERT have no token types
         x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
     return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
@@ -146,7 +159,86 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # Added to the mask: exact at real keys (+0), still the most negative at padded ones.
         relative = relative_position_bias(params["relative_attention_bias"], ids.shape[1])
         attention_bias = attention_bias + relative[None]  # + [1, h, s, s] -> [b, h, s, s]
+    block = pre_norm_encoder_layer if cfg.norm_placement == "pre" else encoder_layer
     x = embed(ids, **params["embeddings"], cfg=cfg)  # [b, s] -> [b, s, d]
-    for layer in params["layers"]:
-        x = encoder_layer(x, attention_bias, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
+    for i, layer in enumerate(params["layers"]):
+        bias = attention_bias
+        if cfg.layer_window(i):  # a local layer: keys beyond the window are masked too
+            bias = attention_bias + window_bias(ids.shape[1], cfg.layer_window(i))  # [b, 1, s, s]
+        rotary = None
+        if cfg.positions == "rotary":
+            rotary = rotary_embedding(ids.shape[1], cfg.head_dim, cfg.layer_rope_theta(i),
+                                      cfg.rope_scale)
+        x = block(x, bias, **layer, cfg=cfg, rotary=rotary)  # [b, s, d] -> [b, s, d]
+    if "final_norm" in params:  # pre-LN families normalize the last block's output
+        x = layer_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
+
+
+# ---------------------------------------------------------------------------- rotary positions
+# RoPE (Su et al., RoFormer): no position table; instead, in every layer, each head's query
+# and key vectors are turned by angles proportional to their token's position, pair of
+# dimensions by pair of dimensions, each pair at its own speed. A turned q·k then depends on
+# how far apart the two tokens are, not on where they are. The pairs are (i, i + hd/2), the
+# convention of transformers' `rotate_half` (not neighbouring dimensions).
+
+
+def rotary_embedding(s: int, head_dim: int, theta: float,
+                     scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the angles of positions 0..s-1, [s, hd] each: position p, dimension j
+    turns by p · inv_freq[j mod hd/2], inv_freq[i] = 1 / theta^(2i/hd) / scale
+    (encoder.rotary_frequencies, which also explains `scale`)."""
+    inv_freq = rotary_frequencies(head_dim, theta, scale)  # [hd/2]
+    cos, sin = rotary_tables(np.arange(s), inv_freq)  # [s, hd/2] each
+    return np.concatenate([cos, cos], axis=-1), np.concatenate([sin, sin], axis=-1)  # [s, hd]
+
+
+def rotate_half(x: np.ndarray) -> np.ndarray:
+    """[a, b] -> [-b, a] on the two halves of the last axis: each pair (a_i, b_i) turned by
+    90 degrees."""
+    a, b = np.split(x, 2, axis=-1)  # [..., hd] -> 2 x [..., hd/2]
+    return np.concatenate([-b, a], axis=-1)  # [..., hd]
+
+
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Turn each pair of x [b, h, s, hd] by its position's angle (cos, sin: [s, hd]): the 2-D
+    rotation (a, b) -> (a·cos - b·sin, b·cos + a·sin), written with rotate_half."""
+    return x * cos + rotate_half(x) * sin  # [b, h, s, hd]
+
+
+# ---------------------------------------------------------------------------- local windows
+# ModernBERT's local layers: a token attends only to the tokens at most `window` positions
+# away (local_attention // 2 on each side); every few layers a global one sees the whole text.
+
+
+def window_bias(s: int, window: int) -> np.ndarray:
+    """[s, s]: 0 where query i may read key j (|i - j| <= window), -inf where it may not."""
+    pos = np.arange(s)
+    allowed = window_allows(pos[:, None], pos[None, :], window)  # [s, s]
+    return np.where(allowed, np.float32(0), np.float32(-np.inf))
+
+
+# ---------------------------------------------------------------------------- gated feed-forward
+
+
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """A GLU (Shazeer, "GLU Variants Improve Transformer"): down(act(gate x) · up x). GELU
+    makes it GeGLU (ModernBERT, GTE), SiLU SwiGLU (NomicBERT)."""
+    return linear(act(linear(x, **gate)) * linear(x, **up), **down)  # [b, s, d] -> [b, s, ff] -> [b, s, d]
+
+
+# ---------------------------------------------------------------------------- pre-LN block
+
+
+def pre_norm_encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict,
+                           ln_attn: dict | None, ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
+                           rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """One pre-LN block (ModernBERT): normalize a sublayer's input, add its output to x as it
+    is. ModernBERT's first layer has no norm before attention (ln_attn None): the embedding
+    norm has just normalized x."""
+    eps = cfg.layer_norm_eps
+    h = x if ln_attn is None else layer_norm(x, **ln_attn, eps=eps)
+    x = x + multi_head_attention(h, attention_bias, **attn, num_heads=cfg.num_heads,
+                                 rotary=rotary)
+    ffn_block = gated_feed_forward if "gate" in ffn else feed_forward
+    return x + ffn_block(layer_norm(x, **ln_ffn, eps=eps), **ffn, act=ACTIVATIONS[cfg.hidden_act])
