@@ -26,6 +26,7 @@ pooling does not use it), and any training code.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -55,10 +56,44 @@ class EncoderConfig:
     # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
     # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
     sinusoidal_positions: bool = False
+    # --- rotary families (ModernBERT, GTE, NomicBERT); the defaults are BERT's
+    # "absolute": a learned position table added to the embeddings; "rotary": no table, q and
+    # k of every layer rotated by their position instead (see `rotary_frequencies`).
+    positions: str = "absolute"
+    # "post": BERT's order, add a sublayer's output then normalize; "pre": normalize a
+    # sublayer's input and add its output untouched, with one final norm (ModernBERT).
+    norm_placement: str = "post"
+    # Rotary base of global layers, and of local (sliding-window) layers when they differ
+    # (ModernBERT: 160000 and 10000); 0 for local: the same as global.
+    rope_theta: float = 10000.0
+    local_rope_theta: float = 0.0
+    # Rotary frequencies divided by this (transformers' "linear" scaling; GTE's fixed NTK
+    # scaling is written this way by model.py, see `rotary_frequencies`).
+    rope_scale: float = 1.0
+    # Each layer's kind, "global" (every token sees every token) or "local" (a token sees only
+    # keys at most `window` positions away on either side); () means every layer is global.
+    layer_kinds: tuple[str, ...] = ()
+    window: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def layer_window(self, i: int) -> int:
+        """How far layer i's attention reaches on either side: 0 for no limit (global)."""
+        return self.window if self.layer_kinds and self.layer_kinds[i] == "local" else 0
+
+    def layer_rope_theta(self, i: int) -> float:
+        """The rotary base of layer i: local layers may have their own (ModernBERT)."""
+        if self.layer_window(i) and self.local_rope_theta:
+            return self.local_rope_theta
+        return self.rope_theta
 
     @property
     def max_tokens(self) -> int:
-        """How many tokens the position table can hold (512 for every family here)."""
+        """How many tokens one text may have: the position table's rows (512 for BERT and
+        XLM-R), or for rotary positions, which have no table, max_position_embeddings (8192
+        for ModernBERT and GTE), the length the model was trained to."""
         if self.positions_after_padding_idx:
             return self.max_position_embeddings - self.pad_token_id - 1
         return self.max_position_embeddings
@@ -171,21 +206,24 @@ ACTIVATIONS = {
 
 # ---------------------------------------------------------------------------- layers
 
-def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    """Normalize each token vector over its last axis (biased variance), then scale and shift."""
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -> np.ndarray:
+    """Normalize each token vector over its last axis (biased variance), then scale and shift
+    (b None: no shift, ModernBERT's norms)."""
     # Textbook: g·(x - mean)/√(np.var(x) + eps) + b. Here: centered once, the variance as a dot
     # product of the centered rows, then scaled and shifted in place (no temporaries).
     out = x - x.mean(axis=-1, keepdims=True)  # [..., d], centered
     var = np.einsum("...i,...i->...", out, out)[..., None] / np.float32(x.shape[-1])  # [..., 1]
     out /= np.sqrt(var + np.float32(eps))
     out *= g
-    out += b
+    if b is not None:
+        out += b
     return out
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once); no
-    b: no bias (the decoder embedders' projections)."""
+    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once);
+    b None: no bias (ModernBERT, NomicBERT and GTE's gated projections, and every projection
+    of the decoder embedders, have none)."""
     # Textbook: x @ w + b on [b, s, in]. Here: folding [..., in] to 2-D makes this one large
     # BLAS call; NumPy runs a 3-D @ 2-D product as one small call per leading index, several
     # times slower.
@@ -250,6 +288,11 @@ class Layout:
         return cls(real=np.flatnonzero(mask), groups=tuple(groups),
                    batch=mask.shape[0], width=mask.shape[1])
 
+    def positions(self) -> np.ndarray:
+        """[n]: each packed token's position in its own text, 0 for its first token."""
+        runs = [np.tile(np.arange(length), texts) for _, texts, length in self.groups]
+        return np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
+
     def to_grid(self, x: np.ndarray) -> np.ndarray:
         """[n, k] packed -> [b, s, k] with zeros at padded places."""
         grid = np.zeros((self.batch * self.width, x.shape[-1]), dtype=x.dtype)
@@ -262,6 +305,11 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
+# Most scores one block of attention holds: 256k floats (1 MB), small enough to stay in the
+# L2 cache from q·kᵀ through exp() to the product with v.
+_SCORES = 4 * _BLOCK
+
+
 def _blocks(texts: int, heads: int, length: int, group: int = 1):
     """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
 
@@ -272,7 +320,7 @@ def _blocks(texts: int, heads: int, length: int, group: int = 1):
     256² floats are 3 MB). With grouped-query attention a (text, key/value head) pair has
     `group` query heads, so `group` score matrices.
     """
-    pairs = max(1, 4 * _BLOCK // (group * length * length))  # (text, head) pairs per block
+    pairs = max(1, _SCORES // (group * length * length))  # (text, head) pairs per block
     if pairs >= heads:  # whole texts, several at a time
         step = pairs // heads
         for t in range(0, texts, step):
@@ -283,17 +331,47 @@ def _blocks(texts: int, heads: int, length: int, group: int = 1):
                 yield slice(t, t + 1), slice(h, h + pairs)
 
 
+def _query_blocks(length: int, window: int):
+    """Split one text's queries into blocks, each with the keys it reads: (queries, keys) slices.
+
+    Textbook: all queries against all keys at once, [h, s, s] scores: 3.2 GB for one text of
+    8,192 tokens and 12 heads. Here: a block of queries at a time, one head at a time, so the
+    scores held at once are [keys, block], about _SCORES floats however long the text is. A
+    global layer's block reads every key; a local layer's reads only the keys within `window`
+    positions of the block, so its cost grows with length × window instead of length².
+    Softmax runs over each query's own keys, so splitting the queries changes no number.
+    """
+    if window:  # block × (block + 2·window) scores
+        block = max(16, int(math.sqrt(window * window + _SCORES)) - window)
+    else:  # block × length scores
+        block = max(16, _SCORES // length)
+    for q0 in range(0, length, block):
+        q1 = min(q0 + block, length)
+        keys = slice(max(0, q0 - window), min(length, q1 + window)) if window else slice(None)
+        yield slice(q0, q1), keys
+
+
 def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
-                         num_heads: int, position_bias: np.ndarray | None = None) -> np.ndarray:
-    """Self-attention: every token mixes the value vectors of all tokens of its own text."""
+                         num_heads: int, position_bias: np.ndarray | None = None,
+                         rotary: tuple[np.ndarray, np.ndarray] | None = None,
+                         window: int = 0) -> np.ndarray:
+    """Self-attention: every token mixes the value vectors of the tokens of its own text (a
+    local layer, window > 0: only of those at most `window` positions away).
+
+    rotary: (cos, sin), each [n, hd/2], every packed token's rotation (`rotary_tables`); q and
+    k are rotated by it before their product. None: the positions are in x already.
+    """
     n, d = x.shape
     head_dim = d // num_heads
     # Textbook: the whole padded grid split into heads at once, [b, s, d] -> [b, h, s, hd].
     # Here: each run of equal-length texts seen as [texts, heads, length, hd] views of the
     # packed rows, a cache-sized block of (text, head) pairs at a time.
     q_ = linear(x, **q)  # [n, d] -> [n, d]
-    q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
     k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
+    if rotary is not None:
+        q_ = apply_rotary(q_.reshape(n, num_heads, head_dim), *rotary).reshape(n, d)
+        k_ = apply_rotary(k_.reshape(n, num_heads, head_dim), *rotary).reshape(n, d)
+    q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
     mixed = np.empty_like(q_)  # [n, d], every row written below
     for start, texts, length in layout.groups:
         # The group's rows seen as [texts, length, heads, hd]: a view, nothing is copied.
@@ -302,6 +380,20 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         rows = slice(start, start + texts * length)
         q4, k4, v4, m4 = (a[rows].reshape(texts, length, num_heads, head_dim)
                           for a in (q_, k_, v_, mixed))
+        if (window and length - 1 > window) or length * length > _SCORES:
+            # A long text, or one longer than a local layer's reach: a block of queries of
+            # one head at a time ([length, hd] views of that head, [queries., hd] of them).
+            for t, h in itertools.product(range(texts), range(num_heads)):
+                qh, kh, vh, oh = (a[t, :, h] for a in (q4, k4, v4, m4))  # [length, hd] each
+                for qs, ks in _query_blocks(length, window):
+                    bias_t = None
+                    if window:  # keys beyond the window of a query get -inf
+                        bias_t = _window_bias_t(ks.start - qs.start, ks.stop - ks.start,
+                                                qs.stop - qs.start, window)
+                    elif position_bias is not None:
+                        bias_t = position_bias[h, ks, qs]
+                    attention(qh[qs], kh[ks], vh[ks], out=oh[qs], bias_t=bias_t)
+            continue
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views
             qb, kb, vb, ob = (a[t, :, h].transpose(0, 2, 1, 3) for a in (q4, k4, v4, m4))
@@ -315,16 +407,47 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]; textbook: act(h), a new array
 
 
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """down(act(gate(x)) · up(x)): a GLU feed-forward (GeGLU with GELU, SwiGLU with SiLU).
+
+    The activated projection is `gate`: ModernBERT's first half of Wi, GTE's second half of
+    up_gate_proj, NomicBERT's fc12 (checkpoint.py knows which is which)."""
+    h = linear(x, **gate)  # [n, d] -> [n, ff]
+    act(h, out=h)  # textbook: act(gate(x)), a new array
+    h *= linear(x, **up)  # [n, ff]
+    return linear(h, **down)  # [n, ff] -> [n, d]
+
+
+def _feed_forward(ffn: dict):
+    """The feed-forward a layer's parameters call for: gated if it has a gate projection."""
+    return gated_feed_forward if "gate" in ffn else feed_forward
+
+
 def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
-                  ln_ffn: dict, cfg: EncoderConfig,
-                  position_bias: np.ndarray | None = None) -> np.ndarray:
-    """One post-LN transformer block (BERT's original order: add, then normalize)."""
+                  ln_ffn: dict, cfg: EncoderConfig, **context) -> np.ndarray:
+    """One post-LN transformer block (BERT's original order: add, then normalize). GTE and
+    NomicBERT use it too, with rotary positions and a gated feed-forward. `context`: what
+    attention needs besides the weights (position_bias, rotary, window)."""
     eps = cfg.layer_norm_eps
     x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads,
-                                            position_bias=position_bias),
+                                            **context),
                    **ln_attn, eps=eps)
-    return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
+    return layer_norm(x + _feed_forward(ffn)(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
                       **ln_ffn, eps=eps)
+
+
+def pre_norm_encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None,
+                           ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
+                           **context) -> np.ndarray:
+    """One pre-LN block (ModernBERT): each sublayer reads a normalized copy of x and adds its
+    output to x unnormalized. ln_attn None: no norm before attention (ModernBERT's first
+    layer, whose input the embedding norm has just normalized)."""
+    eps = cfg.layer_norm_eps
+    h = x if ln_attn is None else layer_norm(x, **ln_attn, eps=eps)
+    x = x + multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads, **context)
+    h = layer_norm(x, **ln_ffn, eps=eps)
+    x += _feed_forward(ffn)(h, **ffn, act=ACTIVATIONS[cfg.hidden_act])
+    return x
 
 
 def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
@@ -369,14 +492,17 @@ def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
     return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
 
 
-def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarray, ln: dict,
-          cfg: EncoderConfig, token_type: np.ndarray | None = None) -> np.ndarray:
+def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, ln: dict, cfg: EncoderConfig,
+          position: np.ndarray | None = None,
+          token_type: np.ndarray | None = None) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position (+ type), normalized.
-    MPNet and DistilBERT have no token-type table."""
+    MPNet, DistilBERT and ModernBERT have no token-type table; rotary families no position
+    table."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
     # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
-    x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
+    if position is not None:
+        x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
         x += token_type[0]  # single sentences: every token has type 0
     return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
@@ -396,11 +522,95 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # as `attention` keeps the scores, and copied so that each row is contiguous.
         bias = relative_position_bias(params["relative_attention_bias"], layout.width)
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
-    for layer in params["layers"]:
-        x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
+    block = pre_norm_encoder_layer if cfg.norm_placement == "pre" else encoder_layer
+    rotations = {}  # rotary base -> (cos, sin) of every packed token, made once per batch
+    for i, layer in enumerate(params["layers"]):
+        context = {"position_bias": position_bias, "window": cfg.layer_window(i)}
+        if cfg.positions == "rotary":
+            theta = cfg.layer_rope_theta(i)
+            if theta not in rotations:
+                inv_freq = rotary_frequencies(cfg.head_dim, theta, cfg.rope_scale)
+                rotations[theta] = rotary_tables(layout.positions(), inv_freq)  # [n, hd/2] x2
+            context["rotary"] = rotations[theta]
+        x = block(x, layout, **layer, cfg=cfg, **context)
+    if "final_norm" in params:  # pre-LN: the last block's output is not normalized yet
+        x = layer_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return layout.to_grid(x)
 
 
+# ---------------------------------------------------------------------------- rotary positions
+
+def rotary_frequencies(head_dim: int, theta: float, scale: float = 1.0) -> np.ndarray:
+    """RoPE's angular speeds, one per pair of dimensions: 1 / theta^(2i / head_dim) / scale,
+    i = 0 .. head_dim/2 - 1, as float32 [head_dim/2].
+
+    The reference computes them in float32; the power here is taken in float64 from the same
+    float32 exponents and rounded once, which gives torch's float32 values (to an ulp at
+    most on a few of the slowest frequencies, where an ulp moves an angle by < 1e-6 rad).
+
+    `scale` divides every frequency, which is the same as dividing every position by it:
+    transformers' "linear" rope scaling. GTE's fixed NTK scaling (Alibaba's code, rope_scaling
+    {"type": "ntk", "factor": f}) takes the base theta·f and divides the frequencies by
+    f^(2 / head_dim): model.py reads it as theta·f and scale f^(2 / head_dim).
+    """
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    inv_freq = np.float32(1) / (theta ** exponents.astype(np.float64)).astype(np.float32)
+    if scale != 1.0:
+        inv_freq /= np.float32(scale)
+    return inv_freq  # [hd/2]
+
+
+def rotary_tables(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of each token's angles, position × frequency: [n] -> two [n, hd/2].
+
+    The angle is a float32 product, as in the reference (positions are whole numbers, exact in
+    float32 up to 2^24); its cosine and sine are taken in float64 and rounded once. RoPE's
+    tables repeat these halves twice along head_dim (`rotate_half`'s convention), which
+    `apply_rotary` uses without building them.
+    """
+    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, 1] * [hd/2] -> [n, hd/2]
+    angles = angles.astype(np.float64)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2].
+
+    rotate_half's convention (not interleaved pairs): dimension i is paired with i + hd/2,
+    and each pair (a, b) turns by its angle into (a·cos - b·sin, b·cos + a·sin).
+    Textbook: x·[cos, cos] + rotate_half(x)·[sin, sin] with rotate_half(x) = [-b, a]; the
+    same products and sums, without building the doubled tables or rotate_half's copy.
+    """
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]  # [n, h, hd/2] each
+    c, s = cos[:, None, :], sin[:, None, :]  # [n, 1, hd/2]: the same angle for every head
+    out = np.empty_like(x)
+    np.multiply(a, c, out=out[..., :half])
+    out[..., :half] -= b * s
+    np.multiply(b, c, out=out[..., half:])
+    out[..., half:] += a * s
+    return out
+
+
+# ---------------------------------------------------------------------------- local windows
+
+def window_allows(query_pos: np.ndarray, key_pos: np.ndarray, window: int) -> np.ndarray:
+    """May a query at query_pos read the key at key_pos in a local layer? Yes when they are at
+    most `window` positions apart, on either side (ModernBERT: window = local_attention // 2,
+    so a token sees 2·window + 1 tokens, itself included)."""
+    return np.abs(query_pos - key_pos) <= window
+
+
+@functools.lru_cache(maxsize=16)
+def _window_bias_t(first_key: int, keys: int, queries: int, window: int) -> np.ndarray:
+    """The window as a bias on transposed scores, [keys, queries]: 0 where the query may read
+    the key, -inf where it may not (exp(-inf) = 0). Keys start `first_key` positions from the
+    first query (<= 0). Blocks away from a text's ends all have the same one: cached."""
+    allowed = window_allows(np.arange(queries)[None, :], first_key + np.arange(keys)[:, None],
+                            window)
+    bias = np.where(allowed, np.float32(0), np.float32(-np.inf))
+    bias.flags.writeable = False
+    return bias
 # ---------------------------------------------------------------------------- decoder embedders
 # Qwen3-Embedding and EmbeddingGemma, fast form. textbook.decode_tokens is the plain one; the
 # techniques are the encoder's above (packed real tokens, runs of equal length, transposed
@@ -437,20 +647,17 @@ class DecoderConfig:
     def rope_theta(self, kind: str) -> float:
         return self.rope_theta_sliding if kind == "sliding" else self.rope_theta_full
 
-    def reach(self, kind: str) -> tuple[int | None, int | None]:
-        """How far a query sees, (before, after) in tokens, None for no limit: a query at i
-        sees the key at j when i - j <= before and j - i <= after.
+    def layer_window(self, kind: str) -> int | None:
+        """How far apart a query and a key may be in a layer of this kind (window_allows),
+        None for any distance; a causal model also hides every key after its query.
 
-        Causal: nothing after. A causal sliding window of w tokens holds the query and the
-        w - 1 before it (transformers: key > query - w). Gemma's bidirectional window sees
-        w // 2 tokens each side (transformers halves the window of config.json, w // 2 + 1,
-        and keeps keys closer than that)."""
-        after = 0 if self.causal else None
+        A causal sliding window of w tokens (config.json's sliding_window) holds the query
+        and the w - 1 before it (transformers: key > query - w). Gemma's bidirectional
+        window sees w // 2 tokens on each side (transformers halves config.json's window to
+        w // 2 + 1 and keeps the keys closer than that)."""
         if kind != "sliding" or self.sliding_window is None:
-            return None, after
-        if self.causal:
-            return self.sliding_window - 1, 0
-        return self.sliding_window // 2, self.sliding_window // 2
+            return None
+        return self.sliding_window - 1 if self.causal else self.sliding_window // 2
 
 
 def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0,
@@ -466,54 +673,28 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0,
     return y
 
 
-def rotary_angles(positions: np.ndarray, head_dim: int,
-                  theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of each position's angles for the first half of a head: [n] -> two
-    [n, hd/2] (the second half turns by the same angles)."""
-    inv_freq = 1 / np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
-                                         / np.float32(head_dim))  # [hd/2]
-    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, hd/2]
-    return np.cos(angles), np.sin(angles)
-
-
-def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotary positions in place: each pair (x1, x2) = (x[i], x[i + hd/2]) of a head becomes
-    (x1·cos - x2·sin, x2·cos + x1·sin). x: [n, heads, hd]; cos, sin: [n, 1, hd/2]."""
-    # Textbook: x·cos + rotate_half(x)·sin on the whole head, with rotate_half a new array
-    # and cos, sin repeated for both halves. Here: the two halves as views, updated in place.
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    x2_sin, x1_sin = x2 * sin, x1 * sin
-    x1 *= cos
-    x1 -= x2_sin
-    x2 *= cos
-    x2 += x1_sin
-    return x
-
-
-def visibility_bias_t(length: int, before: int | None, after: int | None) -> np.ndarray | None:
-    """The window of textbook.visibility_bias for one text of `length` tokens, transposed as
-    `attention` keeps its scores: [keys, queries], 0 where the key is seen, the most negative
-    float32 where not. None when every key is seen (a full bidirectional layer)."""
+def visibility_bias_t(length: int, window: int | None, causal: bool) -> np.ndarray | None:
+    """textbook.visibility_bias for one text of `length` tokens, transposed as `attention`
+    keeps its scores: [keys, queries], 0 where the key is seen, the most negative float32
+    where not. None when every key is seen (a full bidirectional layer)."""
     # Textbook: one [b, 1, s, s] bias for the padded batch, padding included. Here: no
     # padding to hide (runs of equal length), so only the window, the same for every text.
-    if (before is None or before >= length - 1) and (after is None or after >= length - 1):
+    if not causal and (window is None or window >= length - 1):
         return None
     key, query = np.arange(length)[:, None], np.arange(length)[None, :]
     visible = np.ones((length, length), dtype=bool)
-    if before is not None:
-        visible &= query - key <= before
-    if after is not None:
-        visible &= key - query <= after
+    if window is not None:
+        visible &= window_allows(query, key, window)
+    if causal:
+        visible &= key <= query
     return np.where(visible, np.float32(0), np.finfo(np.float32).min)
 
 
 def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray,
-                            reach: tuple[int | None, int | None], q: dict, k: dict, v: dict,
-                            out: dict, q_norm: dict, k_norm: dict,
-                            cfg: DecoderConfig) -> np.ndarray:
+                            window: int | None, q: dict, k: dict, v: dict, out: dict,
+                            q_norm: dict, k_norm: dict, cfg: DecoderConfig) -> np.ndarray:
     """Self-attention with fewer key/value heads than query heads, within each text's window.
-    x: [n, d] -> [n, d]; cos, sin: [n, 1, hd/2], each token's rotary angles."""
+    x: [n, d] -> [n, d]; cos, sin: [n, hd/2], each token's rotary angles."""
     n = x.shape[0]
     hd, kv = cfg.head_dim, cfg.num_kv_heads
     group = cfg.num_heads // kv
@@ -521,8 +702,8 @@ def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin:
     q_ = linear(x, **q).reshape(n, cfg.num_heads, hd)  # [n, d] -> [n, h, hd]
     k_ = linear(x, **k).reshape(n, kv, hd)  # [n, d] -> [n, kv, hd]
     v_ = linear(x, **v)  # [n, kv·hd]
-    rotate(rms_norm(q_, **q_norm, eps=eps, offset=offset, out=q_), cos, sin)
-    rotate(rms_norm(k_, **k_norm, eps=eps, offset=offset, out=k_), cos, sin)
+    q_ = apply_rotary(rms_norm(q_, **q_norm, eps=eps, offset=offset, out=q_), cos, sin)
+    k_ = apply_rotary(rms_norm(k_, **k_norm, eps=eps, offset=offset, out=k_), cos, sin)
     q_ *= np.float32(cfg.attention_scale)  # on q instead of on the larger scores
     mixed = np.empty((n, cfg.num_heads * hd), dtype=np.float32)
     for start, texts, length in layout.groups:
@@ -533,7 +714,7 @@ def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin:
         # across the group, so each key and value is read where it lies, never copied.
         q5, m5 = (a[rows].reshape(texts, length, kv, group, hd) for a in (q_, mixed))
         k4, v4 = (a[rows].reshape(texts, length, kv, hd) for a in (k_, v_))
-        bias_t = visibility_bias_t(length, *reach)  # [keys, queries] or None
+        bias_t = visibility_bias_t(length, window, cfg.causal)  # [keys, queries] or None
         for t, h in _blocks(texts, kv, length, group):
             qb, ob = (a[t, :, h].transpose(0, 2, 3, 1, 4) for a in (q5, m5))  # [., kv., g, L, hd]
             kb, vb = (a[t, :, h].transpose(0, 2, 1, 3)[:, :, None] for a in (k4, v4))  # [., kv., 1, L, hd]
@@ -548,13 +729,13 @@ def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> 
     return linear(h, **down)  # [n, ff] -> [n, d]
 
 
-def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray, reach,
+def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray, window,
                   ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg: DecoderConfig,
                   ln_attn_out: dict | None = None, ln_ffn_out: dict | None = None) -> np.ndarray:
     """One pre-norm block (Gemma: with its sublayers' outputs normalized too)."""
     eps, offset = cfg.rms_norm_eps, cfg.norm_offset
     a = grouped_query_attention(rms_norm(x, **ln_attn, eps=eps, offset=offset), layout,
-                                cos, sin, reach, **attn, cfg=cfg)
+                                cos, sin, window, **attn, cfg=cfg)
     if ln_attn_out is not None:
         rms_norm(a, **ln_attn_out, eps=eps, offset=offset, out=a)
     x = x + a
@@ -596,8 +777,9 @@ def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
     positions = layout.real % layout.width  # [n]
     angles = {}
     for kind in set(cfg.layer_kinds):  # computed once per batch, not per layer
-        cos, sin = rotary_angles(positions, cfg.head_dim, cfg.rope_theta(kind))  # [n, hd/2]
-        angles[kind] = cos[:, None], sin[:, None], cfg.reach(kind)  # [n, 1, hd/2]
+        inv_freq = rotary_frequencies(cfg.head_dim, cfg.rope_theta(kind))  # [hd/2]
+        angles[kind] = (*rotary_tables(positions, inv_freq),  # [n, hd/2] each
+                        cfg.layer_window(kind))
     # Rows of the word table gathered first, then widened: a bfloat16 table stays in the
     # file, only the batch's rows become float32.
     word = params["embeddings"]["word"]

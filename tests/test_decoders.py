@@ -165,10 +165,10 @@ def test_config_reads_the_real_layouts(tmp_path):
     assert (qwen.num_heads, qwen.num_kv_heads, qwen.head_dim) == (16, 8, 128)
     assert qwen.causal and qwen.layer_kinds == ("full",) * 28 and qwen.sliding_window is None
     assert qwen.rope_theta_full == 1e6 and qwen.attention_scale == 128 ** -0.5
-    assert qwen.reach("full") == (None, 0) and qwen.norm_offset == 0
+    assert qwen.layer_window("full") is None and qwen.norm_offset == 0
     gemma = decoder_config({"model_type": "gemma3_text", **fam.EMBEDDINGGEMMA_300M}, tmp_path)
     assert not gemma.causal and gemma.layer_kinds.count("full") == 4
     assert (gemma.rope_theta_full, gemma.rope_theta_sliding) == (1e6, 1e4)
-    assert gemma.reach("sliding") == (256, 256) and gemma.reach("full") == (None, None)
+    assert gemma.layer_window("sliding") == 256 and gemma.layer_window("full") is None
     assert gemma.embedding_scale == np.float32(768 ** 0.5) and gemma.norm_offset == 1
     assert gemma.attention_scale == 256 ** -0.5 and gemma.hidden_act == "gelu_pytorch_tanh"
