@@ -46,6 +46,7 @@ from . import bert
 from .base import CharTable
 from .bpe import BYTE_TO_CHAR, WHITE_SPACE, gpt2_words
 from .normalizers import build, compile_regex
+from .unicode_regex import find_spans
 
 # ---------------------------------------------------------------------------- character classes
 
@@ -160,8 +161,10 @@ class PatternSplit(Splitter):
         self.on_classes = on_classes  # does the regex run on CLASSES representatives?
 
     def spans(self, word):
-        target = word.translate(CLASSES) if self.on_classes else word
-        matches = [m.span() for m in self.regex.finditer(target) if m.end() > m.start()]
+        if self.on_classes:
+            matches = [m.span() for m in self.regex.finditer(word.translate(CLASSES))]
+        else:  # a file's pattern: matched as the reference iterates (empty matches too)
+            matches = find_spans(self.regex, word)
         return split_spans(len(word), matches, self.behavior, self.invert)
 
 

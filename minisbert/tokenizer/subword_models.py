@@ -15,6 +15,7 @@ offsets, and decoding.
 
 from __future__ import annotations
 
+import heapq
 from functools import lru_cache
 
 from ..errors import TokenizerError
@@ -106,6 +107,8 @@ class BPE:
         if self.ignore_merges and word in self.vocab:
             return (self.vocab[word],)
         ids = self.symbols(word)
+        if len(ids) > self.LONG:
+            return tuple(self.merge_long(ids))
         get, never = self.merges.get, (float("inf"), -1)
         ranks = [get(pair, never) for pair in zip(ids, ids[1:])]  # of ids[i], ids[i + 1]
         while ranks:
@@ -118,6 +121,34 @@ class BPE:
             lo = max(i - 1, 0)
             ranks[lo:i + 2] = [get(pair, never) for pair in zip(ids[lo:i + 2], ids[lo + 1:i + 2])]
         return tuple(ids)
+
+    LONG = 64  # symbols; longer words are merged with a heap (whole texts, when nothing splits)
+
+    def merge_long(self, ids: list[int]) -> list[int]:
+        """The same merges as `_tokenize`, in O(n log n) rather than O(n²): every adjacent pair
+        that has a merge waits in a heap by (rank, position); the symbols form a linked list.
+        A popped pair whose symbols have changed since it was pushed is skipped."""
+        get, n = self.merges.get, len(ids)
+        after = list(range(1, n + 1))  # the next live symbol's position (n: none)
+        before = list(range(-1, n - 1))
+        alive = [True] * n
+        heap = [(m[0], i, m[1]) for i, pair in enumerate(zip(ids, ids[1:]))
+                if (m := get(pair)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank, i, merged = heapq.heappop(heap)
+            j = after[i]
+            if not alive[i] or j >= n or get((ids[i], ids[j])) != (rank, merged):
+                continue  # stale: one of its symbols was merged into another since
+            ids[i], alive[j] = merged, False
+            after[i] = after[j]
+            if after[j] < n:
+                before[after[j]] = i
+            for left in (before[i], i):  # the two pairs the new symbol is part of
+                right = after[left] if left >= 0 else n
+                if left >= 0 and right < n and (m := get((ids[left], ids[right]))) is not None:
+                    heapq.heappush(heap, (m[0], left, m[1]))
+        return [s for s, live in zip(ids, alive) if live]
 
 
 class Unigram:
