@@ -1,4 +1,4 @@
-"""Random-weight Qwen3 and Gemma 3 (EmbeddingGemma) models at their real layouts, for the
+"""Random-weight Qwen3-Embedding and EmbeddingGemma folders at their real layouts, for the
 decoder-embedder tests and the benchmark.
 
 `save_random_qwen3` and `save_random_gemma3` write what transformers' save_pretrained writes
@@ -82,86 +82,13 @@ def save_random_gemma3(folder: Path, *, vocab_size: int, dtype: str = "float32",
             "intermediate_size": 96, "sliding_window": 8, "query_pre_attn_scalar": 32,
             "layer_types": ["sliding_attention", "full_attention"] * 2,
             **overrides, "vocab_size": vocab_size}
-    config = transformers.Gemma3TextConfig(**keys, pad_token_id=0, eos_token_id=1,
-                                           bos_token_id=2)
+    # the ids of tests/hf_tokenizers.py's Gemma-style tokenizer: <unk> 0, <s> 1, </s> 2
+    config = transformers.Gemma3TextConfig(**keys, pad_token_id=0, bos_token_id=1,
+                                           eos_token_id=2)
     torch.manual_seed(seed)
     model = transformers.Gemma3TextModel(config).eval()
     scale_decoder_weights(model, std=std, seed=seed, norm_centre=0.0)
     _save(model, folder, dtype)
-
-
-# ---------------------------------------------------------------------------- tokenizers
-
-QWEN_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-                r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-
-
-def train_qwen_tokenizer(texts: list[str], vocab_size: int):
-    """A Qwen2-style byte-level BPE tokenizer.json (NFC, Qwen's split regex, bytes as
-    printable characters) trained on texts; the special tokens come after the learned ones,
-    and the post-processor appends <|endoftext|> to every text, as Qwen3-Embedding's does."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
-        processors, trainers
-    tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    eos = tok.token_to_id("<|endoftext|>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1",
-        special_tokens=[("<|endoftext|>", eos)])
-    return tok
-
-
-def train_gemma_tokenizer(texts: list[str], vocab_size: int):
-    """A Gemma-style SentencePiece BPE tokenizer.json: spaces become "▁", unknown characters
-    fall back to byte tokens <0x00>..<0xFF>; ids <pad> 0, <eos> 1, <bos> 2, <unk> 3, <mask> 4,
-    then the 256 bytes, then the learned pieces; <bos> ... <eos> around every text."""
-    import json
-
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, \
-        processors, trainers
-    learner = Tokenizer(models.BPE(unk_token="<unk>"))
-    learner.normalizer = normalizers.Replace(" ", "▁")
-    learner.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
-    learner.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab_size - 261, show_progress=False, special_tokens=["<unk>"],
-        limit_alphabet=vocab_size // 4))  # rarer characters: byte fallback
-    learned = json.loads(learner.to_str())["model"]
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
-    for piece in sorted(learned["vocab"], key=learned["vocab"].get):
-        vocab.setdefault(piece, len(vocab))
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True,
-                               byte_fallback=True))
-    tok.normalizer = normalizers.Replace(" ", "▁")
-    tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
-                                     decoders.Fuse()])
-    tok.add_special_tokens(specials)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>",
-        special_tokens=[("<bos>", 2), ("<eos>", 1)])
-    return tok
-
-
-def catalog_texts() -> list[str]:
-    """Training text for the tokenizers: English and nine other languages of the catalogs."""
-    import corpus
-    texts = corpus.english("ja")[:3000]
-    for lang in ("ja", "de", "fr", "ru", "zh_CN", "ar", "ko", "es", "hi"):
-        try:
-            texts += corpus.translations(lang)[:1500]
-        except AssertionError:
-            pass  # a language this machine has no catalogs for
-    return texts
 
 
 # ---------------------------------------------------------------------------- model folders
@@ -186,12 +113,40 @@ GEMMA_PROMPTS = {
 _TOKENIZERS: dict = {}
 
 
-def trained_tokenizer(style: str, vocab_size: int = 4000):
-    """The catalogs' tokenizer in `style` ("qwen" or "gemma"), trained once per process."""
+def trained_tokenizer(style: str, vocab_size: int = 4000) -> Path:
+    """A folder holding the catalogs' tokenizer in `style` ("qwen2" or "gemma", built by
+    tests/hf_tokenizers.py: Qwen2's byte-level BPE appending <|endoftext|>; Gemma 3's
+    SentencePiece BPE with byte fallback, <bos> ... <eos>), trained once per process."""
+    import tempfile
+
+    import hf_tokenizers
     if (style, vocab_size) not in _TOKENIZERS:
-        train = train_qwen_tokenizer if style == "qwen" else train_gemma_tokenizer
-        _TOKENIZERS[style, vocab_size] = train(catalog_texts(), vocab_size)
+        train = getattr(hf_tokenizers, f"train_{style}_tokenizer")
+        out = Path(tempfile.mkdtemp(prefix=f"tok-{style}-"))
+        _TOKENIZERS[style, vocab_size] = train(out, vocab_size)
     return _TOKENIZERS[style, vocab_size]
+
+
+def _copy_tokenizer(style: str, vocab_size: int, folder: Path, **config) -> int:
+    """The trained tokenizer's files into folder, tokenizer_config.json updated with config;
+    returns its vocabulary size."""
+    import json
+    import shutil
+    source = trained_tokenizer(style, vocab_size)
+    shutil.copy(source / "special_tokens_map.json", folder / "special_tokens_map.json")
+    pipeline = json.loads((source / "tokenizer.json").read_text())
+    if style == "gemma":
+        # Gemma 3's own file (and transformers 5's GemmaTokenizer, which rebuilds these two
+        # whatever the file says): spaces spelled "▁" without one put before the text, and
+        # the text split after each space.
+        pipeline["normalizer"] = {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
+        pipeline["pre_tokenizer"] = {"type": "Split", "pattern": {"String": " "},
+                                     "behavior": "MergedWithPrevious", "invert": False}
+    _write_json(folder / "tokenizer.json", pipeline)
+    tok_config = json.loads((source / "tokenizer_config.json").read_text())
+    _write_json(folder / "tokenizer_config.json", {**tok_config, **config})
+    return len(pipeline["model"]["vocab"]) + sum(
+        t["id"] >= len(pipeline["model"]["vocab"]) for t in pipeline["added_tokens"])
 
 
 def _write_json(path: Path, value) -> None:
@@ -240,14 +195,10 @@ def make_qwen3_embedding(folder: Path, *, dtype: str = "float32", max_seq_length
     """A Qwen3-Embedding-0.6B-like sentence-transformers folder with random weights: Qwen3Model
     (save_random_qwen3, `overrides` for its config), a Qwen2-style tokenizer.json that appends
     <|endoftext|>, left padding, last-token pooling, Normalize, the instruction prompt."""
-    tok = trained_tokenizer("qwen", vocab_size)
-    save_random_qwen3(folder, vocab_size=tok.get_vocab_size(), dtype=dtype, **overrides)
-    tok.save(str(folder / "tokenizer.json"))
-    _write_json(folder / "tokenizer_config.json", {
-        "tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>", "unk_token": None, "bos_token": None,
-        "padding_side": "left", "model_max_length": 131072, "add_prefix_space": False,
-        "clean_up_tokenization_spaces": False})
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = _copy_tokenizer("qwen2", vocab_size, folder, padding_side="left",
+                            model_max_length=131072)
+    save_random_qwen3(folder, vocab_size=vocab, dtype=dtype, **overrides)
     hidden = overrides.get("hidden_size", 64)
     _modules(folder, "lasttoken", [])
     _pooling(folder, hidden, "lasttoken")
@@ -264,14 +215,10 @@ def make_embeddinggemma(folder: Path, *, dtype: str = "float32", max_seq_length:
     with bidirectional attention (save_random_gemma3), a Gemma-style tokenizer.json (<bos> ...
     <eos>), mean pooling, two Dense modules without bias or activation (d -> dense_width -> d;
     768 -> 3072 -> 768 in the real model), Normalize, and its prompts."""
-    tok = trained_tokenizer("gemma", vocab_size)
-    save_random_gemma3(folder, vocab_size=tok.get_vocab_size(), dtype=dtype, **overrides)
-    tok.save(str(folder / "tokenizer.json"))
-    _write_json(folder / "tokenizer_config.json", {
-        "tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>",
-        "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>",
-        "add_bos_token": True, "add_eos_token": True, "padding_side": "right",
-        "model_max_length": 2048, "clean_up_tokenization_spaces": False})
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = _copy_tokenizer("gemma", vocab_size, folder, padding_side="right",
+                            model_max_length=2048)
+    save_random_gemma3(folder, vocab_size=vocab, dtype=dtype, **overrides)
     hidden = overrides.get("hidden_size", 64)
     _modules(folder, "mean", [(hidden, dense_width), (dense_width, hidden)])
     _pooling(folder, hidden, "mean")

@@ -19,7 +19,6 @@ import pytest
 import corpus
 import decoder_families as fam
 from minisbert import checkpoint, encoder, textbook
-from minisbert.errors import TokenizerError
 from minisbert.model import decoder_config
 from minisbert.folder import read_json
 from reference import compare
@@ -41,26 +40,9 @@ def texts() -> list[str]:
     return [t.strip() for t in out + long if t.strip()]
 
 
-class TransformersTokenizer:
-    """The reference's own tokenizer behind minisbert's Tokenizer interface, used only while
-    minisbert has no tokenizer.json front end: the vector tests then check everything after
-    tokenization (prompt, encoder, pooling, Dense, Normalize) and the id test is skipped."""
-
-    def __init__(self, hf, max_length: int):
-        self.hf, self.max_length, self.pad_id = hf, max_length, hf.pad_token_id
-
-    def encode_with_cut(self, text: str):
-        ids = self.hf(text, truncation=True, max_length=self.max_length)["input_ids"]
-        return ids, len(self.hf(text)["input_ids"]) - len(ids)
-
-    def encode(self, text: str):
-        return self.encode_with_cut(text)[0]
-
-
 @pytest.fixture(scope="module", params=CASES, ids=["-".join(c) for c in CASES])
 def case(request, tmp_path_factory):
-    """(family, dtype, folder, minisbert's model, sentence-transformers' model in float32,
-    whether minisbert tokenizes by itself)."""
+    """(family, dtype, folder, minisbert's model, sentence-transformers' model in float32)."""
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("sentence_transformers")
     pytest.importorskip("tokenizers")
@@ -70,21 +52,15 @@ def case(request, tmp_path_factory):
                             max_seq_length=MAX_SEQ_LENGTH)
     ref = st.SentenceTransformer(str(folder), device="cpu",
                                  model_kwargs={"dtype": torch.float32})
-    try:
-        ours, own = minisbert.load(folder), True
-    except TokenizerError:  # no tokenizer.json front end yet: the reference's tokenizer
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(minisbert.model, "load_tokenizer",
-                       lambda path, n, lowercase=False: TransformersTokenizer(ref.tokenizer, n))
-            ours, own = minisbert.load(folder), False
-    return family, dtype, folder, ours, ref, own
+    ours = minisbert.load(folder)  # its own tokenizer.json front end
+    return family, dtype, folder, ours, ref
 
 
 def test_token_vectors_match_transformers(case):
     """Token ids -> last_hidden_state, the reference batch padded as sentence-transformers pads
     it (on the left for Qwen3), ours on the right; textbook and fast form, every real token."""
     import torch
-    family, dtype, folder, _, ref, _ = case
+    family, dtype, folder, _, ref = case
     # every other text after the model's first prompt, as a query
     prompt = next(iter(PROMPTS[family].values()))
     batch = [prompt + t if i % 2 else t for i, t in enumerate(texts())]
@@ -119,7 +95,7 @@ def test_token_vectors_match_transformers(case):
 @pytest.mark.parametrize("prompt_name", [None, "query", "document"])
 def test_sentence_vectors_match_sentence_transformers(case, prompt_name):
     """encode() without a prompt, and with the query and the document prompt."""
-    family, dtype, _, ours, ref, _ = case
+    family, dtype, _, ours, ref = case
     batch = texts()
     diff, _ = compare(f"{family} {dtype} prompt {prompt_name!r}",
                       ours.encode(batch, prompt_name=prompt_name),
@@ -130,7 +106,7 @@ def test_sentence_vectors_match_sentence_transformers(case, prompt_name):
 def test_every_prompt_name(case):
     """Each of the model's prompts by name (each distinct prompt text once: EmbeddingGemma's
     14 names hold 8 texts), on a few texts."""
-    family, dtype, _, ours, ref, _ = case
+    family, dtype, _, ours, ref = case
     batch = corpus.spread(texts(), 8)
     by_text = {}
     for name, text in PROMPTS[family].items():
@@ -146,10 +122,7 @@ def test_every_prompt_name(case):
 
 def test_ids_match_sentence_transformers(case):
     """The ids the encoder sees, prompt included, as sentence-transformers tokenizes them."""
-    family, _, _, ours, ref, own = case
-    if not own:
-        pytest.skip("minisbert has no tokenizer.json front end yet; the vector tests used the "
-                    "reference's tokenizer")
+    family, _, _, ours, ref = case
     batch = texts()
     for name in [None, *PROMPTS[family]]:
         prompt = ours.resolve_prompt(name)
