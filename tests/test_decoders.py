@@ -145,3 +145,26 @@ def test_config_reads_the_real_layouts(tmp_path):
     assert gemma.layer_window("sliding") == 256 and gemma.layer_window("full") is None
     assert gemma.embedding_scale == np.float32(768 ** 0.5) and gemma.norm_offset == 1
     assert gemma.attention_scale == 256 ** -0.5 and gemma.hidden_act == "gelu_pytorch_tanh"
+
+
+@pytest.mark.slow
+def test_qwen3_embedding_real_shape_bfloat16(tmp_path):
+    """Qwen3-Embedding-0.6B's width and depth (1024, 28 layers, 16 heads over 8, head_dim
+    128, feed-forward 3072), random weights in a bfloat16 file, the trained tokenizer's
+    vocabulary: sentence vectors against sentence-transformers in float32, with the query
+    prompt and without."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("sentence_transformers")
+    import minisbert
+    real = {k: fam.QWEN3_EMBEDDING_0_6B[k] for k in (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+        "head_dim", "intermediate_size")}
+    folder = fam.make_qwen3_embedding(tmp_path / "qwen3", dtype="bfloat16", std=0.03,
+                                      max_seq_length=128, **real)
+    ref = st.SentenceTransformer(str(folder), device="cpu", model_kwargs={"dtype": torch.float32})
+    ours = minisbert.load(folder)
+    batch = corpus.spread(texts(), 16)
+    for name in (None, "query"):
+        diff, _ = compare(f"Qwen3-Embedding-0.6B shape, prompt {name!r}",
+                          ours.encode(batch, prompt_name=name), ref.encode(batch, prompt_name=name))
+        assert diff <= 1e-5

@@ -7,6 +7,7 @@ activation, batches of ragged length: a one-token text, a text as long as the po
 allows, runs of equal length, unsorted. No torch, no transformers.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -283,3 +284,79 @@ def test_local_window_counts():
             moved = np.abs(form.encode_tokens(other, mask, params, cfg)[0, 0] - base).max()
             print(f"\n{form.__name__}: token {offset} away moves the first by {moved:.2e}")
             assert (moved > 1e-3) if changes else (moved == 0)
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+
+def _decoder_case(model_type: str):
+    """A small Qwen3 (causal, 4 query heads over 2 key/value heads) or Gemma 3 (bidirectional,
+    sliding window of 8 on every other layer, 3 query heads over 1) config, and a random tree
+    with bfloat16-exact weights, as checkpoint.load_decoder_params lays it out."""
+    from minisbert.model import decoder_config
+    keys = dict(hidden_size=48, num_hidden_layers=4, intermediate_size=80, vocab_size=97,
+                max_position_embeddings=64, rms_norm_eps=1e-6)
+    if model_type == "qwen3":
+        keys.update(num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=1e6)
+    else:
+        keys.update(num_attention_heads=3, num_key_value_heads=1, head_dim=32,
+                    sliding_window=8, query_pre_attn_scalar=24,
+                    use_bidirectional_attention=True,
+                    layer_types=["sliding_attention", "full_attention"] * 2)
+    cfg = decoder_config({"model_type": model_type, **keys}, "config.json")
+    rng = np.random.default_rng(7)
+    from minisbert.checkpoint import DECODER_NAMES, decoder_shapes
+
+    def bits(shape, std):  # bfloat16 bit patterns of N(0, std²) (centre 1 for Qwen3's norms)
+        x = rng.standard_normal(shape).astype(np.float32) * std
+        return (x.view(np.uint32) >> 16).astype(np.uint16)
+
+    outside, layer = decoder_shapes(cfg)
+
+    def tree(shapes):
+        out = {}
+        for path, shape in shapes.items():
+            *parents, leaf = path.split(".")
+            node = out
+            for key in parents:
+                node = node.setdefault(key, {})
+            if len(shape) == 1:  # a norm's scale
+                w = bits(shape, 0.2)
+                if cfg.norm_offset == 0:
+                    w = encoder.widen_bf16(w) + 1
+                    w = (w.view(np.uint32) >> 16).astype(np.uint16)
+                node[leaf] = {"w": w}
+            elif path == "embeddings.word":
+                node[leaf] = bits(shape, 1.0)
+            else:
+                node[leaf] = {"w": bits(shape, 0.15).T}  # [in, out] view, as the loader's
+        return out
+
+    params = tree(outside)
+    params["layers"] = [tree(layer) for _ in range(cfg.num_layers)]
+    assert set(params["layers"][0]) >= {"ln_attn", "attn", "ln_ffn", "ffn"}
+    assert DECODER_NAMES[model_type]
+    return cfg, params
+
+
+@pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
+def test_decoder_textbook_matches_fast(model_type):
+    """textbook.decode_tokens on float32 weights against encoder.decode_tokens on the same
+    weights kept as bfloat16 bits: ragged batch, texts past the window, grouped heads."""
+    cfg, bf16 = _decoder_case(model_type)
+    f32 = encoder.widen(bf16)
+    f32["layers"] = [encoder.widen(layer) for layer in bf16["layers"]]
+    lengths = [1, 30, 7, 7, 3, 19, 30, 2]
+    rng = np.random.default_rng(8)
+    ids = np.zeros((len(lengths), max(lengths)), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n], mask[i, :n] = rng.integers(0, cfg.vocab_size, n), 1
+    plain = textbook.decode_tokens(ids, mask, f32, cfg)
+    fast = encoder.decode_tokens(ids, mask, bf16, cfg)
+    assert fast.dtype == np.float32 and np.all(fast[mask == 0] == 0)
+    compare(f"{model_type} textbook vs fast", encoder.Layout.from_mask(mask).to_packed(fast),
+            encoder.Layout.from_mask(mask).to_packed(plain))
+    np.testing.assert_allclose(fast, plain, atol=1e-4, rtol=1e-5)
+    # the window and the causal rule matter here: a layer that saw everything would differ
+    wide = dataclasses.replace(cfg, sliding_window=None, causal=not cfg.causal)
+    assert np.abs(encoder.decode_tokens(ids, mask, bf16, wide) - fast).max() > 1e-2
