@@ -14,10 +14,12 @@ parameter tree built by `checkpoint.py`, so the tree is the call graph:
 `encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
 
 Every family runs through the same code. They differ only in data (`EncoderConfig`, built from
-config.json by model.encoder_config, and the parameter tree): LayerNorm eps, the activation,
+config.json as families.py says, and the parameter tree): LayerNorm eps, the activation,
 where position ids start, whether there is a token-type table (not in MPNet and DistilBERT),
-and whether a relative position bias is added to the attention scores (MPNet). Their tensor
-names differ too, which only checkpoint.py knows.
+whether a relative position bias is added to the attention scores (MPNet), and which block
+each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). Their tensor
+names differ too, which only checkpoint.py reads (from families.py). The activations are
+activations.py's.
 
 Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
 relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean
@@ -33,175 +35,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activations import ACTIVATIONS
+from .families import EncoderConfig
+from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
+                       window_allows)
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    hidden_size: int  # d, the width of every token vector
-    num_layers: int
-    num_heads: int  # d must divide evenly into heads
-    intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
-    vocab_size: int
-    max_position_embeddings: int  # rows in the position table
-    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R, 0: no table)
-    layer_norm_eps: float  # 1e-12 for BERT and DistilBERT, 1e-5 for XLM-R, RoBERTa, MPNet
-    hidden_act: str  # name of the feed-forward activation, see ACTIVATIONS
-    pad_token_id: int
-    # XLM-R, RoBERTa and MPNet number real positions from pad_token_id + 1 (fairseq's
-    # convention) and give padding the position pad_token_id; BERT numbers positions 0..s-1.
-    positions_after_padding_idx: bool
-    # Rows of MPNet's learned relative position bias table ([rows, heads]); 0: no such bias.
-    relative_attention_buckets: int = 0
-    # config.json's model_type: which tensor names the checkpoint uses (checkpoint.py).
-    architecture: str = "bert"
-    # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
-    # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
-    sinusoidal_positions: bool = False
-    # --- rotary families (ModernBERT, GTE, NomicBERT); the defaults are BERT's
-    # "absolute": a learned position table added to the embeddings; "rotary": no table, q and
-    # k of every layer rotated by their position instead (see `rotary_frequencies`).
-    positions: str = "absolute"
-    # "post": BERT's order, add a sublayer's output then normalize; "pre": normalize a
-    # sublayer's input and add its output untouched, with one final norm (ModernBERT).
-    norm_placement: str = "post"
-    # Rotary base of global layers, and of local (sliding-window) layers when they differ
-    # (ModernBERT: 160000 and 10000); 0 for local: the same as global.
-    rope_theta: float = 10000.0
-    local_rope_theta: float = 0.0
-    # Rotary frequencies divided by this (transformers' "linear" scaling; GTE's fixed NTK
-    # scaling is written this way by model.py, see `rotary_frequencies`).
-    rope_scale: float = 1.0
-    # Each layer's kind, "global" (every token sees every token) or "local" (a token sees only
-    # keys at most `window` positions away on either side); () means every layer is global.
-    layer_kinds: tuple[str, ...] = ()
-    window: int = 0
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    def layer_window(self, i: int) -> int:
-        """How far layer i's attention reaches on either side: 0 for no limit (global)."""
-        return self.window if self.layer_kinds and self.layer_kinds[i] == "local" else 0
-
-    def layer_rope_theta(self, i: int) -> float:
-        """The rotary base of layer i: local layers may have their own (ModernBERT)."""
-        if self.layer_window(i) and self.local_rope_theta:
-            return self.local_rope_theta
-        return self.rope_theta
-
-    @property
-    def max_tokens(self) -> int:
-        """How many tokens one text may have: the position table's rows (512 for BERT and
-        XLM-R), or for rotary positions, which have no table, max_position_embeddings (8192
-        for ModernBERT and GTE), the length the model was trained to."""
-        if self.positions_after_padding_idx:
-            return self.max_position_embeddings - self.pad_token_id - 1
-        return self.max_position_embeddings
-
-
-# ---------------------------------------------------------------------------- activations
-
-# erfc(z) for z >= 0 by the Chebyshev-fitted exponent of Numerical Recipes (2nd ed., §6.2,
-# `erfcc`): erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2), fractional error < 1.2e-7.
-# NumPy has no erf and scipy is not a dependency; math.erf per element would be far too slow.
-_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-
-
-def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
-    """Complementary error function 1 - erf(z) for z >= 0, elementwise, in z's float dtype."""
-    two = z.dtype.type(2)
-    t = z + two
-    np.divide(two, t, out=t)  # t = 1/(1 + z/2), as 2/(2 + z): NumPy's divide is vectorized,
-    # its reciprocal is not (and takes twice as long)
-    poly = t * z.dtype.type(_ERFC_COEFFS[-1])
-    for c in reversed(_ERFC_COEFFS[1:-1]):  # Horner's rule, in place
-        poly += c
-        poly *= t
-    poly += _ERFC_COEFFS[0]
-    poly -= np.square(z)
-    out = np.exp(poly, out=poly)
-    out *= t
-    return out
-
-
-# Textbook: x·Φ(x) on the whole array at once. Here: in cache-sized blocks, in place.
-# Elementwise passes over a big [tokens, 4d] array are limited by memory bandwidth: GELU makes
-# ~30 of them. Working in blocks of 64k elements (256 KB of float32) keeps each block in the
-# L2 cache across all its passes, which makes GELU ~3x faster than whole-array passes.
-_BLOCK = 1 << 16
-# max(x, 0) against an array of zeros: NumPy vectorizes np.maximum of two arrays, but not of an
-# array and a scalar, which takes six times as long.
-_ZEROS = np.zeros(_BLOCK, dtype=np.float32)
-_ZEROS.flags.writeable = False
-
-
-def gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, exact form: x·Φ(x), Φ the standard normal CDF. BERT's and XLM-R's `"gelu"`.
-
-    Textbook: x·Φ(x) with Φ from erfc on either side of 0 (textbook.gelu). Written here as
-    max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
-    (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the usual x/2·(1 + erf(x/√2))
-    subtracts two numbers near 1 for negative x and keeps only ~1e-6 of accuracy there.
-    `out=x` overwrites x instead of allocating.
-    """
-    out = np.empty_like(x) if out is None else out
-    src, dst = x.reshape(-1), out.reshape(-1)
-    for i in range(0, src.size, _BLOCK):
-        xb = src[i:i + _BLOCK]
-        a = np.abs(xb)
-        y = erfc_nonnegative(a * np.float32(1 / math.sqrt(2)))  # 2·Φ(-|x|)
-        a *= -0.5
-        y *= a  # -|x|·Φ(-|x|)
-        # out=x is safe: this block of x is read (by abs above and maximum here) before the
-        # add writes the same memory
-        np.add(y, np.maximum(xb, _ZEROS[:xb.size]), out=dst[i:i + _BLOCK])
-    return out
-
-
-def _into(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return y
-    out[...] = y
-    return out
-
-
-def gelu_tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
-    c = np.float32(math.sqrt(2 / math.pi))
-    return _into(0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x))), out)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable everywhere.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def quick_gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(np.float32(1.702) * x), out)
-
-
-def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return np.maximum(x, np.float32(0), out=out)
-
-
-def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(x), out)
-
-
-# Textbook: act(h) returns a new array. Here every activation takes `out=`: the feed-forward
-# layer passes its own temporary, so the largest array of a layer ([tokens, 4d]) is not
-# allocated twice.
-ACTIVATIONS = {
-    "gelu": gelu,
-    "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_fast": gelu_tanh,
-    "quick_gelu": quick_gelu,
-    "relu": relu,
-    "silu": silu,
-    "swish": silu,
-}
+# EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
+# the fast form has nothing to add are the textbook's: position numbering (position_ids),
+# MPNet's relative position bias (relative_position_bias), the rotary angles
+# (rotary_frequencies, rotary_tables) and the rule of a local window (window_allows).
 
 
 # ---------------------------------------------------------------------------- layers
@@ -237,7 +79,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray,
     """softmax(q·kᵀ + bias)·v for a stack of heads, written into `out`.
 
     q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
-    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries].
+    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries],
+    or a local layer's window (-inf beyond it), [keys, queries].
     """
     # Textbook: softmax(q·kᵀ/√hd + mask)·v, a softmax over the last axis of [..., queries,
     # keys]. Here: no mask (texts come in runs of equal length), the softmax in place on the
@@ -304,9 +147,7 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
-# Most scores one block of attention holds: 256k floats (1 MB), small enough to stay in the
-# L2 cache from q·kᵀ through exp() to the product with v.
-_SCORES = 4 * _BLOCK
+_SCORES = 1 << 18  # attention scores per block: 1 MB of float32, which stays in L2 cache
 
 
 def _blocks(texts: int, heads: int, length: int):
@@ -409,85 +250,40 @@ def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> 
     """down(act(gate(x)) · up(x)): a GLU feed-forward (GeGLU with GELU, SwiGLU with SiLU).
 
     The activated projection is `gate`: ModernBERT's first half of Wi, GTE's second half of
-    up_gate_proj, NomicBERT's fc12 (checkpoint.py knows which is which)."""
+    up_gate_proj, NomicBERT's fc12 (families.py says which is which)."""
     h = linear(x, **gate)  # [n, d] -> [n, ff]
     act(h, out=h)  # textbook: act(gate(x)), a new array
     h *= linear(x, **up)  # [n, ff]
     return linear(h, **down)  # [n, ff] -> [n, d]
 
 
-def _feed_forward(ffn: dict):
-    """The feed-forward a layer's parameters call for: gated if it has a gate projection."""
-    return gated_feed_forward if "gate" in ffn else feed_forward
+# Each family names one function per step of a layer (families.Blocks); these tables hold them.
+NORMS = {"layer": layer_norm}
+FEED_FORWARDS = {"plain": feed_forward, "gated": gated_feed_forward}
 
 
-def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
+def residual(x: np.ndarray, sublayer, norm: dict | None, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds,
+    then normalizes the sum; "pre" (ModernBERT) gives the sublayer a normalized copy of x and
+    adds its output to x as it is (norm None: no norm, ModernBERT's first attention)."""
+    normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement == "pre":
+        h = x if norm is None else normalize(x, **norm, eps=cfg.layer_norm_eps)
+        return x + sublayer(h)  # [n, d]
+    if cfg.blocks.norm_placement != "post":
+        raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
+    return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [n, d]
+
+
+def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None, ffn: dict,
                   ln_ffn: dict, cfg: EncoderConfig, **context) -> np.ndarray:
-    """One post-LN transformer block (BERT's original order: add, then normalize). GTE and
-    NomicBERT use it too, with rotary positions and a gated feed-forward. `context`: what
-    attention needs besides the weights (position_bias, rotary, window)."""
-    eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads,
-                                            **context),
-                   **ln_attn, eps=eps)
-    return layer_norm(x + _feed_forward(ffn)(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
-                      **ln_ffn, eps=eps)
-
-
-def pre_norm_encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None,
-                           ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
-                           **context) -> np.ndarray:
-    """One pre-LN block (ModernBERT): each sublayer reads a normalized copy of x and adds its
-    output to x unnormalized. ln_attn None: no norm before attention (ModernBERT's first
-    layer, whose input the embedding norm has just normalized)."""
-    eps = cfg.layer_norm_eps
-    h = x if ln_attn is None else layer_norm(x, **ln_attn, eps=eps)
-    x = x + multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads, **context)
-    h = layer_norm(x, **ln_ffn, eps=eps)
-    x += _feed_forward(ffn)(h, **ffn, act=ACTIVATIONS[cfg.hidden_act])
-    return x
-
-
-def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
-    """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
-    if cfg.positions_after_padding_idx:
-        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
-        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
-        # text gets the padding position too, as in HuggingFace.
-        m = (ids != cfg.pad_token_id).astype(np.int64)
-        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
-    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
-
-
-def relative_position_buckets(length: int, num_buckets: int = 32,
-                              max_distance: int = 128) -> np.ndarray:
-    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
-    [length, length] bucket index for each (query, key) of a text of `length` tokens.
-
-    Half the buckets are for keys before the query, half for keys after it. Within each half,
-    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
-    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
-    """
-    pos = np.arange(length)
-    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
-    half = num_buckets // 2
-    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
-    n = np.abs(n)
-    exact = half // 2
-    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
-    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
-    # buckets) sits on a bucket edge, where another rounding could cross it.
-    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
-    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
-    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
-    return bucket + np.where(n < exact, n, large)  # [q, k]
-
-
-def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
-    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
-    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
-    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
-    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+    """One transformer block: self-attention, then the feed-forward, each added to its input
+    with a norm (`residual`), each the block cfg.blocks names. `context`: what attention needs
+    besides the weights (MPNet's position_bias; rotary cos/sin; a local layer's window)."""
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    x = residual(x, lambda h: multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads,
+                                                   **context), ln_attn, cfg)
+    return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
 def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, ln: dict, cfg: EncoderConfig,
@@ -503,7 +299,7 @@ def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, ln: dict, cfg: Enco
         x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
         x += token_type[0]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+    return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
 def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
@@ -520,59 +316,26 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # as `attention` keeps the scores, and copied so that each row is contiguous.
         bias = relative_position_bias(params["relative_attention_bias"], layout.width)
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
-    block = pre_norm_encoder_layer if cfg.norm_placement == "pre" else encoder_layer
     rotations = {}  # rotary base -> (cos, sin) of every packed token, made once per batch
     for i, layer in enumerate(params["layers"]):
         context = {"position_bias": position_bias, "window": cfg.layer_window(i)}
-        if cfg.positions == "rotary":
+        if cfg.blocks.positions == "rotary":
             theta = cfg.layer_rope_theta(i)
             if theta not in rotations:
                 inv_freq = rotary_frequencies(cfg.head_dim, theta, cfg.rope_scale)
                 rotations[theta] = rotary_tables(layout.positions(), inv_freq)  # [n, hd/2] x2
             context["rotary"] = rotations[theta]
-        x = block(x, layout, **layer, cfg=cfg, **context)
+        x = encoder_layer(x, layout, **layer, cfg=cfg, **context)  # [n, d]
     if "final_norm" in params:  # pre-LN: the last block's output is not normalized yet
-        x = layer_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps)
+        x = NORMS[cfg.blocks.norm](x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return layout.to_grid(x)
 
 
 # ---------------------------------------------------------------------------- rotary positions
 
-def rotary_frequencies(head_dim: int, theta: float, scale: float = 1.0) -> np.ndarray:
-    """RoPE's angular speeds, one per pair of dimensions: 1 / theta^(2i / head_dim) / scale,
-    i = 0 .. head_dim/2 - 1, as float32 [head_dim/2].
-
-    The reference computes them in float32; the power here is taken in float64 from the same
-    float32 exponents and rounded once, which gives torch's float32 values (to an ulp at
-    most on a few of the slowest frequencies, where an ulp moves an angle by < 1e-6 rad).
-
-    `scale` divides every frequency, which is the same as dividing every position by it:
-    transformers' "linear" rope scaling. GTE's fixed NTK scaling (Alibaba's code, rope_scaling
-    {"type": "ntk", "factor": f}) takes the base theta·f and divides the frequencies by
-    f^(2 / head_dim): model.py reads it as theta·f and scale f^(2 / head_dim).
-    """
-    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    inv_freq = np.float32(1) / (theta ** exponents.astype(np.float64)).astype(np.float32)
-    if scale != 1.0:
-        inv_freq /= np.float32(scale)
-    return inv_freq  # [hd/2]
-
-
-def rotary_tables(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of each token's angles, position × frequency: [n] -> two [n, hd/2].
-
-    The angle is a float32 product, as in the reference (positions are whole numbers, exact in
-    float32 up to 2^24); its cosine and sine are taken in float64 and rounded once. RoPE's
-    tables repeat these halves twice along head_dim (`rotate_half`'s convention), which
-    `apply_rotary` uses without building them.
-    """
-    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, 1] * [hd/2] -> [n, hd/2]
-    angles = angles.astype(np.float64)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
 def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2].
+    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2]
+    (textbook.rotary_tables).
 
     rotate_half's convention (not interleaved pairs): dimension i is paired with i + hd/2,
     and each pair (a, b) turns by its angle into (a·cos - b·sin, b·cos + a·sin).
@@ -592,18 +355,12 @@ def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- local windows
 
-def window_allows(query_pos: np.ndarray, key_pos: np.ndarray, window: int) -> np.ndarray:
-    """May a query at query_pos read the key at key_pos in a local layer? Yes when they are at
-    most `window` positions apart, on either side (ModernBERT: window = local_attention // 2,
-    so a token sees 2·window + 1 tokens, itself included)."""
-    return np.abs(query_pos - key_pos) <= window
-
-
 @functools.lru_cache(maxsize=16)
 def _window_bias_t(first_key: int, keys: int, queries: int, window: int) -> np.ndarray:
-    """The window as a bias on transposed scores, [keys, queries]: 0 where the query may read
-    the key, -inf where it may not (exp(-inf) = 0). Keys start `first_key` positions from the
-    first query (<= 0). Blocks away from a text's ends all have the same one: cached."""
+    """A local layer's window (textbook.window_allows) as a bias on transposed scores,
+    [keys, queries]: 0 where the query may read the key, -inf where it may not (exp(-inf) =
+    0). Keys start `first_key` positions from the first query (<= 0). Blocks away from a
+    text's ends all have the same one: cached."""
     allowed = window_allows(np.arange(queries)[None, :], first_key + np.arange(keys)[:, None],
                             window)
     bias = np.where(allowed, np.float32(0), np.float32(-np.inf))

@@ -12,8 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from minisbert import encoder, pooling, textbook
+from minisbert import activations, encoder, pooling, textbook
 from minisbert.encoder import EncoderConfig
+from minisbert.families import Blocks
 from reference import compare
 
 FAMILIES = {
@@ -34,22 +35,26 @@ FAMILIES = {
     # a local layer between global ones whose window (3 on each side) is shorter than most
     # texts here, so the window shows
     "modernbert": dict(type_vocab_size=0, layer_norm_eps=1e-5, pad_token_id=0,
-                       positions_after_padding_idx=False, positions="rotary",
-                       norm_placement="pre", rope_theta=160000.0, local_rope_theta=10000.0,
-                       layer_kinds=("global", "local", "global"), window=3),
+                       positions_after_padding_idx=False, rope_theta=160000.0,
+                       local_rope_theta=10000.0, layer_kinds=("global", "local", "global"),
+                       window=3, norm_bias=False, attention_bias=False, up_bias=False,
+                       down_bias=False,
+                       blocks=Blocks(norm_placement="pre", positions="rotary",
+                                     feed_forward="gated", first_attention_norm=False)),
     # GTE: rotary positions with scaled frequencies (its NTK form), post-LN, gated up
     "gte": dict(type_vocab_size=1, layer_norm_eps=1e-12, pad_token_id=1,
-                positions_after_padding_idx=False, positions="rotary", rope_theta=160000.0,
-                rope_scale=8 ** (2 / 8)),
+                positions_after_padding_idx=False, rope_theta=160000.0, rope_scale=8 ** (2 / 8),
+                up_bias=False, blocks=Blocks(positions="rotary", feed_forward="gated")),
     # NomicBERT: rotary positions (base 1000), post-LN, SwiGLU, no linear biases
     "nomic": dict(type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
-                  positions_after_padding_idx=False, positions="rotary", rope_theta=1000.0),
+                  positions_after_padding_idx=False, rope_theta=1000.0, attention_bias=False,
+                  up_bias=False, down_bias=False,
+                  blocks=Blocks(positions="rotary", feed_forward="gated")),
 }
 # The rotary families' parameter trees differ from BERT's: no position table, gated
-# feed-forwards, linears without bias (None) where the family has none, and for ModernBERT
-# no norm before the first attention, norms without bias and a final norm.
+# feed-forwards, linears and norms without bias (None) where the family has none, and for
+# ModernBERT no norm before the first attention and a final norm.
 ROTARY = {"modernbert", "gte", "nomic"}
-NO_LINEAR_BIAS = {"modernbert": "all", "nomic": "all", "gte": "gated"}
 MAX_TOKENS = 40  # the longest text the position table holds, in every family
 # Ragged and unsorted; equal neighbours make runs of equal length in encoder.Layout.
 LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
@@ -72,27 +77,24 @@ def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
     def normal(*shape, scale=std):
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
-    family = cfg.architecture
-    no_bias = NO_LINEAR_BIAS.get(family)
-
-    def linear(n_in, n_out, gated=False):  # stored [out, in] as torch does; used transposed
-        bias = not (no_bias == "all" or (no_bias == "gated" and gated))
+    def linear(n_in, n_out, bias=True):  # stored [out, in] as torch does; used transposed
         return {"w": normal(n_out, n_in).T, "b": normal(n_out) if bias else None}
 
     def norm():  # LayerNorm scales around 1
-        bias = family != "modernbert"
-        return {"g": 1 + normal(d, scale=0.2), "b": normal(d, scale=0.2) if bias else None}
+        return {"g": 1 + normal(d, scale=0.2),
+                "b": normal(d, scale=0.2) if cfg.norm_bias else None}
 
-    if family in ROTARY:
+    if cfg.architecture in ROTARY:
         embeddings = {"word": normal(cfg.vocab_size, d, scale=0.05), "ln": norm()}
-        layers = [{"attn": {"q": linear(d, d), "k": linear(d, d), "v": linear(d, d),
-                            "out": linear(d, d)},
-                   "ln_attn": None if (family == "modernbert" and i == 0) else norm(),
-                   "ffn": {"gate": linear(d, ff, gated=True), "up": linear(d, ff, gated=True),
-                           "down": linear(ff, d)},
+        attn = cfg.attention_bias
+        layers = [{"attn": {"q": linear(d, d, attn), "k": linear(d, d, attn),
+                            "v": linear(d, d, attn), "out": linear(d, d, attn)},
+                   "ln_attn": norm() if i or cfg.blocks.first_attention_norm else None,
+                   "ffn": {"gate": linear(d, ff, cfg.up_bias), "up": linear(d, ff, cfg.up_bias),
+                           "down": linear(ff, d, cfg.down_bias)},
                    "ln_ffn": norm()} for i in range(cfg.num_layers)]
         params = {"embeddings": embeddings, "layers": layers}
-        if cfg.norm_placement == "pre":
+        if cfg.blocks.norm_placement == "pre":
             params["final_norm"] = norm()
         if cfg.type_vocab_size:
             params["embeddings"]["token_type"] = normal(cfg.type_vocab_size, d, scale=0.05)
@@ -140,7 +142,7 @@ def assert_tokens_close(name, ours, ref, mask):
     assert worst <= 1e-4
 
 
-@pytest.mark.parametrize("act", sorted(encoder.ACTIVATIONS))
+@pytest.mark.parametrize("act", sorted(activations.ACTIVATIONS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fast_encoder_equals_textbook(family, act):
     cfg = config(family, act)
@@ -205,11 +207,11 @@ def test_positions_are_the_familys(family):
 
 
 def test_textbook_activations_are_the_fast_ones():
-    assert textbook.ACTIVATIONS.keys() == encoder.ACTIVATIONS.keys()
+    assert textbook.ACTIVATIONS.keys() == activations.ACTIVATIONS.keys()
     x = np.concatenate([np.linspace(-100, 100, 200_001),
                         np.random.default_rng(3).standard_normal(10_000) * 4]).astype(np.float32)
     for name, act in textbook.ACTIVATIONS.items():
-        ours, fast = act(x), encoder.ACTIVATIONS[name](x)
+        ours, fast = act(x), activations.ACTIVATIONS[name](x)
         assert ours.dtype == np.float32, name
         diff = np.abs(ours.astype(np.float64) - fast)
         print(f"\n{name}: textbook vs fast maxdiff = {diff.max():.2e}")
