@@ -216,9 +216,9 @@ def random_model(family: str, hub: dict, seed: int = 0):
 
 # ---------------------------------------------------------------------------- tokenizers
 
-def write_tokenizer(folder: Path, style: str, cache: Path) -> int:
-    """The layout's tokenizer files into folder, trained once into `cache`; returns its vocab
-    size (ids the model must embed)."""
+def write_tokenizer(folder: Path, style: str, cache: Path):
+    """The layout's tokenizer files into folder, trained once into `cache`; returns
+    transformers' tokenizer of the folder."""
     cache.mkdir(parents=True, exist_ok=True)
     made = cache / style
     if not made.exists():
@@ -242,7 +242,7 @@ def write_tokenizer(folder: Path, style: str, cache: Path) -> int:
     config["model_max_length"] = 8192
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
     import transformers
-    return len(transformers.AutoTokenizer.from_pretrained(folder))
+    return transformers.AutoTokenizer.from_pretrained(folder)
 
 
 # ---------------------------------------------------------------------------- folders
@@ -255,18 +255,31 @@ def write_st_files(folder: Path, layout: Layout, dim: int) -> None:
          "similarity_fn_name": "cosine"}, indent=2, ensure_ascii=False))
 
 
-def make_folders(root: Path, name: str, size: str = "small", *, tokenizer_cache: Path,
+def make_folders(root: Path, name: str, size: str = "small", *, tokenizer_cache: Path | None,
                  seed: int = 0, overrides: dict | None = None) -> tuple[Path, Path]:
     """(the hub-style folder minisbert loads, the transformers-config folder the reference
-    loads), both with the same random weights, the layout's tokenizer and modules."""
+    loads), both with the same random weights, the layout's tokenizer and modules.
+    tokenizer_cache None: no tokenizer (for tests that feed token ids), a vocabulary of 1,000
+    ids in the small size, ids 0-2 special."""
     layout = LAYOUTS[name]
     ours, ref = root / name, root / f"{name}-transformers"
     for folder in (ours, ref):
         folder.mkdir(parents=True, exist_ok=True)
-    vocab = write_tokenizer(ref, layout.tokenizer, tokenizer_cache)
     hub = layout_config(name, size)
+    if tokenizer_cache is not None:
+        tok = write_tokenizer(ref, layout.tokenizer, tokenizer_cache)
+        vocab, specials = len(tok), {"pad_token_id": tok.pad_token_id,
+                                     "cls_token_id": tok.cls_token_id,
+                                     "sep_token_id": tok.sep_token_id,
+                                     "bos_token_id": tok.bos_token_id,
+                                     "eos_token_id": tok.eos_token_id}
+    else:
+        vocab, specials = 1000, {"pad_token_id": 0, "cls_token_id": 1, "sep_token_id": 2,
+                                 "bos_token_id": 1, "eos_token_id": 2}
     # The embedding table holds the tokenizer's ids, rounded up as real vocabularies are.
     hub["vocab_size"] = max(vocab, hub["vocab_size"]) if size == "real" else -(-vocab // 64) * 64
+    if layout.family == "modernbert":  # the special ids live in ModernBERT's config
+        hub.update({k: v for k, v in specials.items() if v is not None})
     hub.update(overrides or {})
     model = random_model(layout.family, hub, seed)
     model.save_pretrained(ref)  # model.safetensors in the hub's names, and its own config.json
