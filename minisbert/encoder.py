@@ -175,15 +175,18 @@ def _query_blocks(length: int, window: int):
 
     Textbook: all queries against all keys at once, [h, s, s] scores: 3.2 GB for one text of
     8,192 tokens and 12 heads. Here: a block of queries at a time, one head at a time, so the
-    scores held at once are [keys, block], about _SCORES floats however long the text is. A
+    scores held at once are [keys, block], a few MB however long the text is. A
     global layer's block reads every key; a local layer's reads only the keys within `window`
     positions of the block, so its cost grows with length × window instead of length².
     Softmax runs over each query's own keys, so splitting the queries changes no number.
     """
-    if window:  # block × (block + 2·window) scores
+    if window:  # block × (block + 2·window) scores, about _SCORES
         block = max(16, int(math.sqrt(window * window + _SCORES)) - window)
-    else:  # block × length scores
-        block = max(16, _SCORES // length)
+    else:  # block × length scores, about 16·_SCORES (16 MB)
+        # Larger than a local block: with every key in a block, the products q·kᵀ and e·v
+        # are long and thin, and BLAS runs such a product of few queries far below its
+        # speed (measured, 8,192 keys, hd 64: 32 queries per block 20x slower than 512).
+        block = max(_SCORES >> 10, (_SCORES << 4) // length)
     for q0 in range(0, length, block):
         q1 = min(q0 + block, length)
         keys = slice(max(0, q0 - window), min(length, q1 + window)) if window else slice(None)

@@ -243,19 +243,16 @@ def test_softmax_and_layer_norm_by_definition():
                                / (x.astype(np.float64).var(axis=-1) + 1e-5), rtol=1e-5)
 
 
-@pytest.mark.parametrize("scores", [4096, None])
+@pytest.mark.parametrize("scores", [4096, 16384])
 @pytest.mark.parametrize("family", sorted(ROTARY))
 def test_long_texts_a_block_of_queries_at_a_time(family, scores, monkeypatch):
     # Texts whose scores do not fit one block go a block of queries at a time (a local layer's
     # block reading only its window): the same numbers as the textbook's whole [s, s] scores.
-    # With blocks of at most 4096 scores, 300 tokens make 19 blocks of 16 queries per head in a
-    # global layer and 5 of 61 in a local one; with the real budget a 1100-token text goes in
-    # blocks of 238 queries.
-    if scores:
-        monkeypatch.setattr(encoder, "_SCORES", scores)
-        lengths = [300, 130, 130, 2, 61]
-    else:
-        lengths = [1100, 4]
+    # With a budget of 4096 scores, 300 tokens make 2 blocks (218 queries) per head in a
+    # global layer and 5 (61 queries) in a local one; with 16384, 1100 tokens make 5 blocks
+    # (238 queries) in a global layer.
+    monkeypatch.setattr(encoder, "_SCORES", scores)
+    lengths = [300, 130, 130, 2, 61] if scores == 4096 else [1100, 4]
     cfg = config(family)
     cfg = EncoderConfig(**{**cfg.__dict__, "max_position_embeddings": max(lengths)})
     params = random_params(cfg)
