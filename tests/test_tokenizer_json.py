@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 
@@ -180,3 +181,61 @@ def test_bad_tokenizer_json_is_one_clear_error(case, minilm_path, tmp_path):
         load_tokenizer(folder, MAX_LENGTH)
     assert str(folder / "tokenizer.json") in str(e.value)
     print(f"\n{case}: {e.value}", end="")
+
+
+# ---------------------------------------------------------------------------- whole folders
+
+def _vocab_size(folder) -> int:
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    ids = range(len(vocab)) if isinstance(vocab, list) else vocab.values()
+    return max([*ids, *(t["id"] for t in spec["added_tokens"])]) + 1
+
+
+def _folder_only_tokenizer_json(family, style_folder, tmp_path):
+    """A sentence-transformers folder whose only tokenizer file is tokenizer.json (with
+    tokenizer_config.json), around a small random model of `family`."""
+    folder = tmp_path / family
+    if family == "bert":
+        shutil.copytree(style_folder("minilm"), folder)
+        (folder / "vocab.txt").unlink()
+        return folder
+    from reference import save_random_roberta, write_sentence_transformers_files
+    tokenizer = style_folder({"roberta": "roberta", "xlm-roberta": "xlmr"}[family])
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer / name, folder)
+    save_random_roberta(folder, family, vocab_size=_vocab_size(folder), hidden=64, layers=2,
+                        heads=4, intermediate=128, max_position_embeddings=130)
+    write_sentence_transformers_files(folder, dim=64, max_seq_length=MAX_LENGTH, normalize=True)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_folder_with_only_tokenizer_json_gives_sentence_transformers_vectors(
+        family, style_folder, tmp_path):
+    """minisbert.load on the folder and sentence-transformers on the same folder: the same
+    ids, and normalized vectors within 1e-5, on stripped texts of many languages."""
+    st = pytest.importorskip("sentence_transformers")
+    import minisbert
+    from reference import compare
+    if family == "xlm-roberta":
+        pytest.importorskip(NEEDS["xlmr"])
+    folder = _folder_only_tokenizer_json(family, style_folder, tmp_path)
+    assert not {"vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model"} & {
+        p.name for p in folder.iterdir()}
+    ours = minisbert.load(folder)
+    assert isinstance(ours.tokenizer, TokenizerJson)
+    ref = st.SentenceTransformer(str(folder), device="cpu")
+    texts = corpus.spread(corpus.english("ja"), 40)
+    for lang in ("ja", "ar", "hi", "ru", "de", "th"):
+        texts += corpus.spread(corpus.translations(lang), 20)
+    texts = [t.strip() for t in texts + ["a <mask> b", "x " * 300]]
+    want_ids = ref.tokenizer(texts, truncation=True, max_length=ours.max_seq_length)["input_ids"]
+    assert not first_mismatches(texts, ours.tokenize(texts), want_ids)
+    with warnings.catch_warnings():  # the long text is cut, as intended
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)
+        vectors = ours.encode(texts, normalize_embeddings=True)
+    maxdiff, _ = compare(family, vectors,
+                         ref.encode(texts, normalize_embeddings=True))
+    assert maxdiff <= 1e-5
