@@ -65,7 +65,7 @@ def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False) -> To
             cls_name = "RobertaTokenizer"
         else:
             # Nothing says which tokenizer: name the files rather than guess.
-            raise ModelFileMissing(f"{folder}: none of vocab.txt (WordPiece), "
+            raise ModelFileMissing(f"{folder}: none of tokenizer.json, vocab.txt (WordPiece), "
                                    "sentencepiece.bpe.model (XLM-R) or vocab.json + merges.txt "
                                    "(byte-level BPE) is here, and tokenizer_config.json names no "
                                    "tokenizer_class; download the complete model folder.")
