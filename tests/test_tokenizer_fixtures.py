@@ -19,7 +19,7 @@ from reference import first_mismatches
 
 
 FOLDERS = {"wordpiece": "minilm_path", "xlmr": "xlmr_tokenizer_folder",
-           "japanese": "ja_tokenizer_folder"}
+           "xlmr_json": "xlmr_json_folder", "japanese": "ja_tokenizer_folder"}
 
 
 @pytest.fixture(scope="module", params=fx.FRONT_ENDS)
@@ -28,6 +28,8 @@ def stored(request):
     front_end = request.param
     if front_end == "xlmr":
         pytest.importorskip("sentencepiece")
+    elif front_end == "xlmr_json":  # SentencePiece's character map, in the project
+        pytest.importorskip("minisbert.tokenizer.precompiled")
     elif front_end == "japanese":
         pytest.importorskip("fugashi")
         pytest.importorskip("ipadic")
@@ -80,7 +82,14 @@ def test_ids_equal_the_stored_ones(stored):
 def test_stored_ids_are_still_the_references(stored):
     front_end, data, folder = stored
     transformers = pytest.importorskip("transformers")
-    if front_end == "wordpiece":
+    if front_end == "xlmr_json":
+        tokenizers = pytest.importorskip("tokenizers")
+        ref = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        ref.no_padding()
+        ref.enable_truncation(data["max_length"])
+        references = {"ids": lambda text, truncation, max_length: {
+            "input_ids": ref.encode(text).ids}}
+    elif front_end == "wordpiece":
         references = {"ids": transformers.AutoTokenizer.from_pretrained(folder)}
     elif front_end == "xlmr":
         references = {"ids": transformers.XLMRobertaTokenizer.from_pretrained(folder)}

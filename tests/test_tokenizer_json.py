@@ -239,3 +239,33 @@ def test_folder_with_only_tokenizer_json_gives_sentence_transformers_vectors(
     maxdiff, _ = compare(family, vectors,
                          ref.encode(texts, normalize_embeddings=True))
     assert maxdiff <= 1e-5
+
+
+def test_xlmr_folder_with_tokenizer_json_runs_without_sentencepiece(tmp_path, monkeypatch):
+    """NumPy alone: an XLM-R folder whose tokenizer is the stored tokenizer.json (no
+    sentencepiece.bpe.model) loads and embeds with SentencePiece unimportable, and its ids are
+    the ones stored from `tokenizers` (tests/fixtures/xlmr_json.json)."""
+    pytest.importorskip("minisbert.tokenizer.precompiled")
+    import sys
+
+    import numpy as np
+
+    import minisbert
+    import tokenizer_fixtures as fx
+    import xlmr_folder
+    fx.check_artifact("xlmr_json")
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)  # `import sentencepiece` fails
+    folder = xlmr_folder.make_numpy_xlmr_folder(
+        tmp_path / "xlmr", None, hidden=32, layers=2, heads=4, intermediate=64,
+        max_seq_length=128, tokenizer_json=fx.XLMR_JSON)
+    model = minisbert.load(folder)
+    assert isinstance(model.tokenizer, TokenizerJson)
+    data = fx.read("xlmr_json")
+    cases = [c for c in data["cases"] if c["text"] == c["text"].strip()][:100]
+    texts = [c["text"] for c in cases]
+    want = [c["ids"][:127] + [2] if len(c["ids"]) > 128 else c["ids"] for c in cases]
+    assert not first_mismatches(texts, model.tokenize(texts), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)
+        vectors = model.encode(texts)
+    assert vectors.shape == (len(texts), 32) and np.isfinite(vectors).all()
