@@ -29,6 +29,7 @@ from ..errors import TokenizerError
 from . import bert
 from .base import CharTable
 from .bpe import WHITE_SPACE
+from .unicode_regex import compile_pattern
 
 # Per character, as the Rust library lowercases (Python's str.lower would apply the final-sigma
 # rule to a whole word).
@@ -153,7 +154,6 @@ def compile_regex(pattern: dict):
     if not isinstance(source, str):
         raise TokenizerError(f"the pattern {pattern!r} is neither {{\"String\": ...}} nor "
                              "{\"Regex\": ...}")
-    from .unicode_regex import compile_pattern
     try:
         return compile_pattern(source)
     except TokenizerError:
