@@ -410,7 +410,7 @@ _GTE = Family(
             ("max_position_embeddings", 8192), "up_bias": False},
     names=_GTE_NAMES, prefixes=("new.",), read=_read_gte,
     blocks=Blocks(positions="rotary", feed_forward="gated"),
-    tokenizer="XLMRobertaTokenizer", tokenizer_files=("sentencepiece.bpe.model",))
+    tokenizer="XLMRobertaTokenizer", tokenizer_files=("tokenizer.json",))
 
 FAMILIES.update({
     # answerdotai/ModernBERT and its embedders (gte-modernbert, modernbert-embed, ruri-v3)
@@ -442,7 +442,8 @@ FAMILIES.update({
         prefixes=("model.",), read=_read_modernbert,
         ignored=(*COMMON_IGNORED, r"^head\.", r"^decoder\."),  # the masked-LM head
         blocks=Blocks(norm_placement="pre", positions="rotary", feed_forward="gated",
-                      first_attention_norm=False)),
+                      first_attention_norm=False),
+        tokenizer="PreTrainedTokenizerFast", tokenizer_files=("tokenizer.json",)),
     # Alibaba-NLP's GTE (gte-multilingual-base; Snowflake's arctic-embed-m-v2.0): the remote
     # code's model_type "new", and "gte", which transformers 5 reads natively
     "new": _GTE,
