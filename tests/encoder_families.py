@@ -53,7 +53,9 @@ class Layout:
     config: dict  # config.json as the hub folder holds it
     pooling: str  # 1_Pooling's mode
     normalize: bool  # a Normalize module after pooling
-    tokenizer: str  # the tokenizer style (tests/hf_tokenizers.py, or "wordpiece-vocab", "xlmr-sp")
+    # the tokenizer style: one of tests/hf_tokenizers.py's, or "wordpiece-vocab" (BERT's
+    # uncased vocab.txt), "xlmr-sp" (XLM-R's SentencePiece model), "ruri" (see below)
+    tokenizer: str
     max_seq_length: int = 8192
     prompts: dict = field(default_factory=dict)  # config_sentence_transformers.json's prompts
     # The widths of the default (fast) run; vocab_size is set to the tokenizer's.
@@ -81,7 +83,7 @@ LAYOUTS = {
         {**_MODERNBERT_BASE, "intermediate_size": 3072, "num_hidden_layers": 25,
          "vocab_size": 102400, "pad_token_id": 3, "bos_token_id": 1, "eos_token_id": 2,
          "cls_token_id": 1, "sep_token_id": 2},
-        "mean", False, "llama",
+        "mean", False, "ruri",
         prompts={"query": "検索クエリ: ", "document": "検索文書: ", "topic": "トピック: "},
         small={"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 4,
                "num_attention_heads": 4, "local_attention": 12}),
@@ -232,6 +234,8 @@ def write_tokenizer(folder: Path, style: str, cache: Path):
             import tokenizer_fixtures
             import xlmr_folder
             xlmr_folder.write_tokenizer_files(made, tokenizer_fixtures.SP_MODEL)
+        elif style == "ruri":
+            train_ruri_tokenizer(made)
         else:  # a tokenizer.json style
             import hf_tokenizers
             hf_tokenizers.STYLES[style](made)
@@ -243,6 +247,28 @@ def write_tokenizer(folder: Path, style: str, cache: Path):
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
     import transformers
     return transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def train_ruri_tokenizer(out_dir: Path) -> Path:
+    """A SentencePiece-style BPE as ruri-v3's (Japanese) folders ship one in tokenizer.json:
+    the Llama-style file of tests/hf_tokenizers.py with a <pad> token and the text between
+    <s> and </s>, read through PreTrainedTokenizerFast (which keeps the file's template)."""
+    import hf_tokenizers
+    from tokenizers import AddedToken, Tokenizer, processors
+    hf_tokenizers.train_llama_tokenizer(out_dir)
+    tok = Tokenizer.from_file(str(out_dir / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+        special_tokens=[("<s>", 1), ("</s>", 2)])
+    tok.save(str(out_dir / "tokenizer.json"))
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                "pad_token": "<pad>", "cls_token": "<s>", "sep_token": "</s>"}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(
+        {**specials, "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 8192},
+        indent=2))
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    return out_dir
 
 
 # ---------------------------------------------------------------------------- folders

@@ -195,3 +195,104 @@ def check_long_text(ours_dir: Path, ref_dir: Path) -> None:
     ref = reference_tokens(ref_dir, ids, mask)
     print(f"transformers: {time.perf_counter() - start:.1f} s")
     check_tokens(f"{n} tokens", ours, ref, mask)
+
+
+# ---------------------------------------------------------------------------- whole folders
+
+# Languages of the catalogs the folder texts come from: Latin, CJK, Cyrillic, Arabic, Indic,
+# Thai, Greek, Hebrew scripts.
+FOLDER_LANGS = ("ja", "zh_CN", "ko", "ru", "ar", "hi", "th", "el", "he", "de", "fr", "vi")
+SMALL_MAX_SEQ_LENGTH = 96  # the small folders cut texts here, so long texts are cut
+
+
+@pytest.fixture(scope="module")
+def folder_texts(corpus_share):
+    """Catalog messages in many languages (an even share by default), and long texts made of
+    whole catalogs' lines: longer than every small layout's window and past max_seq_length."""
+    import corpus
+    texts = list(corpus_share(corpus.english("ja"), 20))
+    for lang in FOLDER_LANGS:
+        texts += corpus_share(corpus.translations(lang), 8)
+    for lang in ("ja", "ru", "de"):
+        texts.append(" ".join(corpus.lines(corpus.translations(lang), 400)))
+    texts = [t.strip() for t in texts if t.strip()]  # minisbert strips; compare stripped
+    return list(dict.fromkeys(texts))
+
+
+@pytest.fixture(scope="module")
+def folder_pair(tmp_path_factory, tokenizer_cache):
+    """folder_pair(name, size) -> (minisbert's model, sentence-transformers'), built once each."""
+    st = pytest.importorskip("sentence_transformers")
+    root = tmp_path_factory.mktemp("family-folders")
+    made = {}
+
+    def pair(name: str, size: str = "small"):
+        if (name, size) not in made:
+            ours_dir, ref_dir = encoder_families.make_folders(
+                root / size, name, size, tokenizer_cache=tokenizer_cache)
+            if size == "small":  # cut long texts early, in both folders
+                for folder in (ours_dir, ref_dir):
+                    path = folder / "sentence_bert_config.json"
+                    config = json.loads(path.read_text())
+                    path.write_text(json.dumps({**config,
+                                                "max_seq_length": SMALL_MAX_SEQ_LENGTH}))
+            made[name, size] = (minisbert.load(ours_dir),
+                                st.SentenceTransformer(str(ref_dir), device="cpu"))
+        return made[name, size]
+    return pair
+
+
+def reference_ids(st_model, texts: list[str]) -> list[list[int]]:
+    """The ids sentence-transformers gives each text (its own tokenize, padding removed)."""
+    out = []
+    for text in texts:
+        features = st_model.tokenize([text])
+        n = int(features["attention_mask"][0].sum())
+        out.append(features["input_ids"][0, :n].tolist())
+    return out
+
+
+def run_folder(folder_pair, folder_texts, name: str, size: str) -> None:
+    import warnings
+    ours, ref = folder_pair(name, size)
+    layout = LAYOUTS[name]
+    texts = folder_texts
+    longest = max(len(x) for x in ours.tokenize(texts))
+    print(f"\n{name} ({size}): {len(texts)} texts, longest {longest} tokens "
+          f"(max_seq_length {ours.max_seq_length}, window {ours.cfg.window or 'none'})")
+    if size == "small":
+        assert longest == ours.max_seq_length  # texts are cut
+    for prompt_name in (None, *layout.prompts):
+        prompt = layout.prompts.get(prompt_name, "")
+        theirs = reference_ids(ref, [prompt + t for t in texts])
+        mine = ours.tokenize(texts, prompt_name=prompt_name)
+        bad = [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+        assert not bad, f"{prompt_name}: text {bad[0]}: {texts[bad[0]]!r}\n{mine[bad[0]]}\n" \
+                        f"{theirs[bad[0]]}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", minisbert.TruncationWarning)
+            a = ours.encode(texts, prompt_name=prompt_name, normalize_embeddings=True)
+        b = ref.encode(texts, prompt_name=prompt_name, normalize_embeddings=True)
+        maxdiff, _ = compare(f"{name} prompt {prompt_name!r} normalized", a, b)
+        assert maxdiff <= NORMALIZED
+    if name == "nomic-embed-text-v1.5":  # Matryoshka: the first 64 components, renormalized
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", minisbert.TruncationWarning)
+            a = ours.encode(texts, prompt_name="search_query", truncate_dim=64,
+                            normalize_embeddings=True)
+        b = ref.encode(texts, prompt_name="search_query", truncate_dim=64,
+                       normalize_embeddings=True)
+        assert a.shape == b.shape == (len(texts), 64)
+        maxdiff, _ = compare(f"{name} truncate_dim=64", a, b)
+        assert maxdiff <= NORMALIZED
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_folders_as_sentence_transformers(folder_pair, folder_texts, name):
+    run_folder(folder_pair, folder_texts, name, "small")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_folders_as_sentence_transformers_real_widths(folder_pair, folder_texts, name):
+    run_folder(folder_pair, folder_texts, name, "real")
