@@ -296,3 +296,16 @@ def test_folders_as_sentence_transformers(folder_pair, folder_texts, name):
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_folders_as_sentence_transformers_real_widths(folder_pair, folder_texts, name):
     run_folder(folder_pair, folder_texts, name, "real")
+
+
+def test_verify_runs_on_the_families(folder_pair, tokenizer_cache, tmp_path):
+    # `minisbert verify` needs to know nothing of the family: the transformers-config folder of
+    # each family (the one sentence-transformers loads) passes it. (The hub folders of GTE and
+    # NomicBERT name remote code, which the reference cannot run offline.)
+    from minisbert import verify
+    for name in ("modernbert-embed-base", "gte-multilingual-base", "nomic-embed-text-v1.5"):
+        _, ref_dir = encoder_families.make_folders(tmp_path, name, "small",
+                                                   tokenizer_cache=tokenizer_cache)
+        report = verify.verify(ref_dir)
+        print(f"\n{name}: {report.ref.name}, ok={report.ok}")
+        assert report.ok
