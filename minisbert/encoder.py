@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .activations import ACTIVATIONS
 from .families import EncoderConfig
 from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
@@ -225,7 +226,8 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         if (window and length - 1 > window) or length * length > _SCORES:
             # A long text, or one longer than a local layer's reach: a block of queries of
             # one head at a time ([length, hd] views of that head, [queries., hd] of them).
-            for t, h in itertools.product(range(texts), range(num_heads)):
+            def one_head(pair, q4=q4, k4=k4, v4=v4, m4=m4, length=length):
+                t, h = pair
                 qh, kh, vh, oh = (a[t, :, h] for a in (q4, k4, v4, m4))  # [length, hd] each
                 for qs, ks in _query_blocks(length, window):
                     bias_t = None
@@ -235,6 +237,10 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
                     elif position_bias is not None:
                         bias_t = position_bias[h, ks, qs]
                     attention(qh[qs], kh[ks], vh[ks], out=oh[qs], bias_t=bias_t)
+            # Each head writes its own columns of `mixed`: heads may run in parallel threads
+            # (parallel.run_tasks: when this encode is not already one of several batches
+            # run at once), so exp() and the softmax use every core, not only BLAS.
+            parallel.run_tasks(one_head, itertools.product(range(texts), range(num_heads)))
             continue
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views

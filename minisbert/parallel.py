@@ -135,3 +135,21 @@ def run_batches(work: Callable, batches: Iterable, done: Callable[[int], object]
         for rows in batches:
             work(rows)
             done(len(rows))
+
+
+def run_tasks(work: Callable, tasks: Iterable) -> None:
+    """Call work(task) for each task, in threads (one per core, each with a single-threaded
+    BLAS) when this thread is not already one of several batches run_batches runs at once;
+    otherwise one after another. The tasks must write disjoint outputs. The encoder uses it
+    for the heads of one long text, where one batch alone would leave all but BLAS on one
+    core."""
+    tasks = list(tasks)
+    with _lock:
+        busy = _users > 0
+    n_workers = 1 if busy else workers()
+    if n_workers > 1 and len(tasks) > 1:
+        with single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(work, tasks))  # list(): re-raises a task's exception here
+    else:
+        for task in tasks:
+            work(task)
