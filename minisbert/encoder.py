@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) as pure NumPy functions,
-fast form.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) as pure NumPy functions, fast form.
 
 `textbook.py` is the same function written plainly, on a padded [b, s, d] batch with a mask;
 read it first. This file computes the same numbers faster (tests/test_textbook.py holds the
@@ -20,6 +20,10 @@ whether a relative position bias is added to the attention scores (MPNet), and w
 each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). Their tensor
 names differ too, which only checkpoint.py reads (from families.py). The activations are
 activations.py's.
+
+Long texts (ModernBERT and GTE read 8,192 tokens) never build a text's whole [h, s, s]
+scores: attention goes one head and a block of queries at a time (`_query_blocks`), and a
+local layer's block reads only the keys in its window.
 
 Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
 relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean

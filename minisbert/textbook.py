@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) in textbook form: the
-maths, plainly.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) in textbook form: the maths, plainly.
 
 A batch of texts is `ids` and `mask`, both [b, s] (texts × positions, padded to the longest
 text, mask 1 for real tokens). Every layer works on the whole padded grid x: [b, s, d], and
@@ -13,7 +13,11 @@ start (`position_ids`), whether the tree has a token-type table (MPNet and Disti
 none), which block each step of a layer uses (`cfg.blocks`), and MPNet's relative position
 bias, a learned [buckets, heads] table: the scores of every layer get, for each head, a number
 that depends on how far, and in which direction, the key is from the query
-(`relative_position_bias`). It goes into the same attention bias as the mask.
+(`relative_position_bias`). It goes into the same attention bias as the mask. ModernBERT, GTE
+and NomicBERT bring four more blocks, each a section at the end of this file: rotary positions
+(q and k turned by their position, instead of a position table), local windows (ModernBERT's
+local layers: a bias of -inf on keys farther than the window), the gated feed-forward, and the
+pre-LN `residual` (ModernBERT).
 
 This file needs nothing from the rest of minisbert but `EncoderConfig`. `encoder.py` is the
 fast form of the same function and takes the steps it does not speed up (position numbering,
