@@ -210,9 +210,9 @@ def folder_texts(corpus_share):
     """Catalog messages in many languages (an even share by default), and long texts made of
     whole catalogs' lines: longer than every small layout's window and past max_seq_length."""
     import corpus
-    texts = list(corpus_share(corpus.english("ja"), 20))
+    texts = list(corpus_share(corpus.english("ja"), 12))
     for lang in FOLDER_LANGS:
-        texts += corpus_share(corpus.translations(lang), 8)
+        texts += corpus_share(corpus.translations(lang), 5)
     for lang in ("ja", "ru", "de"):
         texts.append(" ".join(corpus.lines(corpus.translations(lang), 400)))
     texts = [t.strip() for t in texts if t.strip()]  # minisbert strips; compare stripped
