@@ -53,9 +53,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import weights
 from .families import tokenizer_file_sets
-from .weights import WEIGHT_FILES
+from .weights import WEIGHT_FILES, find_weights, read_weight_map
 from .errors import DownloadError, MinisbertError, ModelFileMissing
 from .folder import LFS_POINTER, parse_modules, read_json, read_modules
 from .progress import ProgressBar
@@ -175,13 +174,13 @@ def _missing_weights(root: Path, where: Path) -> list[str]:
         return path.relative_to(root).as_posix()
 
     try:
-        weights = weights.find_weights(where)
+        weights = find_weights(where)
     except ModelFileMissing:
         return [f"{name(where / WEIGHT_FILES[0])} (or {', '.join(WEIGHT_FILES[1:])})"]
     files = [weights]
     if weights.name.endswith(".index.json"):
         try:
-            files = [where / shard for shard in weights.read_weight_map(weights)]
+            files = [where / shard for shard in read_weight_map(weights)]
         except MinisbertError as e:
             return [str(e)]
     missing = []
@@ -352,7 +351,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
             if file.endswith(".index.json"):
                 # Shard names are remote input: read_weight_map refuses any that is not a plain
                 # file name, so none can lead outside the folder.
-                for shard in weights.read_weight_map(folder / prefix / file, DownloadError):
+                for shard in read_weight_map(folder / prefix / file, DownloadError):
                     if not get(prefix + shard):
                         raise DownloadError(f"{endpoint}/{name}: {prefix + file} names the shard "
                                             f"{shard}, but there is no {prefix + shard} at "
