@@ -596,7 +596,7 @@ def _job_done():
 
 
 def test_batches_keep_encodes_caps_and_rows_go_to_their_own_job():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     model = _CountingModel()
     model.gate.set()
     batcher = Batcher(model, workers=2, max_wait=0.002)
@@ -614,7 +614,7 @@ def test_batches_keep_encodes_caps_and_rows_go_to_their_own_job():
 
 
 def test_full_queue_refuses_and_cancel_drops_waiting_texts():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     from minisbert.errors import QueueFull
     model = _CountingModel()  # gate closed: the worker holds its first batch
     batcher = Batcher(model, workers=1, max_wait=0, max_queued=10)
@@ -637,7 +637,7 @@ def test_full_queue_refuses_and_cancel_drops_waiting_texts():
 
 
 def test_a_batch_holds_texts_of_one_prompt():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     model = _CountingModel()  # gate closed until all three jobs wait
     batcher = Batcher(model, workers=1, max_wait=0)
     events = []

@@ -3,7 +3,7 @@
 A server that encodes each request on its own wastes the encoder on tiny batches: one short
 text is a [20, 384] matrix product, and 32 of them in one batch cost far less than 32 apart.
 `Batcher` keeps one queue of texts (each tagged with its request, a `Job`) and a few worker
-threads, one per core as `encode` runs batches (see parallel.py). Each worker:
+threads, one per core as `encode` runs batches (see threads.py). Each worker:
 
   1. takes texts from the head of the queue, first come first served, as many as one batch of
      `encode` holds: at most `batch_size` texts and at most `model.max_batch_tokens` places once
@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import parallel
+from . import threads
 from .errors import QueueFull
 
 
@@ -81,7 +81,7 @@ class Batcher:
         self._active = 0  # jobs submitted and not yet done
         self._cond = threading.Condition()
         self._closing = False
-        n = workers or parallel.workers()
+        n = workers or threads.workers()
         self._threads = [threading.Thread(target=self._work, name=f"minisbert-batcher-{i}",
                                           daemon=True) for i in range(n)]
         for t in self._threads:
@@ -174,8 +174,8 @@ class Batcher:
             prompt = batch[0][0].prompt  # the same for the whole batch (see _batch_end)
             error = None
             try:
-                # One batch per core: each worker's BLAS on one thread (see parallel.py).
-                with parallel.single_threaded_blas():
+                # One batch per core: each worker's BLAS on one thread (see threads.py).
+                with threads.single_threaded_blas():
                     vectors = self.model.encode(texts, batch_size=len(texts),
                                                 prompt=prompt)  # [b, dim]
             except Exception as e:  # the jobs report it; the worker lives on

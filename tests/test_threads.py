@@ -1,4 +1,4 @@
-"""parallel.py: the BLAS it finds through ctypes is the one NumPy reports, and the thread
+"""threads.py: the BLAS it finds through ctypes is the one NumPy reports, and the thread
 count it changes for an encode is restored afterwards."""
 
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from minisbert import parallel
+from minisbert import threads
 
 
 def numpy_blas() -> dict:
@@ -15,7 +15,7 @@ def numpy_blas() -> dict:
 
 def test_describe_blas_names_numpys_openblas_and_its_kernels():
     blas = numpy_blas()
-    text = parallel.describe_blas()
+    text = threads.describe_blas()
     print(f"\nNumPy says: {blas['name']} {blas.get('version')}; minisbert says: {text}")
     if "openblas" not in blas["name"].lower():
         assert text.startswith("not OpenBLAS")
@@ -27,24 +27,24 @@ def test_describe_blas_names_numpys_openblas_and_its_kernels():
 
 
 def test_single_threaded_blas_is_restored_after_nested_use():
-    api = parallel._openblas_threads()
+    api = threads._openblas_threads()
     if api is None:
         pytest.skip("NumPy's BLAS is not an OpenBLAS minisbert can find")
     get = api[0]
     before = get()
-    with parallel.single_threaded_blas():
+    with threads.single_threaded_blas():
         assert get() == 1
-        with parallel.single_threaded_blas():  # a second encode in another thread
+        with threads.single_threaded_blas():  # a second encode in another thread
             assert get() == 1
         assert get() == 1  # the outer block still runs
     assert get() == before
-    assert parallel.workers() == before
+    assert threads.workers() == before
 
 
 def test_run_batches_runs_every_batch_once_with_one_blas_thread_each():
-    api = parallel._openblas_threads()
+    api = threads._openblas_threads()
     before = api[0]() if api else None
-    several = parallel.workers() > 1
+    several = threads.workers() > 1
     batches = [np.arange(0, 3), np.arange(3, 5), np.arange(5, 6)]
     seen, blas_threads, done = [], [], []
 
@@ -53,10 +53,12 @@ def test_run_batches_runs_every_batch_once_with_one_blas_thread_each():
         if api:
             blas_threads.append(api[0]())
 
-    parallel.run_batches(work, iter(batches), done=done.append)
-    print(f"\nworkers: {parallel.workers()}, BLAS threads inside the batches: {blas_threads}")
+    threads.run_batches(work, iter(batches), done=done.append)
+    print(f"\nworkers: {threads.workers()}, BLAS threads inside the batches: {blas_threads}")
     assert sorted(seen) == list(range(6))
     assert done == [3, 2, 1]  # in the batches' order, as they finish
     if api:
-        assert blas_threads == [1] * 3 if several else [before] * 3
+        # Several workers: each batch on a single-threaded BLAS; one: the BLAS keeps its threads.
+        expected = [1] * 3 if several else [before] * 3
+        assert blas_threads == expected
         assert api[0]() == before
