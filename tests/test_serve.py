@@ -519,21 +519,6 @@ def test_metrics_parse_as_prometheus_and_count_the_requests_served(server):
 
 # ---------------------------------------------------------------- the app in this process
 
-def _counting_pools(monkeypatch) -> list:
-    """Every thread pool threads.py starts from now on, counted (its kept pools forgotten)."""
-    from minisbert import threads
-    started = []
-
-    class CountedPool(threads.ThreadPoolExecutor):
-        def __init__(self, *args, **kwargs):
-            started.append(args)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(threads, "ThreadPoolExecutor", CountedPool)
-    monkeypatch.setattr(threads, "_pools", {})
-    return started
-
-
 def test_each_text_is_tokenized_once_and_no_thread_pool_starts_per_batch(folders, monkeypatch):
     _need_serving_stack()
     import minisbert
@@ -549,7 +534,8 @@ def test_each_text_is_tokenized_once_and_no_thread_pool_starts_per_batch(folders
         return encode_with_cut(text)
 
     monkeypatch.setattr(model.tokenizer, "encode_with_cut", counted)
-    pools = _counting_pools(monkeypatch)
+    from test_threads import counting_pools
+    pools = counting_pools(monkeypatch)
     with TestClient(create_app({MAIN: model})) as http:
         assert http.post("/v1/embeddings", json={"input": "warm up"}).status_code == 200
         threads_before, tokenized[:] = threading.active_count(), []
@@ -564,18 +550,6 @@ def test_each_text_is_tokenized_once_and_no_thread_pool_starts_per_batch(folders
           f"{threads_after}")
     assert len(tokenized) == 60
     assert pools == [] and threads_after == threads_before
-
-
-def test_run_batches_starts_one_pool_per_process_not_per_call(monkeypatch):
-    from minisbert import threads
-    pools = _counting_pools(monkeypatch)
-    batches = [np.arange(0, 3), np.arange(3, 5)]
-    for _ in range(10):
-        seen = []
-        threads.run_batches(seen.extend, batches)
-        assert sorted(seen) == list(range(5))
-    print(f"\n10 calls, threads.workers() = {threads.workers()}: {len(pools)} pool(s) started")
-    assert len(pools) == (1 if threads.workers() > 1 else 0)
 
 
 def test_two_apps_in_one_process_keep_their_own_metrics(local):
