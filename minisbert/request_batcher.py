@@ -24,9 +24,9 @@ A job is done when all its rows are written; its `on_done` callback then runs (i
 thread). Vectors are the raw pooled outputs (`model.encode` without normalizing, even for a
 folder with a Normalize module): callers normalize, so one queue serves requests that want
 either. Row i of a job is what `encode(prompt=job.prompt)` gives for the text its ids came
-from, up to float rounding: the BLAS
-may round a batch of one text differently from a larger batch (measured: rows of batches of two
-texts or more were bitwise equal whatever the batch, a text alone differed by up to 2.2e-7).
+from, up to float rounding: the BLAS may round a batch of one text differently from a larger
+batch (measured: rows of batches of two texts or more were bitwise equal whatever the batch, a
+text alone differed by up to 2.2e-7).
 
 The queue is bounded: `submit` raises `QueueFull` when it holds `max_queued` texts, so an
 overloaded server answers at once instead of growing without bound; a request that arrives at
