@@ -178,12 +178,11 @@ def pairwise_manhattan_sim(a, b) -> np.ndarray:
     return -np.sum(np.abs(a - b), axis=-1)  # [n, d] -> [n]
 
 
-# The names config_sentence_transformers.json may give as similarity_fn_name ("dot_product"
-# is an alias of "dot"): the score of every pair of rows, and of row i with row i.
+# The names config_sentence_transformers.json may give as similarity_fn_name: the score of
+# every pair of rows, and of row i with row i.
 SIMILARITY_FUNCTIONS = {
     "cosine": (cos_sim, pairwise_cos_sim),
     "dot": (dot_score, pairwise_dot_score),
-    "dot_product": (dot_score, pairwise_dot_score),
     "euclidean": (euclidean_sim, pairwise_euclidean_sim),
     "manhattan": (manhattan_sim, pairwise_manhattan_sim),
 }
