@@ -103,24 +103,19 @@ def test_token_id_input_is_refused_naming_the_setting(server, body):
 
 # ---------------------------------------------------------------------------- LlamaIndex
 
-def test_llamaindex_openai_embedding(server, minilm):
-    """OpenAIEmbedding's `model` must be one of OpenAI's names; `model_name` sends another."""
-    llama_openai = pytest.importorskip("llama_index.embeddings.openai")
-    embedding = llama_openai.OpenAIEmbedding(model_name=MAIN, api_base=server.url + "/v1",
-                                             api_key=KEY, max_retries=0)
+@pytest.mark.parametrize("module, name", [
+    ("llama_index.embeddings.openai", "OpenAIEmbedding"),
+    ("llama_index.embeddings.openai_like", "OpenAILikeEmbedding")])
+def test_llamaindex_embeddings(server, minilm, module, name):
+    """OpenAIEmbedding's `model` must be one of OpenAI's names; `model_name` sends another
+    (OpenAILikeEmbedding takes only model_name)."""
+    embedding_class = getattr(pytest.importorskip(module), name)
+    embedding = embedding_class(model_name=MAIN, api_base=server.url + "/v1", api_key=KEY,
+                                max_retries=0)
     batch = embedding.get_text_embedding_batch(TEXTS)
-    assert _worst("LlamaIndex OpenAIEmbedding batch", batch, minilm.encode(TEXTS)) <= TOLERANCE
+    assert _worst(f"LlamaIndex {name} batch", batch, minilm.encode(TEXTS)) <= TOLERANCE
     query = embedding.get_query_embedding(TEXTS[2])
-    assert _worst("LlamaIndex OpenAIEmbedding query", query,
-                  minilm.encode([TEXTS[2]])) <= TOLERANCE
-
-
-def test_llamaindex_openai_like_embedding(server, minilm):
-    llama_like = pytest.importorskip("llama_index.embeddings.openai_like")
-    embedding = llama_like.OpenAILikeEmbedding(model_name=MAIN, api_base=server.url + "/v1",
-                                               api_key=KEY, max_retries=0)
-    batch = embedding.get_text_embedding_batch(TEXTS)
-    assert _worst("LlamaIndex OpenAILikeEmbedding", batch, minilm.encode(TEXTS)) <= TOLERANCE
+    assert _worst(f"LlamaIndex {name} query", query, minilm.encode([TEXTS[2]])) <= TOLERANCE
 
 
 # ---------------------------------------------------------------------------- huggingface_hub
