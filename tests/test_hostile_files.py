@@ -247,3 +247,159 @@ def test_torch_state_dict_with_metadata_still_loads(tmp_path):
     got = checkpoint.read_pytorch_bin(path)
     np.testing.assert_array_equal(got["w"], np.arange(6, dtype=np.float32).reshape(2, 3))
 
+
+
+# ---------------------------------------------------------------------------- fuzzing
+
+@contextmanager
+def _bounded(seconds: float, megabytes: float):
+    """Fail if the block runs longer than `seconds` or allocates more than `megabytes` at its
+    peak (tracemalloc); a block that hangs in Python code is stopped by SIGALRM at 5 x seconds."""
+    def hung(signum, frame):
+        raise TimeoutError(f"took more than {5 * seconds} s")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(int(5 * seconds) + 1)
+    tracemalloc.start()
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        elapsed = time.monotonic() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert elapsed < seconds, f"{elapsed:.1f} s"
+    assert peak < megabytes, f"{peak:.0f} MB"
+
+
+_KINDS = ["FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "DoubleStorage"]
+# Pieces of instruction streams over the names the reader allows (and one it refuses).
+_PIECES = [
+    b"(", b")", b"]", b"}", b"t", b"\x85", b"\x86", b"\x87", b"l", b"d", b"a", b"e", b"s", b"u",
+    b"R", b"b", b"Q", b"0", b"2", b"N", b"\x88", b"\x89", b"\x94",
+    b"ccollections\nOrderedDict\n", REBUILD, b"ctorch._utils\n_rebuild_parameter\n",
+    b"cposix\nsystem\n", *[b"ctorch\n" + k.encode() + b"\n" for k in _KINDS],
+    *[_text(t) for t in ("storage", "cpu", "0", "1", "w", "_metadata", "")],
+]
+
+
+def _storages_strategy(st):
+    return st.dictionaries(st.sampled_from(["0", "1"]), st.binary(min_size=8, max_size=64),
+                           max_size=2)
+
+
+def _instructions(st):
+    layout = st.integers(0, 3).flatmap(lambda ndim: st.tuples(
+        st.lists(st.integers(0, 5), min_size=ndim, max_size=ndim).map(tuple),
+        st.lists(st.integers(0, 5), min_size=ndim, max_size=ndim).map(tuple)))
+    tensor = st.builds(lambda kind, key, numel, offset, size_stride: _tensor(
+                           kind, key, numel, offset, *size_stride),
+                       st.sampled_from(_KINDS), st.sampled_from(["0", "1"]),
+                       st.integers(0, 12), st.integers(0, 4), layout)
+    # A state dict of tensors with random layouts over random storages: some load.
+    state_dicts = st.dictionaries(st.sampled_from(["a", "b", "c"]), tensor, max_size=3
+                                  ).map(_state_dict)
+    piece = st.one_of(
+        st.sampled_from(_PIECES),
+        st.integers(-2, 70).map(_int),
+        st.integers(0, 3).map(lambda k: b"q" + bytes([k])),
+        st.integers(0, 3).map(lambda k: b"h" + bytes([k])),
+        tensor,
+    )
+    streams = st.lists(piece, max_size=40).map(lambda ps: b"\x80\x02" + b"".join(ps) + b".")
+    return st.one_of(streams, state_dicts)
+
+
+_COMPARED = []  # files whose tensors were compared with torch's
+
+
+def _import_torch_if_there():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _check_one(tmp_path, data_pkl: bytes, storages: dict, bare: bool):
+    """The reader's outcome for one file: a MinisbertError, or tensors equal to torch's."""
+    path = tmp_path / "fuzz.bin"
+    if bare:
+        path.write_bytes(data_pkl)
+    else:
+        _checkpoint(path, data_pkl, storages)
+    try:
+        with _bounded(seconds=2, megabytes=64):
+            got = checkpoint.read_pytorch_bin(path)
+    except MinisbertError:
+        return None
+    assert isinstance(got, dict) and all(isinstance(v, np.ndarray) for v in got.values())
+    try:
+        import torch
+    except ImportError:
+        return got
+    try:
+        want = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:
+        return got  # torch refuses some that minisbert reads (a bool storage of odd bytes ...)
+    _COMPARED.append(path)
+    assert list(got) == list(want)
+    for name, t in want.items():
+        ref = t.float().numpy() if t.is_floating_point() else t.numpy()
+        np.testing.assert_array_equal(got[name], ref, err_msg=name)
+    return got
+
+
+def test_fuzz_instruction_streams(tmp_path):
+    """Random instruction streams from the allowed names, tensors with random layouts, random
+    storages: always a MinisbertError or the tensors torch reads, in bounded time and memory."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    _import_torch_if_there()  # before the clock starts
+    loaded = []
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(_instructions(st), _storages_strategy(st), st.booleans())
+    def run(data_pkl, storages, bare):
+        if _check_one(tmp_path, data_pkl, storages, bare and len(data_pkl) % 5 == 0) is not None:
+            loaded.append(1)
+
+    run()
+    print(f"\n300 random streams: {len(loaded)} loaded ({len(_COMPARED)} compared with torch: "
+          "equal), the rest refused")
+
+
+def test_fuzz_mutated_checkpoint(tmp_path):
+    """A valid state dict's pickle with random bytes changed, inserted or deleted."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    _import_torch_if_there()
+    good = (b"\x80\x02ccollections\nOrderedDict\n)Rq\x00(" + _text("a")
+            + _tensor("FloatStorage", "0", 12, 0, (3, 4), (4, 1)) + _text("b")
+            + _tensor("HalfStorage", "1", 8, 2, (2, 3), (1, 2)) + b"u"
+            + b"}" + _text("_metadata") + b"ccollections\nOrderedDict\n)R" + b"sb.")
+    storages = {"0": np.arange(12, dtype="<f4").tobytes(), "1": np.arange(8, dtype="<f2").tobytes()}
+    assert len(_check_one(tmp_path, good, storages, bare=False)) == 2  # unmutated, it loads
+    outcomes = []
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255),
+                                         st.sampled_from(["set", "insert", "delete"])),
+                               min_size=1, max_size=4))
+    def run(edits):
+        data = bytearray(good)
+        for at, value, how in edits:
+            at = min(at, len(data) - 1)
+            if how == "set":
+                data[at] = value
+            elif how == "insert":
+                data.insert(at, value)
+            else:
+                del data[at]
+        outcomes.append(_check_one(tmp_path, bytes(data), storages, bare=False) is not None)
+
+    run()
+    print(f"\n{len(outcomes)} mutated pickles: {sum(outcomes)} loaded (and matched torch), "
+          f"{len(outcomes) - sum(outcomes)} refused")
