@@ -16,9 +16,11 @@ weights_only=False). This reader runs the pickle on an unpickler that knows exac
 names a state dict needs and answers each with a NumPy stand-in of its own; any other name
 (`os.system`, `builtins.exec`, `subprocess.Popen`, ...) is refused before it is called, so
 nothing the file asks for ever runs. torch's own `weights_only=True` loader works the same way.
+The machine is this module's own (`_Unpickler`), not Python's: it also bounds the work a file
+can ask for (bytes, objects, nesting; see the limits below), which Python's cannot.
 
-Storages are memory-mapped when the archive stores them uncompressed (torch always does), so,
-as with safetensors, a large embedding table costs RAM only for the rows read.
+Storages are memory-mapped (torch stores every member uncompressed; a compressed one is
+refused), so, as with safetensors, a large embedding table costs RAM only for the rows read.
 
 Left out: the legacy format of torch < 1.6 (a bare pickle stream; a clear error says how to
 convert it), sparse, quantized and complex tensors, and anything in the file that is not a
