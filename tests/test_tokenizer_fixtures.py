@@ -84,11 +84,11 @@ def test_stored_ids_are_still_the_references(stored):
     transformers = pytest.importorskip("transformers")
     if front_end == "xlmr_json":
         tokenizers = pytest.importorskip("tokenizers")
-        ref = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        ref.no_padding()
-        ref.enable_truncation(data["max_length"])
+        rust = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        rust.no_padding()
+        rust.enable_truncation(data["max_length"])
         references = {"ids": lambda text, truncation, max_length: {
-            "input_ids": ref.encode(text).ids}}
+            "input_ids": rust.encode(text).ids}}
     elif front_end == "wordpiece":
         references = {"ids": transformers.AutoTokenizer.from_pretrained(folder)}
     elif front_end == "xlmr":
