@@ -8,16 +8,17 @@
 libraries when a model that needs them is loaded.
 """
 
-from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError, InputFileError,
+from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError,
+                     EmbeddingInputError, InputFileError,
                      MinisbertError, MissingDependencyError, ModelFileMissing, PromptError,
                      QueueFull, SearchIndexError, TokenizerError, TruncationWarning,
                      UnsupportedModelError)
 from .model import SentenceModel, load
-from .search import cos_sim, semantic_search
+from .util import cos_sim, semantic_search
 
 __all__ = ["load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
            "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
            "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
-           "DownloadError", "DiskFullError", "PromptError", "QueueFull",
+           "DownloadError", "DiskFullError", "EmbeddingInputError", "PromptError", "QueueFull",
            "TruncationWarning"]
 __version__ = "0.1.0"

@@ -19,7 +19,8 @@ from reference import first_mismatches
 
 
 FOLDERS = {"wordpiece": "minilm_path", "xlmr": "xlmr_tokenizer_folder",
-           "xlmr_json": "xlmr_json_folder", "japanese": "ja_tokenizer_folder"}
+           "xlmr_json": "xlmr_json_folder",
+           "japanese": "ja_tokenizer_folder"}  # fixtures; RoBERTa's folder is stored whole
 
 
 @pytest.fixture(scope="module", params=fx.FRONT_ENDS)
@@ -33,7 +34,8 @@ def stored(request):
     elif front_end == "japanese":
         pytest.importorskip("fugashi")
         pytest.importorskip("ipadic")
-    folder = request.getfixturevalue(FOLDERS[front_end])
+    folder = fx.ROBERTA_DIR if front_end == "roberta" else request.getfixturevalue(
+        FOLDERS[front_end])
     data = fx.read(front_end)
     if front_end == "wordpiece":
         assert fx.sha256(folder / "vocab.txt") == data["files"]["vocab.txt"], (
@@ -84,12 +86,12 @@ def test_stored_ids_are_still_the_references(stored):
     transformers = pytest.importorskip("transformers")
     if front_end == "xlmr_json":
         tokenizers = pytest.importorskip("tokenizers")
-        ref = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        ref.no_padding()
-        ref.enable_truncation(data["max_length"])
+        rust = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        rust.no_padding()
+        rust.enable_truncation(data["max_length"])
         references = {"ids": lambda text, truncation, max_length: {
-            "input_ids": ref.encode(text).ids}}
-    elif front_end == "wordpiece":
+            "input_ids": rust.encode(text).ids}}
+    elif front_end in ("wordpiece", "roberta"):
         references = {"ids": transformers.AutoTokenizer.from_pretrained(folder)}
     elif front_end == "xlmr":
         references = {"ids": transformers.XLMRobertaTokenizer.from_pretrained(folder)}

@@ -269,3 +269,95 @@ def test_xlmr_folder_with_tokenizer_json_runs_without_sentencepiece(tmp_path, mo
         warnings.simplefilter("ignore", minisbert.TruncationWarning)
         vectors = model.encode(texts)
     assert vectors.shape == (len(texts), 32) and np.isfinite(vectors).all()
+
+
+# ---------------------------------------------------------------------------- components alone
+
+def _component_texts() -> list[str]:
+    texts = corpus.spread(corpus.english("ja"), 300)
+    for lang in hf_tokenizers.LANGS:
+        texts += corpus.spread(corpus.translations(lang), 40)
+    return texts + WORDPIECE_EDGE + list(XLMR_EDGE.values()) + ADDED_EDGE + [
+        "a-b--c", "-a-", "--", "x1y22z333", "¹²³ ½ Ⅻ ٣٤", "a_b __c", "Ⓐⓑ ⓒ", "a\u200db",
+        "\x1c\x1d\x1e\x1f mixed\x1fseparators", "▁already▁spaced", " ▁x", "tab\tand  two"]
+
+
+def _spec(kind: str, component) -> dict:
+    """The JSON `tokenizers` writes for one component (as it appears in tokenizer.json)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    setattr(tok, kind, component)
+    return json.loads(tok.to_str())[kind]
+
+
+def _pre_tokenizers():
+    from tokenizers import Regex, pre_tokenizers as pt
+    behaviors = ("removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous")
+    out = {"Whitespace": pt.Whitespace(), "WhitespaceSplit": pt.WhitespaceSplit(),
+           "BertPreTokenizer": pt.BertPreTokenizer(),
+           "Digits": pt.Digits(individual_digits=False),
+           "Digits individual": pt.Digits(individual_digits=True),
+           "CharDelimiterSplit": pt.CharDelimiterSplit("-"),
+           "ByteLevel": pt.ByteLevel(add_prefix_space=False, use_regex=True),
+           "ByteLevel prefix space": pt.ByteLevel(add_prefix_space=True, use_regex=True),
+           "ByteLevel no regex": pt.ByteLevel(add_prefix_space=False, use_regex=False),
+           "Sequence": pt.Sequence([pt.WhitespaceSplit(), pt.Digits(individual_digits=True),
+                                    pt.Metaspace(prepend_scheme="first")])}
+    for scheme in ("always", "first", "never"):
+        for split in (True, False):
+            out[f"Metaspace {scheme} split={split}"] = pt.Metaspace(prepend_scheme=scheme,
+                                                                    split=split)
+    for b in behaviors:
+        out[f"Punctuation {b}"] = pt.Punctuation(behavior=b)
+        for invert in (False, True):
+            out[f"Split '-' {b} invert={invert}"] = pt.Split("-", behavior=b, invert=invert)
+            out[f"Split regex {b} invert={invert}"] = pt.Split(
+                Regex(r"\s+|\p{N}|[^\s\p{L}\p{N}]+"), behavior=b, invert=invert)
+    out["Split Qwen2"] = pt.Split(Regex(hf_tokenizers.QWEN2_PATTERN), behavior="isolated")
+    return out
+
+
+def test_each_pre_tokenizer_cuts_as_tokenizers_does():
+    """Every pre-tokenizer type and option, alone, on text of every language: the same words
+    as `tokenizers`' pre_tokenize_str."""
+    pytest.importorskip("tokenizers")
+    from minisbert.tokenizer.pre_tokenizers import build_pre_tokenizer
+    texts, bad = _component_texts(), {}
+    for name, ref in _pre_tokenizers().items():
+        ours = build_pre_tokenizer(_spec("pre_tokenizer", ref))
+        got = [ours.pre_tokenize([t], True)[0] if t else [] for t in texts]
+        want = [[w for w, _ in ref.pre_tokenize_str(t)] for t in texts]
+        wrong = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+        if wrong:
+            bad[name] = (texts[wrong[0]], got[wrong[0]], want[wrong[0]])
+    print(f"\n{len(_pre_tokenizers())} pre-tokenizers × {len(texts)} texts; differ: {bad}")
+    assert not bad
+
+
+def _normalizers():
+    from tokenizers import Regex, normalizers as nm
+    return {"NFC": nm.NFC(), "NFD": nm.NFD(), "NFKC": nm.NFKC(), "NFKD": nm.NFKD(),
+            "Lowercase": nm.Lowercase(), "StripAccents": nm.Sequence([nm.NFD(), nm.StripAccents()]),
+            "BertNormalizer": nm.BertNormalizer(),
+            "BertNormalizer cased": nm.BertNormalizer(lowercase=False),
+            "BertNormalizer no cleaning": nm.BertNormalizer(clean_text=False,
+                                                            strip_accents=False),
+            "BertNormalizer no CJK": nm.BertNormalizer(handle_chinese_chars=False),
+            "Replace string": nm.Replace(" ", "▁"),
+            "Replace regex": nm.Replace(Regex(r" {2,}|\p{N}+"), "\\1#"),
+            "Prepend": nm.Prepend("▁"), "Strip": nm.Strip(),
+            "Strip left": nm.Strip(left=True, right=False),
+            "Sequence": nm.Sequence([nm.NFKC(), nm.Lowercase(), nm.Replace(" ", "▁")])}
+
+
+def test_each_normalizer_normalizes_as_tokenizers_does():
+    pytest.importorskip("tokenizers")
+    from minisbert.tokenizer.normalizers import build_normalizer
+    texts, bad = _component_texts(), {}
+    for name, ref in _normalizers().items():
+        ours = build_normalizer(_spec("normalizer", ref))
+        wrong = [t for t in texts if ours.normalize(t) != ref.normalize_str(t)]
+        if wrong:
+            bad[name] = (wrong[0], ours.normalize(wrong[0]), ref.normalize_str(wrong[0]))
+    print(f"\n{len(_normalizers())} normalizers × {len(texts)} texts; differ: {bad}")
+    assert not bad
