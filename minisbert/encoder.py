@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import parallel
+from . import threads
 from .activations import ACTIVATIONS
 from .families import EncoderConfig
 from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
@@ -242,9 +242,9 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
                         bias_t = position_bias[h, ks, qs]
                     attention(qh[qs], kh[ks], vh[ks], out=oh[qs], bias_t=bias_t)
             # Each head writes its own columns of `mixed`: heads may run in parallel threads
-            # (parallel.run_tasks: when this encode is not already one of several batches
+            # (threads.run_tasks: when this encode is not already one of several batches
             # run at once), so exp() and the softmax use every core, not only BLAS.
-            parallel.run_tasks(one_head, itertools.product(range(texts), range(num_heads)))
+            threads.run_tasks(one_head, itertools.product(range(texts), range(num_heads)))
             continue
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views

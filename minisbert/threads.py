@@ -189,11 +189,20 @@ def run_tasks(work: Callable, tasks: Iterable) -> None:
     core."""
     tasks = list(tasks)
     with _lock:
-        busy = _users > 0
-    n_workers = 1 if busy else workers()
+        busy = _users > 0  # batches (of this or another encode) already use the cores
+    nested = getattr(_local, "in_pool", False)
+    n_workers = 1 if busy or nested else workers()
     if n_workers > 1 and len(tasks) > 1:
-        with single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
-            list(pool.map(work, tasks))  # list(): re-raises a task's exception here
+        pool = _pool(n_workers)
+        with single_threaded_blas():
+            futures = [pool.submit(work, task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()  # raises what work raised
+            finally:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
     else:
         for task in tasks:
             work(task)
