@@ -16,7 +16,8 @@ default test run stays fast; the real widths are for --slow and the benchmark.
     with Alibaba's keys) and NomicBERT's is nomic's remote code (GPT-2 style keys:
     n_embd, n_layer, ...); `transformers_config` translates each to transformers' own.
 
-Weights are drawn larger than at initialization (std 1.4/sqrt(hidden)), so that attention is
+Weights are drawn larger than at initialization (std 1.4/sqrt(hidden), 1.0/sqrt(hidden) at the
+real widths), so that attention is
 sharp and a wrong position, window or transpose changes the output visibly; norm scales around 1.
 Weights are saved by transformers' save_pretrained, which writes the hub's tensor names (it
 reverses its own renaming on save), so the names minisbert reads are the real files' names.
@@ -189,8 +190,9 @@ def hidden_size(hub: dict) -> int:
     return hub.get("hidden_size") or hub["n_embd"]
 
 
-def random_model(family: str, hub: dict, seed: int = 0):
-    """transformers' model of the family with the hub config's settings, random weights."""
+def random_model(family: str, hub: dict, seed: int = 0, sharpness: float = 1.4):
+    """transformers' model of the family with the hub config's settings, random weights of
+    std sharpness/sqrt(hidden)."""
     import torch
     import transformers
     classes = {"modernbert": ("ModernBertConfig", "ModernBertModel"),
@@ -201,7 +203,7 @@ def random_model(family: str, hub: dict, seed: int = 0):
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     model = model_class(config).eval()
-    std = 1.4 / math.sqrt(hidden_size(hub))
+    std = sharpness / math.sqrt(hidden_size(hub))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         norms = {name for name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
@@ -307,7 +309,10 @@ def make_folders(root: Path, name: str, size: str = "small", *, tokenizer_cache:
     if layout.family == "modernbert":  # the special ids live in ModernBERT's config
         hub.update({k: v for k, v in specials.items() if v is not None})
     hub.update(overrides or {})
-    model = random_model(layout.family, hub, seed)
+    # At the real widths, 1.4/sqrt(hidden) makes NomicBERT's 12 post-LN layers amplify float32
+    # rounding until torch's own float32 output is 9e-5 from its float64 one (measured), too
+    # near the tolerance for a comparison to mean anything; 1.0 keeps attention sharp.
+    model = random_model(layout.family, hub, seed, sharpness=1.4 if size == "small" else 1.0)
     model.save_pretrained(ref)  # model.safetensors in the hub's names, and its own config.json
     for item in ref.iterdir():
         if item.name != "config.json" and item.is_file():
