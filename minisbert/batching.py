@@ -7,7 +7,7 @@ threads, one per core as `encode` runs batches (see parallel.py). Each worker:
 
   1. takes texts from the head of the queue, first come first served, as many as one batch of
      `encode` holds: at most `batch_size` texts and at most `model.max_batch_tokens` places once
-     padded to the longest of them (the same caps `model.batches` applies), all with the same
+     padded to the longest of them (the same caps `model.length_batches` applies), all with the same
      prompt (one `encode` call puts one prompt before its texts);
   2. if that batch is not full and other requests are being encoded right now (so their
      clients are about to send more), waits for company, at most `max_wait` seconds after the

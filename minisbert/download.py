@@ -14,13 +14,13 @@ else is a hub name, and the error says how to download it. Both list the models 
 (endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only:
 modules.json, config_sentence_transformers.json (prompts), the Transformer's config and tokenizer
 files, each module's config.json, and last the weights of the Transformer and of each Dense
-module. Weights come in the first format the hub has, in checkpoint.WEIGHT_FILES' order:
+module. Weights come in the first format the hub has, in weights.WEIGHT_FILES' order:
 model.safetensors, else model.safetensors.index.json and the shards its weight_map names, else
 pytorch_model.bin, else its index and shards. The small files come first so that a download
 cut short lacks weights, which `missing_files` notices, rather than an optional file it cannot
 tell is missing. Module folders (from modules.json) and shard names (from an index) are remote
 input that becomes file paths: both must stay inside the model folder (folder.parse_modules,
-checkpoint.read_weight_map). Each file goes to `<file>.part` first and is renamed when complete,
+weights.read_weight_map). Each file goes to `<file>.part` first and is renamed when complete,
 so a folder never holds a half file under its real name; an interrupted download resumes from
 the `.part` with an HTTP Range request.
 
@@ -53,8 +53,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import checkpoint
-from .checkpoint import WEIGHT_FILES
+from .families import tokenizer_file_sets
+from .weights import WEIGHT_FILES, find_weights, read_weight_map
 from .errors import DownloadError, MinisbertError, ModelFileMissing
 from .folder import LFS_POINTER, parse_modules, read_json, read_modules
 from .progress import ProgressBar
@@ -64,14 +64,13 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 # The transformer's files besides its weights, fetched after modules.json (which names the
 # module folders) and in this order. True: required; False: a 404 is fine (each tokenizer needs
 # only some of them).
+# The files a tokenizer is built from, as the families name them: a complete folder holds one
+# of these sets (WordPiece, XLM-R's SentencePiece, RoBERTa's byte-level BPE).
+TOKENIZER_FILES = tokenizer_file_sets()
 TRANSFORMER_FILES = [("config.json", True), ("tokenizer_config.json", False),
-                     ("special_tokens_map.json", False), ("vocab.txt", False),
-                     ("sentencepiece.bpe.model", False), ("vocab.json", False),
-                     ("merges.txt", False), ("tokenizer.json", False),
-                     ("sentence_bert_config.json", False)]
-# The files a tokenizer is built from: a complete folder holds one of these sets (WordPiece,
-# XLM-R's SentencePiece, RoBERTa's byte-level BPE).
-TOKENIZER_FILES = [("vocab.txt",), ("sentencepiece.bpe.model",), ("vocab.json", "merges.txt")]
+                     ("special_tokens_map.json", False),
+                     *((f, False) for files in TOKENIZER_FILES for f in files),
+                     ("tokenizer.json", False), ("sentence_bert_config.json", False)]
 _CHUNK = 1 << 20  # bytes read per network read
 
 
@@ -145,7 +144,7 @@ def missing_files(folder: Path) -> list[str]:
     a download, modules.json that does not parse, or a file `load` needs that is absent: the
     Transformer's config.json and weights, its tokenizer files (one of TOKENIZER_FILES), the
     Pooling module's config.json when modules.json lists one, and each Dense module's config.json
-    and weights. Weights are whichever of checkpoint.WEIGHT_FILES `load` would read (with every
+    and weights. Weights are whichever of weights.WEIGHT_FILES `load` would read (with every
     shard its index names), and not a Git LFS pointer."""
     parts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.part"))
     if parts:
@@ -175,13 +174,13 @@ def _missing_weights(root: Path, where: Path) -> list[str]:
         return path.relative_to(root).as_posix()
 
     try:
-        weights = checkpoint.find_weights(where)
+        weights = find_weights(where)
     except ModelFileMissing:
         return [f"{name(where / WEIGHT_FILES[0])} (or {', '.join(WEIGHT_FILES[1:])})"]
     files = [weights]
     if weights.name.endswith(".index.json"):
         try:
-            files = [where / shard for shard in checkpoint.read_weight_map(weights)]
+            files = [where / shard for shard in read_weight_map(weights)]
         except MinisbertError as e:
             return [str(e)]
     missing = []
@@ -352,7 +351,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
             if file.endswith(".index.json"):
                 # Shard names are remote input: read_weight_map refuses any that is not a plain
                 # file name, so none can lead outside the folder.
-                for shard in checkpoint.read_weight_map(folder / prefix / file, DownloadError):
+                for shard in read_weight_map(folder / prefix / file, DownloadError):
                     if not get(prefix + shard):
                         raise DownloadError(f"{endpoint}/{name}: {prefix + file} names the shard "
                                             f"{shard}, but there is no {prefix + shard} at "

@@ -14,10 +14,12 @@ parameter tree built by `checkpoint.py`, so the tree is the call graph:
 `encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
 
 Every family runs through the same code. They differ only in data (`EncoderConfig`, built from
-config.json by model.encoder_config, and the parameter tree): LayerNorm eps, the activation,
+config.json as families.py says, and the parameter tree): LayerNorm eps, the activation,
 where position ids start, whether there is a token-type table (not in MPNet and DistilBERT),
-and whether a relative position bias is added to the attention scores (MPNet). Their tensor
-names differ too, which only checkpoint.py knows.
+whether a relative position bias is added to the attention scores (MPNet), and which block
+each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). Their tensor
+names differ too, which only checkpoint.py reads (from families.py). The activations are
+activations.py's.
 
 Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
 relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean
@@ -32,141 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activations import ACTIVATIONS
+from .families import EncoderConfig
+from .textbook import position_ids, relative_position_bias
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    hidden_size: int  # d, the width of every token vector
-    num_layers: int
-    num_heads: int  # d must divide evenly into heads
-    intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
-    vocab_size: int
-    max_position_embeddings: int  # rows in the position table
-    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R, 0: no table)
-    layer_norm_eps: float  # 1e-12 for BERT and DistilBERT, 1e-5 for XLM-R, RoBERTa, MPNet
-    hidden_act: str  # name of the feed-forward activation, see ACTIVATIONS
-    pad_token_id: int
-    # XLM-R, RoBERTa and MPNet number real positions from pad_token_id + 1 (fairseq's
-    # convention) and give padding the position pad_token_id; BERT numbers positions 0..s-1.
-    positions_after_padding_idx: bool
-    # Rows of MPNet's learned relative position bias table ([rows, heads]); 0: no such bias.
-    relative_attention_buckets: int = 0
-    # config.json's model_type: which tensor names the checkpoint uses (checkpoint.py).
-    architecture: str = "bert"
-    # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
-    # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
-    sinusoidal_positions: bool = False
-
-    @property
-    def max_tokens(self) -> int:
-        """How many tokens the position table can hold (512 for every family here)."""
-        if self.positions_after_padding_idx:
-            return self.max_position_embeddings - self.pad_token_id - 1
-        return self.max_position_embeddings
-
-
-# ---------------------------------------------------------------------------- activations
-
-# erfc(z) for z >= 0 by the Chebyshev-fitted exponent of Numerical Recipes (2nd ed., §6.2,
-# `erfcc`): erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2), fractional error < 1.2e-7.
-# NumPy has no erf and scipy is not a dependency; math.erf per element would be far too slow.
-_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-
-
-def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
-    """Complementary error function 1 - erf(z) for z >= 0, elementwise, in z's float dtype."""
-    two = z.dtype.type(2)
-    t = z + two
-    np.divide(two, t, out=t)  # t = 1/(1 + z/2), as 2/(2 + z): NumPy's divide is vectorized,
-    # its reciprocal is not (and takes twice as long)
-    poly = t * z.dtype.type(_ERFC_COEFFS[-1])
-    for c in reversed(_ERFC_COEFFS[1:-1]):  # Horner's rule, in place
-        poly += c
-        poly *= t
-    poly += _ERFC_COEFFS[0]
-    poly -= np.square(z)
-    out = np.exp(poly, out=poly)
-    out *= t
-    return out
-
-
-# Textbook: x·Φ(x) on the whole array at once. Here: in cache-sized blocks, in place.
-# Elementwise passes over a big [tokens, 4d] array are limited by memory bandwidth: GELU makes
-# ~30 of them. Working in blocks of 64k elements (256 KB of float32) keeps each block in the
-# L2 cache across all its passes, which makes GELU ~3x faster than whole-array passes.
-_BLOCK = 1 << 16
-# max(x, 0) against an array of zeros: NumPy vectorizes np.maximum of two arrays, but not of an
-# array and a scalar, which takes six times as long.
-_ZEROS = np.zeros(_BLOCK, dtype=np.float32)
-_ZEROS.flags.writeable = False
-
-
-def gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, exact form: x·Φ(x), Φ the standard normal CDF. BERT's and XLM-R's `"gelu"`.
-
-    Textbook: x·Φ(x) with Φ from erfc on either side of 0 (textbook.gelu). Written here as
-    max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
-    (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the usual x/2·(1 + erf(x/√2))
-    subtracts two numbers near 1 for negative x and keeps only ~1e-6 of accuracy there.
-    `out=x` overwrites x instead of allocating.
-    """
-    out = np.empty_like(x) if out is None else out
-    src, dst = x.reshape(-1), out.reshape(-1)
-    for i in range(0, src.size, _BLOCK):
-        xb = src[i:i + _BLOCK]
-        a = np.abs(xb)
-        y = erfc_nonnegative(a * np.float32(1 / math.sqrt(2)))  # 2·Φ(-|x|)
-        a *= -0.5
-        y *= a  # -|x|·Φ(-|x|)
-        # out=x is safe: this block of x is read (by abs above and maximum here) before the
-        # add writes the same memory
-        np.add(y, np.maximum(xb, _ZEROS[:xb.size]), out=dst[i:i + _BLOCK])
-    return out
-
-
-def _into(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return y
-    out[...] = y
-    return out
-
-
-def gelu_tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
-    c = np.float32(math.sqrt(2 / math.pi))
-    return _into(0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x))), out)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable everywhere.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def quick_gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(np.float32(1.702) * x), out)
-
-
-def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return np.maximum(x, np.float32(0), out=out)
-
-
-def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(x), out)
-
-
-# Textbook: act(h) returns a new array. Here every activation takes `out=`: the feed-forward
-# layer passes its own temporary, so the largest array of a layer ([tokens, 4d]) is not
-# allocated twice.
-ACTIVATIONS = {
-    "gelu": gelu,
-    "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_fast": gelu_tanh,
-    "quick_gelu": quick_gelu,
-    "relu": relu,
-    "silu": silu,
-    "swish": silu,
-}
+# EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
+# the fast form has nothing to add are the textbook's: position numbering (position_ids) and
+# MPNet's relative position bias (relative_position_bias).
 
 
 # ---------------------------------------------------------------------------- layers
@@ -260,6 +134,9 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
+_SCORES = 1 << 18  # attention scores per block: 1 MB of float32, which stays in L2 cache
+
+
 def _blocks(texts: int, heads: int, length: int):
     """Split texts × heads into blocks whose [length, length] score matrices fit in cache.
 
@@ -269,7 +146,7 @@ def _blocks(texts: int, heads: int, length: int):
     the CPU's L2 cache; one long text's scores for all heads at once would not (12 heads ×
     256² floats are 3 MB).
     """
-    pairs = max(1, 4 * _BLOCK // (length * length))  # (text, head) pairs per block
+    pairs = max(1, _SCORES // (length * length))  # (text, head) pairs per block
     if pairs >= heads:  # whole texts, several at a time
         step = pairs // heads
         for t in range(0, texts, step):
@@ -312,58 +189,28 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]; textbook: act(h), a new array
 
 
+# Each family names one function per step of a layer (families.Blocks); these tables hold them.
+NORMS = {"layer": layer_norm}
+FEED_FORWARDS = {"plain": feed_forward}
+
+
+def residual(x: np.ndarray, sublayer, norm: dict, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it ("post": add, then normalize)."""
+    normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement != "post":
+        raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
+    return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [n, d]
+
+
 def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
                   ln_ffn: dict, cfg: EncoderConfig,
                   position_bias: np.ndarray | None = None) -> np.ndarray:
-    """One post-LN transformer block (BERT's original order: add, then normalize)."""
-    eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads,
-                                            position_bias=position_bias),
-                   **ln_attn, eps=eps)
-    return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
-                      **ln_ffn, eps=eps)
-
-
-def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
-    """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
-    if cfg.positions_after_padding_idx:
-        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
-        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
-        # text gets the padding position too, as in HuggingFace.
-        m = (ids != cfg.pad_token_id).astype(np.int64)
-        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
-    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
-
-
-def relative_position_buckets(length: int, num_buckets: int = 32,
-                              max_distance: int = 128) -> np.ndarray:
-    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
-    [length, length] bucket index for each (query, key) of a text of `length` tokens.
-
-    Half the buckets are for keys before the query, half for keys after it. Within each half,
-    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
-    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
-    """
-    pos = np.arange(length)
-    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
-    half = num_buckets // 2
-    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
-    n = np.abs(n)
-    exact = half // 2
-    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
-    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
-    # buckets) sits on a bucket edge, where another rounding could cross it.
-    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
-    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
-    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
-    return bucket + np.where(n < exact, n, large)  # [q, k]
-
-
-def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
-    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
-    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
-    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
-    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+    """One transformer block: self-attention, then the feed-forward, each added to its input
+    with a norm (`residual`), each the block cfg.blocks names."""
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    x = residual(x, lambda h: multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads,
+                                                   position_bias=position_bias), ln_attn, cfg)
+    return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
 def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarray, ln: dict,
@@ -376,7 +223,7 @@ def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarra
     x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
         x += token_type[0]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+    return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
 def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import find_weights, read_safetensors_header
+from .weights import find_weights, read_safetensors_header
 from .errors import SearchIndexError
 from .folder import read_json, read_modules
 

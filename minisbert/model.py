@@ -7,8 +7,8 @@ A sentence-transformers folder is a HuggingFace model folder plus a few small fi
   1_Pooling/config.json       which pooling modes are on, and include_prompt
   2_Dense/config.json         a Dense module's widths and activation (weights beside it)
   config_sentence_transformers.json   prompts and default_prompt_name
-A plain HuggingFace folder (no modules.json) loads with mean pooling, as sentence-transformers
-does, and a warning.
+A plain HuggingFace folder (no modules.json) loads with its family's pooling (mean, for every
+family today), as sentence-transformers does, and a warning.
 
 Left out: modules other than these (LSTM, CNN, WordEmbeddings, ...), and
 sentence-transformers' encode_query/encode_document (pass prompt_name instead).
@@ -25,125 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, parallel, pooling, progress
+from . import checkpoint, parallel, pooling, progress, weights
 from .dense import Dense, load_dense
-from .encoder import ACTIVATIONS, EncoderConfig, encode_tokens
+from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
+from .families import FAMILIES, EncoderConfig, encoder_config
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
 
-_REQUIRED = object()
-_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
-
-# The architectures minisbert runs: model_type in config.json -> each EncoderConfig setting,
-# either (the config.json key that holds it, its value when the key is absent) or a plain value
-# the architecture fixes whatever the file says. Defaults are those of transformers' config
-# classes; a key marked _REQUIRED must be in the file.
-_BERT_KEYS = {
-    "hidden_size": ("hidden_size", _REQUIRED),
-    "num_layers": ("num_hidden_layers", _REQUIRED),
-    "num_heads": ("num_attention_heads", _REQUIRED),
-    "intermediate_size": ("intermediate_size", _REQUIRED),
-    "vocab_size": ("vocab_size", _REQUIRED),
-    "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
-    "type_vocab_size": ("type_vocab_size", 2),
-    "layer_norm_eps": ("layer_norm_eps", 1e-12),
-    "hidden_act": ("hidden_act", "gelu"),
-}
-ARCHITECTURES = {
-    "bert": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 0),
-             "positions_after_padding_idx": False},
-    "xlm-roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
-                    "positions_after_padding_idx": True},
-    "roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
-                "positions_after_padding_idx": True},
-    "mpnet": {
-        **_BERT_KEYS,
-        "type_vocab_size": 0,  # no token types
-        "pad_token_id": 1,  # MPNet numbers positions after padding index 1, whatever the config
-        "positions_after_padding_idx": True,
-        # rows of the relative position bias table; the model always uses the first 32
-        "relative_attention_buckets": ("relative_attention_num_buckets", 32),
-    },
-    "distilbert": {
-        "hidden_size": ("dim", _REQUIRED),
-        "num_layers": ("n_layers", _REQUIRED),
-        "num_heads": ("n_heads", _REQUIRED),
-        "intermediate_size": ("hidden_dim", _REQUIRED),
-        "vocab_size": ("vocab_size", _REQUIRED),
-        "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
-        "type_vocab_size": 0,  # no token types
-        "layer_norm_eps": 1e-12,  # hard-coded in DistilBERT, not in its config
-        "hidden_act": ("activation", "gelu"),
-        "pad_token_id": ("pad_token_id", 0),
-        "positions_after_padding_idx": False,
-        "sinusoidal_positions": ("sinusoidal_pos_embds", False),
-    },
-}
-# The kind of value each setting read from config.json holds; every other one is a whole number.
-_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
-_LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
-
-
-def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
-    """config[key], checked to be a `kind` (float accepts whole numbers too); a key that is
-    absent or null gives `default`, or is a ConfigError when there is none."""
-    value = config.get(key)
-    if value is None:
-        if default is _REQUIRED:
-            raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
-        return default
-    accepted = (int, float) if kind is float else kind
-    # JSON true is no number, although Python's True is an int.
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
-        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
-                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
-    return float(value) if kind is float else value
-
-
-def encoder_config(config: dict, path: Path) -> EncoderConfig:
-    """The encoder's settings from config.json (at `path`), each checked for its type, read
-    as ARCHITECTURES says for the file's model_type."""
-    model_type = _setting(config, path, "model_type", str, default=None)
-    if model_type not in ARCHITECTURES:
-        archs = ", ".join(map(str, config.get("architectures") or [])) or "none"
-        raise UnsupportedModelError(
-            f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
-            f"minisbert runs {', '.join(ARCHITECTURES)} encoders.")
-    positions = _setting(config, path, "position_embedding_type", str, default="absolute")
-    if positions != "absolute":
-        raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
-                                    "supported; minisbert implements absolute positions only.")
-    settings = {"architecture": model_type}
-    for field, source in ARCHITECTURES[model_type].items():
-        if not isinstance(source, tuple):  # fixed by the architecture
-            settings[field] = source
-            continue
-        key, default = source
-        kind = _KINDS.get(field, int)
-        value = settings[field] = _setting(config, path, key, kind, default)
-        least = _LEAST.get(field, 1)
-        if kind is int and value < least:
-            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
-                              "file, or download it again.")
-    cfg = EncoderConfig(**settings)
-
-    keys = {field: source[0] for field, source in ARCHITECTURES[model_type].items()
-            if isinstance(source, tuple)}  # for the messages below
-    if cfg.hidden_act not in ACTIVATIONS:
-        raise UnsupportedModelError(f"{path}: {keys['hidden_act']} {cfg.hidden_act!r} is not "
-                                    f"supported; minisbert implements {', '.join(ACTIVATIONS)}.")
-    if cfg.hidden_size % cfg.num_heads:
-        raise UnsupportedModelError(f"{path}: {keys['hidden_size']} {cfg.hidden_size} does not "
-                                    f"divide into {cfg.num_heads} attention heads.")
-    if 0 < cfg.relative_attention_buckets < 32:
-        raise UnsupportedModelError(
-            f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "
-            "MPNet always looks up 32 relative position buckets, so the table needs at least 32.")
-    return cfg
-
-
-def batches(lengths: list[int], batch_size: int, max_tokens: int):
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int):
     """Yield arrays of text indices, longest texts first, each batch at most batch_size texts
     and at most max_tokens places once padded to its longest text.
 
@@ -195,7 +85,7 @@ class SentenceModel:
     model (the weights are read-only, each call has its own arrays).
     """
 
-    # Cap on padded tokens per batch (see `batches`). Smaller caps waste less attention on
+    # Cap on padded tokens per batch (see `length_batches`). Smaller caps waste less attention on
     # padding, larger ones make bigger matrix products; 2048 was fastest on a 2-core machine.
     max_batch_tokens = 2048
 
@@ -287,12 +177,13 @@ class SentenceModel:
         pooling.check_truncate_dim(dim, self.width)
         ids = self._token_ids([texts] if single else texts, prompt)  # tokenize: int32 per text
         prompt_length = self.prompt_length(prompt) if not self.pooling.include_prompt else 0
-        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
+        todo = length_batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
         out = np.empty((len(ids), dim), dtype=np.float32)
 
         def embed(rows):
             # encode, pool, run the modules: [b, width]; then keep the first dim components
-            vectors = self._embed_batch([ids[r] for r in rows], prompt_length)[:, :dim]
+            vectors = pooling.truncate(self._embed_batch([ids[r] for r in rows], prompt_length),
+                                       dim)
             # Rows are normalized one by one, so doing it per batch gives the same vectors
             # without a second [n, dim] array at the end.
             out[rows] = pooling.normalize(vectors) if normalize_embeddings else vectors
@@ -391,13 +282,14 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     truncate_dim components, unless encode is given its own.
     """
     folder = read_modules(path)
-    if folder.modules_json is None:
-        warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
-                      "folder; creating a model with mean pooling, as sentence-transformers does.",
-                      stacklevel=2)
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
     cfg = encoder_config(read_json(config_path, required=True), config_path)
+    family = FAMILIES[cfg.architecture]
+    if folder.modules_json is None:
+        warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
+                      f"folder; creating a model with {'+'.join(family.pooling)} pooling, as "
+                      "sentence-transformers does.", stacklevel=2)
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
     tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
 
@@ -419,16 +311,18 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
-    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case)
-    params = checkpoint.load_params(checkpoint.find_weights(transformer_dir), cfg)
-    pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size)
+    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case,
+                               model_type=cfg.architecture)
+    params = checkpoint.load_params(weights.find_weights(transformer_dir), cfg)
+    pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size,
+                                                pooling.PoolingConfig(family.pooling))
     prompts, default_prompt_name = read_prompts(folder.root / "config_sentence_transformers.json")
     return SentenceModel(tokenizer, params, cfg, pool_cfg, name=folder.root.resolve().name,
                          token_modules=token_modules, modules=modules, prompts=prompts,
                          default_prompt_name=default_prompt_name, truncate_dim=truncate_dim)
 
 
-def _modules(folder: ModelFolder, hidden_size: int):
+def _modules(folder: ModelFolder, hidden_size: int, default_pooling: pooling.PoolingConfig):
     """The modules after the Transformer, read in modules.json's order and checked to fit:
     (pooling config, Dense modules on token vectors, Dense/Normalize on sentence vectors).
 
@@ -466,7 +360,7 @@ def _modules(folder: ModelFolder, hidden_size: int):
         if token_modules or modules:
             raise UnsupportedModelError(f"{folder.modules_json} has no Pooling module, so its "
                                         "modules give token vectors, not sentence vectors.")
-        pool_cfg = pooling.PoolingConfig(("mean",))  # a plain folder, as sentence-transformers
+        pool_cfg = default_pooling  # a plain folder: the family's (mean for all five today)
     return pool_cfg, tuple(token_modules), tuple(modules)
 
 

@@ -8,23 +8,25 @@ it, with a shape comment on every line that changes a shape. The parameter tree 
 `checkpoint.load_params` builds, with keys equal to the argument names, so the tree is the
 call graph: `encoder_layer(x, attention_bias, **params["layers"][i], cfg=cfg)`.
 
-The families differ only in data: LayerNorm eps, the activation, where positions start
-(`encoder.position_ids`), whether the tree has a token-type table (MPNet and DistilBERT have
-none), and MPNet's relative position bias, a learned [buckets, heads] table: the scores of
-every layer get, for each head, a number that depends on how far, and in which direction, the
-key is from the query (`encoder.relative_position_bias`). It goes into the same attention bias
-as the mask.
+The families differ only in data (families.py): LayerNorm eps, the activation, where positions
+start (`position_ids`), whether the tree has a token-type table (MPNet and DistilBERT have
+none), which block each step of a layer uses (`cfg.blocks`), and MPNet's relative position
+bias, a learned [buckets, heads] table: the scores of every layer get, for each head, a number
+that depends on how far, and in which direction, the key is from the query
+(`relative_position_bias`). It goes into the same attention bias as the mask.
 
-`encoder.py` is the fast form of the same function: it packs the real tokens together instead
-of padding them, groups texts of equal length instead of masking, and computes GELU and
-softmax in place in cache-sized blocks. tests/test_textbook.py holds the two equal. Read this
-file to learn the model; run that one.
+This file needs nothing from the rest of minisbert but `EncoderConfig`. `encoder.py` is the
+fast form of the same function and takes the steps it does not speed up (position numbering,
+MPNet's buckets) from here: it packs the real tokens together instead of padding them, groups
+texts of equal length instead of masking, and computes GELU and softmax in place in
+cache-sized blocks. tests/test_textbook.py holds the two equal. Read this file to learn the
+model; run that one.
 
 Left out, as in encoder.py: dropout (inference only), token types other than 0 (single
 sentences), relative position embeddings other than MPNet's bias, the pooler head, and any
-training code. Also left
-out on purpose: every speed technique. A padded position gets a vector computed like any
-other, which nothing uses; it is set to zero at the end, as encoder.py returns it.
+training code. Also left out on purpose: every speed technique. A padded position gets a vector
+computed like any other, which nothing uses; it is set to zero at the end, as encoder.py
+returns it.
 """
 
 from __future__ import annotations
@@ -33,20 +35,18 @@ import math
 
 import numpy as np
 
-from .encoder import EncoderConfig, erfc_nonnegative, position_ids, relative_position_bias
+from .families import EncoderConfig
 
 # ---------------------------------------------------------------------------- activations
 
-
-def normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Φ(x), the standard normal CDF: erfc(-x/√2)/2. erfc_nonnegative takes z >= 0 only, so
-    the tail Φ(-|x|) is computed and the symmetry Φ(x) = 1 - Φ(-x) gives the other side."""
-    tail = erfc_nonnegative(np.abs(x) / np.float32(math.sqrt(2))) / 2  # Φ(-|x|)
-    return np.where(x < 0, tail, 1 - tail)
+_erf = np.frompyfunc(math.erf, 1, 1)  # math.erf on each element (of a float64 array)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    return x * normal_cdf(x)  # exact GELU, BERT's and XLM-R's "gelu"
+    """Exact GELU, x·Φ(x) with Φ(x) = (1 + erf(x/√2))/2, the standard normal CDF: BERT's and
+    XLM-R's "gelu". In float64, so that 1 + erf(x/√2), near 0 for negative x, keeps its digits."""
+    x64 = x.astype(np.float64)
+    return (x64 * (1 + _erf(x64 / math.sqrt(2)).astype(np.float64)) / 2).astype(x.dtype)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -69,9 +69,57 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x * sigmoid(x)
 
 
+# The plain form of each activation in activations.ACTIVATIONS, the table the runtime uses
+# (tests/test_textbook.py checks that both name the same functions).
 ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
                "gelu_fast": gelu_tanh, "quick_gelu": quick_gelu, "relu": relu,
-               "silu": silu, "swish": silu}
+               "silu": silu, "swish": silu, "sigmoid": sigmoid, "tanh": np.tanh,
+               "linear": lambda x: x}
+
+# ---------------------------------------------------------------------------- positions
+
+
+def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
+    """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
+    if cfg.positions_after_padding_idx:
+        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
+        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
+        # text gets the padding position too, as in HuggingFace.
+        m = (ids != cfg.pad_token_id).astype(np.int64)
+        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
+    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+
+
+def relative_position_buckets(length: int, num_buckets: int = 32,
+                              max_distance: int = 128) -> np.ndarray:
+    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
+    [length, length] bucket index for each (query, key) of a text of `length` tokens.
+
+    Half the buckets are for keys before the query, half for keys after it. Within each half,
+    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
+    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
+    """
+    pos = np.arange(length)
+    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
+    half = num_buckets // 2
+    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
+    n = np.abs(n)
+    exact = half // 2
+    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
+    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
+    # buckets) sits on a bucket edge, where another rounding could cross it.
+    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
+    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
+    return bucket + np.where(n < exact, n, large)  # [q, k]
+
+
+def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
+    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
+    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
+    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
+    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+
 
 # ---------------------------------------------------------------------------- layers
 
@@ -115,24 +163,38 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(linear(x, **up)), **down)  # [b, s, d] -> [b, s, 4d] -> [b, s, d]
 
 
+# Each family names one function per step of a layer (families.Blocks); these tables hold them.
+NORMS = {"layer": layer_norm}
+FEED_FORWARDS = {"plain": feed_forward}
+
+
+def residual(x: np.ndarray, sublayer, norm: dict, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds
+    the sublayer's output to x, then normalizes the sum."""
+    normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement != "post":
+        raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
+    return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [b, s, d]
+
+
 def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict,
                   ffn: dict, ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
-    """One post-LN transformer block (BERT's order: add the sublayer's output, then normalize)."""
-    eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, attention_bias, **attn, num_heads=cfg.num_heads),
-                   **ln_attn, eps=eps)
-    return layer_norm(x + feed_forward(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
-                      **ln_ffn, eps=eps)
+    """One transformer block: self-attention, then the feed-forward, each added to its input
+    with a norm (`residual`), each the block cfg.blocks names."""
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    x = residual(x, lambda h: multi_head_attention(h, attention_bias, **attn,
+                                                   num_heads=cfg.num_heads), ln_attn, cfg)
+    return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
 def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, ln: dict, cfg: EncoderConfig,
           token_type: np.ndarray | None = None) -> np.ndarray:
     """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
-    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see encoder.position_ids)."""
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids)."""
     x = word[ids] + position[position_ids(ids, cfg)]  # [b, s] -> [b, s, d]
     if token_type is not None:  # MPNet and DistilBERT have no token types
         x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+    return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
 def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,

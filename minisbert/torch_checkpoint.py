@@ -22,8 +22,8 @@ as with safetensors, a large embedding table costs RAM only for the rows read.
 
 Left out: the legacy format of torch < 1.6 (a bare pickle stream; a clear error says how to
 convert it), sparse, quantized and complex tensors, and anything in the file that is not a
-tensor. Only checkpoint.py calls this module; it turns the dtypes into float32 and knows the
-tensor names.
+tensor. Only weights.py calls this module; it turns the dtypes into float32 (checkpoint.py knows the
+tensor names).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 from .errors import CheckpointError
 
 # torch's storage classes -> (safetensors dtype name, how the bytes are viewed, little endian).
-# BF16 has no NumPy dtype: its bytes are read as uint16 and widened by checkpoint.py.
+# BF16 has no NumPy dtype: its bytes are read as uint16 and widened by weights.py.
 _STORAGES = {
     "DoubleStorage": ("F64", "<f8"), "FloatStorage": ("F32", "<f4"),
     "HalfStorage": ("F16", "<f2"), "BFloat16Storage": ("BF16", "<u2"),
@@ -89,7 +89,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, tuple[str, np.nd
     """Every tensor of a torch.save'd state dict: name -> (safetensors dtype name, array).
 
     Arrays are read-only views of the memory-mapped file (or of its bytes) in their stored
-    dtype, BF16 as uint16; checkpoint.py converts them to float32.
+    dtype, BF16 as uint16; weights.py converts them to float32.
     """
     path = Path(path)
     if zipfile.is_zipfile(path):

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import minisbert
-from minisbert import checkpoint
+from minisbert.weights import WEIGHT_FILES, read_safetensors
 from minisbert import download as hub
 from minisbert.errors import DownloadError, ModelFileMissing
 
@@ -350,7 +350,7 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def minilm_tensors(minilm_path: Path) -> dict[str, np.ndarray]:
-    tensors = checkpoint.read_safetensors(minilm_path / "model.safetensors")
+    tensors = read_safetensors(minilm_path / "model.safetensors")
     return {name: np.array(t, dtype=np.float32) for name, t in tensors.items()}
 
 
@@ -405,7 +405,7 @@ def bin_folder(minilm_path: Path, folder: Path) -> Path:
     torch = pytest.importorskip("torch")
     dense_folder(minilm_path, folder)
     for weights in list(folder.rglob("model.safetensors")):
-        tensors = checkpoint.read_safetensors(weights)
+        tensors = read_safetensors(weights)
         torch.save({n: torch.from_numpy(np.array(t)) for n, t in tensors.items()},
                    weights.parent / "pytorch_model.bin")
         weights.unlink()
@@ -451,10 +451,10 @@ def test_download_then_load_offline_in_each_weight_layout(tmp_path, minilm_path,
     for prefix in {f.rpartition("/")[0] for f in WEIGHTS[layout]}:
         prefix = f"{prefix}/" if prefix else ""
         asked = [f for f in server.log if f[0].startswith(prefix)
-                 and f[0].removeprefix(prefix) in checkpoint.WEIGHT_FILES]
+                 and f[0].removeprefix(prefix) in WEIGHT_FILES]
         got_format = next(f for f in WEIGHTS[layout] if f.startswith(prefix)
-                          and f.removeprefix(prefix) in checkpoint.WEIGHT_FILES)
-        order = list(checkpoint.WEIGHT_FILES)
+                          and f.removeprefix(prefix) in WEIGHT_FILES)
+        order = list(WEIGHT_FILES)
         skipped = order[:order.index(got_format.removeprefix(prefix))]
         assert [f[0] for f in asked if f[2] == 404] == [prefix + f for f in skipped]
     assert hub.missing_files(folder) == []

@@ -14,9 +14,9 @@ import pytest
 import corpus
 import minisbert
 import mpnet_folder
-from minisbert import encoder, model, textbook
-from minisbert.checkpoint import read_safetensors
-from minisbert.encoder import relative_position_bias, relative_position_buckets
+from minisbert import encoder, families, textbook
+from minisbert.weights import read_safetensors
+from minisbert.textbook import relative_position_bias, relative_position_buckets
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.bert import BertTokenizer
 from reference import compare, encode_both, first_mismatches
@@ -171,11 +171,11 @@ def test_config_errors_name_the_key(mpnet_path, tmp_path):
     for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
         broken = {k: v for k, v in config.items() if k != key}
         with pytest.raises(minisbert.ConfigError, match=rf"config.json has no '{key}'"):
-            model.encoder_config(broken, tmp_path / "config.json")
+            families.encoder_config(broken, tmp_path / "config.json")
     few = {**config, "relative_attention_num_buckets": 16}
     with pytest.raises(minisbert.UnsupportedModelError, match="at least 32"):
-        model.encoder_config(few, tmp_path / "config.json")
-    cfg = model.encoder_config(config, tmp_path / "config.json")
+        families.encoder_config(few, tmp_path / "config.json")
+    cfg = families.encoder_config(config, tmp_path / "config.json")
     assert (cfg.type_vocab_size, cfg.pad_token_id, cfg.layer_norm_eps,
             cfg.relative_attention_buckets) == (0, 1, 1e-5, 32)
 

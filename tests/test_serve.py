@@ -543,14 +543,6 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(small_server):
 
 # ---------------------------------------------------------------------------- without a server
 
-def test_import_minisbert_does_not_load_the_server_stack():
-    code = ("import sys, minisbert, minisbert.cli; "
-            "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out
-
-
 def test_serve_without_the_extra_names_the_install_line(minilm_path):
     # sys.modules[name] = None makes `import name` fail, as if it were not installed.
     code = ("import sys; sys.modules['uvicorn'] = None; from minisbert.cli import main; "

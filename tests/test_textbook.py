@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from minisbert import encoder, pooling, textbook
+from minisbert import activations, encoder, pooling, textbook
 from minisbert.encoder import EncoderConfig
 from reference import compare
 
@@ -100,7 +100,7 @@ def assert_tokens_close(name, ours, ref, mask):
     assert worst <= 1e-4
 
 
-@pytest.mark.parametrize("act", sorted(encoder.ACTIVATIONS))
+@pytest.mark.parametrize("act", sorted(activations.ACTIVATIONS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fast_encoder_equals_textbook(family, act):
     cfg = config(family, act)
@@ -165,11 +165,11 @@ def test_positions_are_the_familys(family):
 
 
 def test_textbook_activations_are_the_fast_ones():
-    assert textbook.ACTIVATIONS.keys() == encoder.ACTIVATIONS.keys()
+    assert textbook.ACTIVATIONS.keys() == activations.ACTIVATIONS.keys()
     x = np.concatenate([np.linspace(-100, 100, 200_001),
                         np.random.default_rng(3).standard_normal(10_000) * 4]).astype(np.float32)
     for name, act in textbook.ACTIVATIONS.items():
-        ours, fast = act(x), encoder.ACTIVATIONS[name](x)
+        ours, fast = act(x), activations.ACTIVATIONS[name](x)
         assert ours.dtype == np.float32, name
         diff = np.abs(ours.astype(np.float64) - fast)
         print(f"\n{name}: textbook vs fast maxdiff = {diff.max():.2e}")

@@ -1,0 +1,289 @@
+"""The model families minisbert runs, as data: one `Family` entry per config.json model_type.
+
+A family says, in one place,
+  - how config.json's keys become the encoder's settings (`EncoderConfig`), with defaults;
+  - which blocks its layers are built from, in which order (`Blocks`): the norm and where it
+    sits, the position scheme, the attention, the feed-forward;
+  - the names its checkpoints give each tensor, the prefix task checkpoints add, and the
+    tensors to skip;
+  - the pooling a folder without modules.json gets, the tokenizer its folders use when
+    tokenizer_config.json names none, and the files that tokenizer is built from.
+checkpoint.py reads the names, model.py the pooling, tokenizer/ the front end, download.py the
+files, and both encoders (textbook.py, encoder.py) the blocks; none of them tests a model_type.
+
+Adding a family is one entry here, plus the blocks it brings if the encoders lack them (see
+"Adding a model" in docs/how-it-works.md).
+
+`encoder_config` is the config.json schema: it reads the file's settings as the family says and
+checks each one's type and range, so a broken file is refused here, naming the key, rather than
+failing later inside NumPy.
+
+Left out: families whose config.json asks for blocks the encoders lack (they are refused with
+the list of model_types that run), and every setting that only matters for training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .activations import ACTIVATIONS
+from .errors import ConfigError, UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Which block a layer uses at each step. Each value names a function in both encoders
+    (textbook.py and encoder.py). The values in use today are all BERT's; the comments name
+    the ones the next families bring."""
+    norm: str = "layer"  # LayerNorm, with scale and shift ("rms": RMSNorm, scale only)
+    norm_placement: str = "post"  # add, then normalize ("pre": normalize each sublayer's input)
+    positions: str = "absolute"  # a learned table added to the embeddings ("rotary": q and k rotated)
+    attention: str = "bidirectional"  # every token sees its whole text ("causal", "sliding")
+    feed_forward: str = "plain"  # down(act(up(x))) ("gated": down(act(gate(x)) · up(x)))
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    hidden_size: int  # d, the width of every token vector
+    num_layers: int
+    num_heads: int  # d must divide evenly into heads
+    intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
+    vocab_size: int
+    max_position_embeddings: int  # rows in the position table
+    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R, 0: no table)
+    layer_norm_eps: float  # 1e-12 for BERT and DistilBERT, 1e-5 for XLM-R, RoBERTa, MPNet
+    hidden_act: str  # name of the feed-forward activation, see activations.ACTIVATIONS
+    pad_token_id: int
+    # XLM-R, RoBERTa and MPNet number real positions from pad_token_id + 1 (fairseq's
+    # convention) and give padding the position pad_token_id; BERT numbers positions 0..s-1.
+    positions_after_padding_idx: bool
+    # Rows of MPNet's learned relative position bias table ([rows, heads]); 0: no such bias.
+    relative_attention_buckets: int = 0
+    # config.json's model_type: the key of its Family (which tensor names the checkpoint uses).
+    architecture: str = "bert"
+    # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
+    # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
+    sinusoidal_positions: bool = False
+    blocks: Blocks = Blocks()  # which blocks each layer runs, from the family
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens the position table can hold (512 for every family here)."""
+        if self.positions_after_padding_idx:
+            return self.max_position_embeddings - self.pad_token_id - 1
+        return self.max_position_embeddings
+
+
+REQUIRED = object()  # a config.json key with no default: the file must have it
+# An EncoderConfig setting: (the config.json key that holds it, its value when the key is
+# absent or null), or a plain value the family fixes whatever the file says.
+Setting = tuple[str, object] | int | float | str | bool
+
+# Tensors checkpoints hold that a sentence encoder's forward pass does not use: buffers of
+# position numbers, the pooler, and the heads of task models. Regular expressions over names
+# with the task prefix already removed.
+COMMON_IGNORED = (r"(^|\.)position_ids$", r"^pooler\.", r"^cls\.", r"^lm_head\.",
+                  r"^classifier\.")
+
+
+@dataclass(frozen=True)
+class Family:
+    # EncoderConfig field -> Setting. Defaults are those of transformers' config classes.
+    config: dict[str, Setting]
+    # Path of a parameter in the encoder's tree -> the checkpoint's name for it, "{i}" for the
+    # layer number. A name ending in ".weight" is one tensor (an embedding table); any other is
+    # the prefix of a linear layer or a norm, whose ".weight" and ".bias" follow it.
+    names: dict[str, str]
+    # What task checkpoints (BertModel inside BertForMaskedLM, ...) put before those names;
+    # sentence-transformers checkpoints have none.
+    prefixes: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = COMMON_IGNORED  # see COMMON_IGNORED
+    blocks: Blocks = Blocks()
+    # The pooling of a folder without modules.json (sentence-transformers' default is mean).
+    pooling: tuple[str, ...] = ("mean",)
+    # tokenizer_class when tokenizer_config.json names none (a key of tokenizer.FRONT_ENDS),
+    # and the files that tokenizer is built from (download fetches them; load needs them).
+    tokenizer: str = "BertTokenizer"
+    tokenizer_files: tuple[str, ...] = ("vocab.txt",)
+
+
+# ---------------------------------------------------------------------------- the families
+
+# BERT's config.json keys, which XLM-R, RoBERTa and MPNet share.
+_BERT_CONFIG: dict[str, Setting] = {
+    "hidden_size": ("hidden_size", REQUIRED),
+    "num_layers": ("num_hidden_layers", REQUIRED),
+    "num_heads": ("num_attention_heads", REQUIRED),
+    "intermediate_size": ("intermediate_size", REQUIRED),
+    "vocab_size": ("vocab_size", REQUIRED),
+    "max_position_embeddings": ("max_position_embeddings", REQUIRED),
+    "type_vocab_size": ("type_vocab_size", 2),
+    "layer_norm_eps": ("layer_norm_eps", 1e-12),
+    "hidden_act": ("hidden_act", "gelu"),
+    "pad_token_id": ("pad_token_id", 0),
+    "positions_after_padding_idx": False,
+}
+# fairseq's numbering (XLM-R, RoBERTa): positions count from pad_token_id + 1 (see EncoderConfig).
+_FAIRSEQ_CONFIG: dict[str, Setting] = {**_BERT_CONFIG, "pad_token_id": ("pad_token_id", 1),
+                                       "positions_after_padding_idx": True}
+# BERT's tensor names, which XLM-R and RoBERTa share.
+_BERT_NAMES = {
+    "embeddings.word": "embeddings.word_embeddings.weight",
+    "embeddings.position": "embeddings.position_embeddings.weight",
+    "embeddings.token_type": "embeddings.token_type_embeddings.weight",
+    "embeddings.ln": "embeddings.LayerNorm",
+    "attn.q": "encoder.layer.{i}.attention.self.query",
+    "attn.k": "encoder.layer.{i}.attention.self.key",
+    "attn.v": "encoder.layer.{i}.attention.self.value",
+    "attn.out": "encoder.layer.{i}.attention.output.dense",
+    "ln_attn": "encoder.layer.{i}.attention.output.LayerNorm",
+    "ffn.up": "encoder.layer.{i}.intermediate.dense",
+    "ffn.down": "encoder.layer.{i}.output.dense",
+    "ln_ffn": "encoder.layer.{i}.output.LayerNorm",
+}
+
+FAMILIES: dict[str, Family] = {
+    "bert": Family(config=_BERT_CONFIG, names=_BERT_NAMES, prefixes=("bert.",)),
+    "xlm-roberta": Family(
+        config=_FAIRSEQ_CONFIG, names=_BERT_NAMES, prefixes=("roberta.", "xlm_roberta."),
+        tokenizer="XLMRobertaTokenizer", tokenizer_files=("sentencepiece.bpe.model",)),
+    "roberta": Family(
+        config=_FAIRSEQ_CONFIG, names=_BERT_NAMES, prefixes=("roberta.",),
+        tokenizer="RobertaTokenizer", tokenizer_files=("vocab.json", "merges.txt")),
+    "mpnet": Family(
+        config={
+            **_BERT_CONFIG,
+            "type_vocab_size": 0,  # no token types
+            "pad_token_id": 1,  # MPNet numbers positions after padding index 1, whatever the config
+            "positions_after_padding_idx": True,
+            # rows of the relative position bias table; the model always uses the first 32
+            "relative_attention_buckets": ("relative_attention_num_buckets", 32),
+        },
+        names={
+            "embeddings.word": "embeddings.word_embeddings.weight",
+            "embeddings.position": "embeddings.position_embeddings.weight",
+            "embeddings.ln": "embeddings.LayerNorm",
+            "attn.q": "encoder.layer.{i}.attention.attn.q",
+            "attn.k": "encoder.layer.{i}.attention.attn.k",
+            "attn.v": "encoder.layer.{i}.attention.attn.v",
+            "attn.out": "encoder.layer.{i}.attention.attn.o",
+            "ln_attn": "encoder.layer.{i}.attention.LayerNorm",
+            "ffn.up": "encoder.layer.{i}.intermediate.dense",
+            "ffn.down": "encoder.layer.{i}.output.dense",
+            "ln_ffn": "encoder.layer.{i}.output.LayerNorm",
+            # one [buckets, heads] table, shared by every layer
+            "relative_attention_bias": "encoder.relative_attention_bias.weight",
+        },
+        prefixes=("mpnet.",), tokenizer="MPNetTokenizer"),
+    "distilbert": Family(
+        config={
+            "hidden_size": ("dim", REQUIRED),
+            "num_layers": ("n_layers", REQUIRED),
+            "num_heads": ("n_heads", REQUIRED),
+            "intermediate_size": ("hidden_dim", REQUIRED),
+            "vocab_size": ("vocab_size", REQUIRED),
+            "max_position_embeddings": ("max_position_embeddings", REQUIRED),
+            "type_vocab_size": 0,  # no token types
+            "layer_norm_eps": 1e-12,  # hard-coded in DistilBERT, not in its config
+            "hidden_act": ("activation", "gelu"),
+            "pad_token_id": ("pad_token_id", 0),
+            "positions_after_padding_idx": False,
+            "sinusoidal_positions": ("sinusoidal_pos_embds", False),
+        },
+        names={
+            "embeddings.word": "embeddings.word_embeddings.weight",
+            "embeddings.position": "embeddings.position_embeddings.weight",
+            "embeddings.ln": "embeddings.LayerNorm",
+            "attn.q": "transformer.layer.{i}.attention.q_lin",
+            "attn.k": "transformer.layer.{i}.attention.k_lin",
+            "attn.v": "transformer.layer.{i}.attention.v_lin",
+            "attn.out": "transformer.layer.{i}.attention.out_lin",
+            "ln_attn": "transformer.layer.{i}.sa_layer_norm",
+            "ffn.up": "transformer.layer.{i}.ffn.lin1",
+            "ffn.down": "transformer.layer.{i}.ffn.lin2",
+            "ln_ffn": "transformer.layer.{i}.output_layer_norm",
+        },
+        prefixes=("distilbert.",),
+        # the masked-LM head of DistilBertForMaskedLM
+        ignored=(*COMMON_IGNORED, r"^vocab_(transform|layer_norm|projector)\."),
+        tokenizer="DistilBertTokenizer"),
+}
+
+
+def tokenizer_file_sets() -> list[tuple[str, ...]]:
+    """The sets of files a tokenizer can be built from, one per front end, in FAMILIES order."""
+    return list(dict.fromkeys(f.tokenizer_files for f in FAMILIES.values()))
+
+
+# ---------------------------------------------------------------------------- config.json
+
+_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+# The kind of value each setting read from config.json holds; every other one is a whole number.
+_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
+_LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
+
+
+def _setting(config: dict, path: Path, key: str, kind: type, default=REQUIRED):
+    """config[key], checked to be a `kind` (float accepts whole numbers too); a key that is
+    absent or null gives `default`, or is a ConfigError when there is none."""
+    value = config.get(key)
+    if value is None:
+        if default is REQUIRED:
+            raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
+        return default
+    accepted = (int, float) if kind is float else kind
+    # JSON true is no number, although Python's True is an int.
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
+        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
+                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
+    return float(value) if kind is float else value
+
+
+def family_of(config: dict, path: Path) -> Family:
+    """The Family of a parsed config.json (at `path`), by its model_type."""
+    model_type = _setting(config, path, "model_type", str, default=None)
+    if model_type not in FAMILIES:
+        archs = ", ".join(map(str, config.get("architectures") or [])) or "none"
+        raise UnsupportedModelError(
+            f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
+            f"minisbert runs {', '.join(FAMILIES)} encoders.")
+    return FAMILIES[model_type]
+
+
+def encoder_config(config: dict, path: Path) -> EncoderConfig:
+    """The encoder's settings from config.json (at `path`), each checked for its type, read
+    as the Family of the file's model_type says."""
+    family = family_of(config, path)
+    positions = _setting(config, path, "position_embedding_type", str, default="absolute")
+    if positions != "absolute":
+        raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
+                                    "supported; minisbert implements absolute positions only.")
+    settings = {"architecture": config["model_type"], "blocks": family.blocks}
+    for name, source in family.config.items():
+        if not isinstance(source, tuple):  # fixed by the family
+            settings[name] = source
+            continue
+        key, default = source
+        kind = _KINDS.get(name, int)
+        value = settings[name] = _setting(config, path, key, kind, default)
+        least = _LEAST.get(name, 1)
+        if kind is int and value < least:
+            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
+                              "file, or download it again.")
+    cfg = EncoderConfig(**settings)
+
+    keys = {name: source[0] for name, source in family.config.items()
+            if isinstance(source, tuple)}  # for the messages below
+    if cfg.hidden_act not in ACTIVATIONS:
+        raise UnsupportedModelError(f"{path}: {keys['hidden_act']} {cfg.hidden_act!r} is not "
+                                    f"supported; minisbert implements {', '.join(ACTIVATIONS)}.")
+    if cfg.hidden_size % cfg.num_heads:
+        raise UnsupportedModelError(f"{path}: {keys['hidden_size']} {cfg.hidden_size} does not "
+                                    f"divide into {cfg.num_heads} attention heads.")
+    if 0 < cfg.relative_attention_buckets < 32:
+        raise UnsupportedModelError(
+            f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "
+            "MPNet always looks up 32 relative position buckets, so the table needs at least 32.")
+    return cfg
