@@ -7,8 +7,13 @@
     japanese.py  JapaneseTokenizer: MeCab words, then WordPiece (BertJapaneseTokenizer)
     xlmr.py      XLMRobertaTokenizer: SentencePiece pieces with XLM-R's ids
     bpe.py       RobertaTokenizer: GPT-2's byte-level BPE (all-distilroberta-v1)
+    tokenizer_json.py  TokenizerJson: any tokenizer.json (Hugging Face "fast" tokenizers), run
+                 as a pipeline of its components: normalizers.py, pre_tokenizers.py,
+                 subword_models.py, post_processors.py
 
-`load_tokenizer` picks the front end a model folder was made for. The front ends import
+`load_tokenizer` picks the front end a model folder was made for: tokenizer.json where the
+folder has one (what sentence-transformers loads), except for MeCab's Japanese tokenizer, whose
+word splitting the file cannot describe; else the front end the files and config name. The front ends import
 SentencePiece and MeCab (fugashi) only when a tokenizer that needs them is made, so importing
 this package needs neither.
 """
@@ -24,6 +29,7 @@ from .base import Tokenizer
 from .bert import BertTokenizer
 from .bpe import RobertaTokenizer
 from .japanese import JapaneseTokenizer
+from .tokenizer_json import TokenizerJson
 from .xlmr import XLMRobertaTokenizer
 
 __all__ = ["Tokenizer", "load_tokenizer"]
@@ -52,6 +58,8 @@ def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False,
     """
     config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
     cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
+    if (folder / "tokenizer.json").is_file() and cls_name != "BertJapaneseTokenizer":
+        return TokenizerJson(folder, config, max_length, lowercase)
     if not cls_name:  # older folders name no class: the files say which tokenizer it is
         cls_name = _front_end_by_files(folder, model_type)
     if cls_name not in FRONT_ENDS:

@@ -165,12 +165,14 @@ class WordPiece:
     the whole word becomes one unknown token; words longer than 100 characters too.
     """
 
-    def __init__(self, vocab: dict[str, int], unk_token: str, max_chars: int = 100):
+    def __init__(self, vocab: dict[str, int], unk_token: str, max_chars: int = 100,
+                 prefix: str = "##"):
         if unk_token not in vocab:
             raise TokenizerError(f"the vocabulary has no unknown token {unk_token!r}")
         self.vocab = vocab
         self.unk_id = vocab[unk_token]
         self.max_chars = max_chars
+        self.prefix = prefix  # marks a piece that continues a word ("##aff")
         # Words repeat a lot in real text; remembering their split makes tokenizing ~3x faster.
         self.split = lru_cache(maxsize=1 << 16)(self._split)
 
@@ -181,7 +183,7 @@ class WordPiece:
         start = 0
         while start < len(word):
             for end in range(len(word), start, -1):
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                piece = word[start:end] if start == 0 else self.prefix + word[start:end]
                 if piece in self.vocab:
                     ids.append(self.vocab[piece])
                     start = end
