@@ -13,7 +13,13 @@ Here: the `Tokenizer` base class; the special tokens' spellings, read from the f
 `split_special`); `well_formed`, the surrogate repair every front end applies first; and
 WordPiece with its vocab.txt reader, which the English and Japanese front ends share.
 
-Left out: decoding ids back to text, pairs of texts, offsets, added tokens beyond the special
+Pairs of texts (cross-encoders) go through `encode_pair`: both texts' ids cut "longest first"
+to fit, then the pair template of the front end, with token type ids: BERT's
+`[CLS] A [SEP] B [SEP]` (types 0 for A and its [SEP], 1 for B and the last [SEP]), XLM-R's and
+RoBERTa's `<s> A </s></s> B </s>` (every type 0). tokenizer.json front ends use the file's
+template instead.
+
+Left out: decoding ids back to text, offsets, added tokens beyond the special
 ones, and everything a single front end needs alone (normalization, MeCab, SentencePiece).
 """
 
@@ -35,6 +41,10 @@ class Tokenizer:
     sep_id: int  # id put after it (`[SEP]`, `</s>`)
     pad_id: int  # id used to fill short rows of a batch
     specials: re.Pattern | None = None  # literal special tokens to take as such in the input
+    # The pair template, [cls] A [sep]×pair_separators B [sep]: BERT puts one separator
+    # between the texts and gives B type 1; XLM-R and RoBERTa put two, and all types are 0.
+    pair_separators: int = 1
+    second_type: int = 1
 
     def __init__(self, max_length: int, lowercase: bool = False):
         self.max_length = max_length  # most ids `encode` returns, special tokens included
@@ -60,6 +70,16 @@ class Tokenizer:
     def encode_with_cut(self, text: str) -> tuple[list[int], int]:
         """`encode(text)`, and how many tokens truncation cut from the end of the text."""
         return self.finish(self.tokenize(text))
+
+    def encode_pair(self, a: str, b: str) -> tuple[list[int], list[int]]:
+        """(ids, token type ids) of the pair a, b as a cross-encoder sees it: each text's ids
+        cut "longest first" until both and the special tokens fit max_length."""
+        from .post_processors import truncate_pair  # the Rust library's rule, written once
+        ids_a, ids_b = self.tokenize(a), self.tokenize(b)
+        n_a, n_b = truncate_pair(len(ids_a), len(ids_b), self.max_length - 2 - self.pair_separators)
+        first = [self.cls_id, *ids_a[:n_a], *[self.sep_id] * self.pair_separators]
+        second = [*ids_b[:n_b], self.sep_id]
+        return first + second, [0] * len(first) + [self.second_type] * len(second)
 
     def finish(self, ids: list[int]) -> tuple[list[int], int]:
         """Content ids -> (truncated ids with the special tokens around them, ids cut)."""
