@@ -100,11 +100,6 @@ class CrossEncoder:
     def __init__(self, path: str | os.PathLike, *, max_length: int | None = None,
                  activation_fn: str | Callable | None = None):
         folder = read_modules(path)
-        extra = [m.type for m in folder.modules if m.kind != "Transformer"]
-        if extra:
-            raise UnsupportedModelError(
-                f"{folder.modules_json} lists {', '.join(extra)} after the Transformer; a "
-                "cross-encoder folder has the Transformer alone (its head is in the checkpoint).")
         transformer_dir = folder.transformer_dir
         config_path = transformer_dir / "config.json"
         config = read_json(config_path, required=True)
@@ -113,6 +108,11 @@ class CrossEncoder:
             raise UnsupportedModelError(
                 f"{config_path}: architectures {archs}; a cross-encoder is a "
                 "*ForSequenceClassification model. Load sentence encoders with minisbert.load.")
+        extra = [m.type for m in folder.modules if m.kind != "Transformer"]
+        if extra:
+            raise UnsupportedModelError(
+                f"{folder.modules_json} lists {', '.join(extra)} after the Transformer; a "
+                "cross-encoder folder has the Transformer alone (its head is in the checkpoint).")
         self.cfg = encoder_config(config, config_path)
         self.head = head_config(config, config_path)
         sbert = read_json(transformer_dir / "sentence_bert_config.json")

@@ -29,7 +29,7 @@ from . import checkpoint, parallel, pooling, progress, weights
 from .dense import Dense, load_dense
 from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
-from .families import FAMILIES, EncoderConfig, encoder_config
+from .families import FAMILIES, EncoderConfig, encoder_config, is_sequence_classifier
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
 
@@ -284,7 +284,12 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     folder = read_modules(path)
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
-    cfg = encoder_config(read_json(config_path, required=True), config_path)
+    config = read_json(config_path, required=True)
+    cfg = encoder_config(config, config_path)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        raise UnsupportedModelError(
+            f"{config_path} describes {config['architectures'][0]}, a cross-encoder: it scores "
+            "pairs of texts instead of embedding them. Load it with minisbert.CrossEncoder.")
     family = FAMILIES[cfg.architecture]
     if folder.modules_json is None:
         warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "

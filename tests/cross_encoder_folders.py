@@ -169,3 +169,39 @@ def query_passage_pairs(n: int, lang: str = "ja") -> list[tuple[str, str]]:
     long_ = [m.strip() for m in messages if len(m.strip()) > 60]
     queries, passages = corpus.spread(short, n), corpus.spread(long_, n)
     return list(zip(queries, passages))
+
+
+def make_numpy_reranker(folder: Path, sp_model: Path, *, hidden: int = 32, layers: int = 2,
+                        heads: int = 4, intermediate: int = 64, max_length: int = 64,
+                        num_labels: int = 1, seed: int = 0) -> Path:
+    """An XLM-R reranker folder written with NumPy alone (no torch), in the hub's layout
+    (config.json says XLMRobertaForSequenceClassification; no sentence-transformers files),
+    for the tests that run without the reference stack: textbook against fast, the command
+    line, the server, broken folders."""
+    import numpy as np
+    import xlmr_folder
+    from minisbert.weights import read_tensors
+    folder = Path(folder)
+    xlmr_folder.make_numpy_xlmr_folder(folder, sp_model, hidden=hidden, layers=layers,
+                                       heads=heads, intermediate=intermediate,
+                                       max_seq_length=max_length, seed=seed)
+    for name in ("modules.json", "sentence_bert_config.json"):
+        (folder / name).unlink()
+    shutil.rmtree(folder / "1_Pooling")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(architectures=["XLMRobertaForSequenceClassification"],
+                  id2label={str(i): f"LABEL_{i}" for i in range(num_labels)},
+                  label2id={f"LABEL_{i}": i for i in range(num_labels)})
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**tok_config,
+                                                              "model_max_length": max_length}))
+    rng = np.random.default_rng(seed + 1)
+    tensors = {"roberta." + name: np.array(a) for name, a in
+               read_tensors(folder / "model.safetensors").items()}
+    for name, shape in (("classifier.dense", (hidden, hidden)),
+                        ("classifier.out_proj", (num_labels, hidden))):
+        tensors[name + ".weight"] = (rng.standard_normal(shape) / hidden ** 0.5).astype(np.float32)
+        tensors[name + ".bias"] = (0.1 * rng.standard_normal(shape[:1])).astype(np.float32)
+    xlmr_folder.write_safetensors(folder / "model.safetensors", tensors)
+    return folder
