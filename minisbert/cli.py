@@ -10,7 +10,7 @@
 
 Texts are the file's non-blank lines, or with `--split sentences` its sentences (SPLIT_HELP);
 `-i -` reads them from standard input. Input that looks binary is refused (textfile.binary_reason).
-`--model` takes a folder or a hub name (see download.find_model). Every user error (a missing or undecodable
+`--model` takes a folder or a hub name (see locate.find_model). Every user error (a missing or undecodable
 file, an unknown model, no network) is one line on stderr and exit status 1, never a traceback;
 usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_length) is one line too.
 
@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from . import download as hub
+from . import locate
 from .errors import InputFileError, MinisbertError, ModelFileMissing
 from .index import check_model, model_identity, read_index
 from .model import load
@@ -44,16 +45,16 @@ QUIT = {"q", "ｑ"}  # ｑ: what a Japanese input method types for q
 
 def _model_folder_and_name(model_arg: str) -> tuple[Path, str | None]:
     """The folder, and the hub name to record in an index (None when given a folder)."""
-    folder = hub.find_model(model_arg)
+    folder = locate.find_model(model_arg)
     return folder, None if Path(model_arg).expanduser().is_dir() else model_arg
 
 
 def _default_or_given(model_arg: str | None) -> Path:
     """The folder of --model, or of the default model when --model is not given."""
     if model_arg is not None:
-        return hub.find_model(model_arg)
+        return locate.find_model(model_arg)
     try:
-        return hub.find_model(DEFAULT_MODEL)
+        return locate.find_model(DEFAULT_MODEL)
     except ModelFileMissing as e:
         raise ModelFileMissing(f"no --model given, and the default {e}") from None
 
@@ -132,7 +133,7 @@ def verify(args) -> int:
     from . import verify as parity  # imports nothing beyond NumPy until it runs the reference
     texts = read_texts(args.texts, args.split, args.encoding) if args.texts \
         else parity.sample_texts()
-    report = parity.verify(hub.find_model(args.folder), texts[:args.n],
+    report = parity.verify(locate.find_model(args.folder), texts[:args.n],
                            prompt_name=args.prompt_name)
     print(report.table())
     return 0 if report.ok else 1

@@ -26,15 +26,14 @@ Reading checks that the files agree (count, dtype, dimension, and that embedding
 every row its header promises) and names the file at fault when they do not.
 
 Vectors from two different models live in unrelated spaces: comparing them gives confident
-nonsense, never an error. So an index remembers a fingerprint of its model's weights, and
-`check_model` refuses a query model whose fingerprint differs.
+nonsense, never an error. So an index remembers a fingerprint of its model's weights (computed
+by fingerprint.py), and `check_model` refuses a query model whose fingerprint differs.
 
 Left out: appending to a finished index, and any compression of the vectors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,77 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .weights import find_weights, read_safetensors_header
 from .errors import SearchIndexError
-from .folder import read_json, read_modules
+from .fingerprint import model_fingerprint
 
 FORMAT = "minisbert-index"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-_SAMPLES = 16  # pieces of the weights hashed by the fingerprint...
-_SAMPLE_BYTES = 4096  # ...of this many bytes each
 _NPY_HEADER = 128  # bytes: room for any shape's digits, a multiple of 64 as .npy wants
 PARTIAL = ".partial"  # OUTPUT.partial: an index being written
-
-
-def _canonical_json(path: Path, drop=()) -> bytes:
-    """The file's JSON re-serialized with sorted keys, so formatting does not matter."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in drop and not k.startswith("_")}
-    return json.dumps(data, sort_keys=True).encode()
-
-
-def model_fingerprint(folder: str | os.PathLike) -> str:
-    """16 hex digits that name a model's vector space: a hash of modules.json, the module
-    configs (pooling, Dense), config.json, and the weights: for model.safetensors its header
-    (every tensor's name, dtype, shape) and 16 evenly spaced 4 KiB samples of the data. It
-    reads ~70 KB, not the whole file: fine-tuning changes nearly every weight, so the samples
-    catch it; an edit confined to a few weights between the samples would go unnoticed.
-    pytorch_model.bin is sampled the same way (its size, then 16 samples of the whole file);
-    a sharded checkpoint hashes its index and each shard; Dense modules' weights are hashed too.
-
-    Bookkeeping keys of config.json (transformers_version, _name_or_path) are left out, so
-    re-saving a folder with another transformers release keeps its fingerprint.
-    """
-    pipeline = read_modules(folder)
-    h = hashlib.sha256()
-    if pipeline.modules_json is not None:
-        h.update(_canonical_json(pipeline.modules_json))
-        for module in pipeline.modules:  # the other modules' settings (pooling modes)
-            config = pipeline.folder(module) / "config.json"
-            if module.kind != "Transformer" and config.is_file():
-                h.update(_canonical_json(config))
-    h.update(_canonical_json(pipeline.transformer_dir / "config.json",
-                             drop={"transformers_version"}))
-    _hash_weights(h, find_weights(pipeline.transformer_dir))
-    for module in pipeline.modules:
-        if module.kind == "Dense":
-            _hash_weights(h, find_weights(pipeline.folder(module)))
-    return h.hexdigest()[:16]
-
-
-def _hash_weights(h, weights: Path) -> None:
-    """Feed a weight file (or a sharded checkpoint's index and shards) to the hash `h`."""
-    if weights.name.endswith(".index.json"):
-        h.update(_canonical_json(weights))  # which tensor lives in which shard
-        weight_map = read_json(weights).get("weight_map") or {}
-        for shard in sorted(set(weight_map.values())):
-            _hash_weights(h, weights.parent / Path(shard).name)
-        return
-    size = weights.stat().st_size
-    data_start = 0
-    with open(weights, "rb") as f:
-        if weights.suffix == ".safetensors":
-            _, data_start = read_safetensors_header(weights)
-            f.seek(8)
-            h.update(f.read(data_start - 8))  # the header's bytes as stored
-        else:
-            h.update(str(size).encode())  # a pickle's names sit among the data: size and samples
-        last = max(size - _SAMPLE_BYTES, data_start)
-        for offset in np.linspace(data_start, last, _SAMPLES).astype(np.int64):
-            f.seek(int(offset))
-            h.update(f.read(_SAMPLE_BYTES))
 
 
 def model_identity(model, folder: str | os.PathLike, name: str | None = None) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, parallel, pooling, progress, weights
+from . import checkpoint, pooling, progress, threads, weights
 from .dense import Dense, load_dense
 from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
@@ -189,7 +189,7 @@ class SentenceModel:
             out[rows] = pooling.normalize(vectors) if normalize_embeddings else vectors
 
         bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
-        parallel.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
+        threads.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
         bar.close()
         return out[0] if single else out
 

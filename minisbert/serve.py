@@ -9,8 +9,9 @@ Routes:
   GET  /metrics         Prometheus text format: requests, texts, tokens, batch sizes, queue
                         depth, latency
 
-Texts of concurrent requests share encoder batches (see batching.py). The vectors are those of
-`SentenceModel.encode` for the same texts, so the folder's default prompt
+Texts of concurrent requests share encoder batches (see request_batcher.py); each text is
+tokenized once, here, and the batcher encodes those ids. The metrics are kept by metrics.py.
+The vectors are those of `SentenceModel.encode` for the same texts, so the folder's default prompt
 (config_sentence_transformers.json `default_prompt_name`) is put before each text, as encode
 puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
 encode's prompt_name does. `dimensions` cuts the vectors and normalizes the cut. Texts are
@@ -41,7 +42,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,18 +49,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import download as hub
-from . import pooling
-from .batching import Batcher
+from . import locate, pooling
 from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFull
+from .metrics import CONTENT_TYPE, Metrics
 from .model import SentenceModel, load
+from .request_batcher import Batcher
 
 try:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError:
     raise MissingDependencyError("`minisbert serve` needs Starlette and Uvicorn: "
@@ -94,68 +94,6 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-# ---------------------------------------------------------------------------- metrics
-
-def _labels(labels: tuple) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
-
-
-class Metrics:
-    """Counters and histograms in Prometheus' text format (written by hand: it is a few lines,
-    and prometheus_client would be one more dependency)."""
-
-    LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-    BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-
-    def __init__(self):
-        self._lock = threading.Lock()  # batch sizes come from the batcher's threads
-        self.counters: dict[tuple[str, tuple], float] = {}
-        self.histograms: dict[tuple[str, tuple], list] = {}  # -> [bucket counts, sum, count]
-        self.help: dict[str, tuple[str, str]] = {}
-
-    def describe(self, name: str, kind: str, text: str) -> None:
-        self.help[name] = (kind, text)
-
-    def inc(self, name: str, labels: tuple = (), by: float = 1) -> None:
-        with self._lock:
-            self.counters[name, labels] = self.counters.get((name, labels), 0) + by
-
-    def observe(self, name: str, value: float, buckets, labels: tuple = ()) -> None:
-        with self._lock:
-            h = self.histograms.setdefault((name, labels), [[0] * len(buckets), 0.0, 0, buckets])
-            for i, bound in enumerate(buckets):
-                if value <= bound:
-                    h[0][i] += 1
-            h[1] += value
-            h[2] += 1
-
-    def render(self, gauges: list[tuple[str, tuple, float]]) -> str:
-        lines, seen = [], set()
-
-        def header(name):
-            if name not in seen and name in self.help:
-                seen.add(name)
-                kind, text = self.help[name]
-                lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
-
-        with self._lock:
-            for (name, labels), value in sorted(self.counters.items()):
-                header(name)
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-            for name, labels, value in gauges:
-                header(name)
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-            for (name, labels), (counts, total, n, buckets) in sorted(self.histograms.items()):
-                header(name)
-                for bound, count in zip(buckets, counts):
-                    le = labels + (("le", f"{bound:g}"),)
-                    lines.append(f"{name}_bucket{_labels(le)} {count}")
-                lines.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {n}")
-                lines.append(f"{name}_sum{_labels(labels)} {total:.6f}")
-                lines.append(f"{name}_count{_labels(labels)} {n}")
-        return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------- models
 
 @dataclass
@@ -173,15 +111,16 @@ def model_name(model_arg: str) -> str:
 
 
 def _tokenize(model: SentenceModel, texts: list[str],
-              prompt: str = "") -> tuple[list[int], list[int]]:
-    """(tokens each text keeps, tokens cut from each) as encode tokenizes them: the prompt put
-    before the stripped text, special tokens added, cut at max_seq_length."""
-    kept, cut = [], []
+              prompt: str = "") -> tuple[list[np.ndarray], list[int]]:
+    """(each text's token ids as int32, tokens cut from each) as encode tokenizes them: the
+    prompt put before the stripped text, special tokens added, cut at max_seq_length. The
+    only tokenizing a request gets: the batcher encodes these ids, `usage` counts them."""
+    ids, cut = [], []
     for text in texts:
-        ids, n_cut = model.tokenizer.encode_with_cut(prompt + text.strip())
-        kept.append(len(ids))
+        row, n_cut = model.tokenizer.encode_with_cut(prompt + text.strip())
+        ids.append(np.array(row, dtype=np.int32))
         cut.append(n_cut)
-    return kept, cut
+    return ids, cut
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -194,10 +133,11 @@ class ClientGone(Exception):
     pass
 
 
-async def _embed(served: Served, texts: list[str], lengths: list[int], prompt: str,
+async def _embed(served: Served, ids: list[np.ndarray], prompt: str,
                  request: Request) -> np.ndarray:
-    """The raw pooled vectors of the texts [n, dim] with `prompt` before each, from the batcher;
-    ClientGone if the client left first (its texts not yet encoded are dropped)."""
+    """The raw pooled vectors [n, dim] of the texts whose token ids (`prompt` first) are given,
+    from the batcher; ClientGone if the client left first (its texts not yet encoded are
+    dropped)."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
@@ -208,7 +148,7 @@ async def _embed(served: Served, texts: list[str], lengths: list[int], prompt: s
             pass
 
     try:
-        job = served.batcher.submit(texts, lengths, on_done, prompt)
+        job = served.batcher.submit(ids, on_done, prompt)
     except QueueFull as e:
         raise ApiError(503, f"The server is busy ({e}); retry in {RETRY_AFTER_SECONDS} s.",
                        code="server_overloaded", kind="server_error", tei_kind="Overloaded",
@@ -281,24 +221,11 @@ def _texts(body, key: str) -> list[str]:
 class App:
     """The served models, the API key and the metrics; its methods are the routes."""
 
-    def __init__(self, served: dict[str, Served], api_key: str | None):
+    def __init__(self, served: dict[str, Served], api_key: str | None, metrics: Metrics):
         self.served = served
         self.default = next(iter(served.values()))  # a request without `model` gets the first
         self.api_key = api_key
-        self.metrics = Metrics()
-        for name, kind, text in [
-                ("minisbert_requests_total", "counter",
-                 "HTTP requests answered, by route and status."),
-                ("minisbert_texts_total", "counter", "Texts embedded, by model."),
-                ("minisbert_tokens_total", "counter",
-                 "Tokens embedded (special tokens included), by model."),
-                ("minisbert_texts_dropped_total", "counter",
-                 "Texts not encoded because their client disconnected first."),
-                ("minisbert_queue_depth", "gauge", "Texts waiting for an encoder batch, by model."),
-                ("minisbert_batch_size", "histogram", "Texts per encoder batch, by model."),
-                ("minisbert_request_duration_seconds", "histogram",
-                 "Time from request to response, by route.")]:
-            self.metrics.describe(name, kind, text)
+        self.metrics = metrics
 
     def check_key(self, request: Request) -> None:
         if self.api_key is None:
@@ -342,9 +269,11 @@ class App:
             return await run_in_threadpool(_tokenize, served.model, texts, prompt)
         return _tokenize(served.model, texts, prompt)
 
-    def counted(self, served: Served, lengths: list[int]) -> None:
-        self.metrics.inc("minisbert_texts_total", (("model", served.name),), len(lengths))
-        self.metrics.inc("minisbert_tokens_total", (("model", served.name),), sum(lengths))
+    def counted(self, served: Served, ids: list[np.ndarray]) -> int:
+        """Count the texts and tokens embedded; return the tokens (for `usage`)."""
+        tokens = sum(map(len, ids))
+        self.metrics.embedded(served.name, len(ids), tokens)
+        return tokens
 
     # ------------------------------------------------------------------ routes
 
@@ -364,13 +293,13 @@ class App:
                            f"vectors of {served.model.dim} dimensions, so ask for 1 to "
                            f"{served.model.dim}.", param="dimensions")
         prompt = self.prompt(served, body, 400)
-        lengths, _ = await self.tokenize(served, texts, prompt)  # cut as encode cuts them
-        vectors = await _embed(served, texts, lengths, prompt, request)  # [n, dim]
+        ids, _ = await self.tokenize(served, texts, prompt)  # cut as encode cuts them
+        vectors = await _embed(served, ids, prompt, request)  # [n, dim]
         if dims is not None:  # OpenAI's rule: cut, then scale back to unit length
             vectors = pooling.normalize(vectors[:, :dims])
         elif served.model.normalize:
             vectors = pooling.normalize(vectors)
-        self.counted(served, lengths)
+        tokens = self.counted(served, ids)
         if fmt == "base64":  # little-endian float32 bytes, what the openai client decodes
             encoded = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
@@ -380,7 +309,7 @@ class App:
             "data": [{"object": "embedding", "index": i, "embedding": e}
                      for i, e in enumerate(encoded)],
             "model": served.name,
-            "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)},
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
 
     async def embed(self, request: Request) -> Response:
@@ -399,19 +328,19 @@ class App:
             raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
                            "at the end.", param="truncation_direction")
         prompt = self.prompt(served, body, 422)
-        lengths, cut = await self.tokenize(served, texts, prompt)
+        ids, cut = await self.tokenize(served, texts, prompt)
         if not options["truncate"]:
             for i, n_cut in enumerate(cut):
                 if n_cut:
                     with_prompt = f" with the prompt {prompt!r}" if prompt else ""
-                    raise ApiError(413, f"inputs[{i}] has {lengths[i] + n_cut} tokens"
+                    raise ApiError(413, f"inputs[{i}] has {len(ids[i]) + n_cut} tokens"
                                    f"{with_prompt}; {served.name} takes at most "
                                    f"{served.model.max_seq_length}. Send \"truncate\": true to "
                                    "embed its beginning.", param="inputs")
-        vectors = await _embed(served, texts, lengths, prompt, request)
+        vectors = await _embed(served, ids, prompt, request)
         if options["normalize"]:
             vectors = pooling.normalize(vectors)
-        self.counted(served, lengths)
+        self.counted(served, ids)
         return JSONResponse(vectors.tolist())
 
     async def models(self, request: Request) -> Response:
@@ -425,13 +354,7 @@ class App:
 
     async def metrics_text(self, request: Request) -> Response:
         self.check_key(request)
-        gauges = [("minisbert_queue_depth", (("model", s.name),), s.batcher.queued)
-                  for s in self.served.values()]
-        for s in self.served.values():  # counted by the batcher; shown as a counter
-            self.metrics.counters["minisbert_texts_dropped_total", (("model", s.name),)] = \
-                s.batcher.dropped
-        return PlainTextResponse(self.metrics.render(gauges),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     def route(self, path: str, handler, methods: list[str]) -> Route:
         """The handler with error bodies, request counts and latency around it."""
@@ -449,10 +372,7 @@ class App:
                 log.exception("error while answering %s", path)
                 response = ApiError(500, "Internal error; the server log has the details.",
                                     kind="server_error", tei_kind="Backend").response(tei)
-            self.metrics.inc("minisbert_requests_total",
-                             (("route", path), ("status", str(response.status_code))))
-            self.metrics.observe("minisbert_request_duration_seconds", time.monotonic() - start,
-                                 Metrics.LATENCY_BUCKETS, (("route", path),))
+            self.metrics.request(path, response.status_code, time.monotonic() - start)
             return response
 
         return Route(path, endpoint, methods=methods)
@@ -462,19 +382,13 @@ def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
                max_wait: float = 0.005, max_queued: int = 4096) -> Starlette:
     """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
     after encoding what is queued."""
-    metrics_ref = {}
-
-    def batch_observer(name):
-        def observe(texts, padded_tokens):
-            metrics_ref["m"].observe("minisbert_batch_size", texts, Metrics.BATCH_BUCKETS,
-                                     (("model", name),))
-        return observe
-
-    served = {name: Served(name, model, Batcher(model, max_wait=max_wait, max_queued=max_queued,
-                                                on_batch=batch_observer(name)), int(time.time()))
+    metrics = Metrics()
+    served = {name: Served(name, model,
+                           Batcher(model, max_wait=max_wait, max_queued=max_queued,
+                                   on_batch=metrics.batch_observer(name)), int(time.time()))
               for name, model in models.items()}
-    app = App(served, api_key)
-    metrics_ref["m"] = app.metrics
+    metrics.watch({name: s.batcher for name, s in served.items()})
+    app = App(served, api_key, metrics)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -521,7 +435,7 @@ def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
         if name in models:
             raise MinisbertError(
                 f"two --model arguments are both called {name!r}; rename one of the folders.")
-        models[name] = load(hub.find_model(arg))
+        models[name] = load(locate.find_model(arg))
         m = models[name]
         print(f"minisbert: serving {name} ({m.dim} dimensions, max_seq_length "
               f"{m.max_seq_length})", file=sys.stderr, flush=True)

@@ -125,7 +125,7 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
 
     import numpy as np
-    from minisbert.parallel import describe_blas
+    from minisbert.threads import describe_blas
     print(f"{time.strftime('%Y-%m-%d')}; {machine()}; NumPy {np.__version__}, {describe_blas()}")
     texts = corpus_lines(args.texts)
     corpus, queries = texts[:args.texts], texts[args.texts:]
