@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import checkpoint, encoder, parallel, progress, weights
+from . import checkpoint, encoder, progress, threads, weights
 from .activations import ACTIVATIONS
 from .dense import TORCH_ACTIVATIONS
 from .errors import PairInputError, UnsupportedModelError
@@ -222,7 +222,7 @@ class CrossEncoder:
 
         bar = progress.ProgressBar(len(tokenized), show_progress_bar, unit="pairs",
                                    desc="Scoring")
-        parallel.run_batches(run, todo, done=bar.update)  # each batch writes its own rows
+        threads.run_batches(run, todo, done=bar.update)  # each batch writes its own rows
         bar.close()
         return out
 

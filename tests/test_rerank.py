@@ -301,3 +301,124 @@ def test_folders_of_the_wrong_kind(numpy_reranker, sp_model, tmp_path):
             "activation_fn": "mypackage.Scorer"}}))
     with pytest.warns(UserWarning, match="not torch's"):
         assert minisbert.CrossEncoder(broken).activation_fn == "sigmoid"
+
+
+# ---------------------------------------------------------------------------- the server
+
+@pytest.fixture(scope="module")
+def rerank_server(numpy_reranker, minilm_path, tmp_path_factory):
+    """`minisbert serve` with an embedder and a reranker together, on a loopback port."""
+    for name in ("starlette", "uvicorn", "httpx"):
+        pytest.importorskip(name)
+    from test_serve import Server
+    srv = Server(["--model", minilm_path, "--model", numpy_reranker],
+                 tmp_path_factory.mktemp("log") / "rerank-server.log")
+    yield srv
+    srv.stop()
+
+
+def _post(server, path, body):
+    import httpx
+    return httpx.post(server.url + path, json=body, timeout=120)
+
+
+def test_served_scores_equal_predict(rerank_server, numpy_reranker):
+    import corpus
+    model = minisbert.CrossEncoder(numpy_reranker)
+    texts = corpus.spread(corpus.english("ja"), 30)
+    query, documents = texts[0], texts[1:] + [" ".join(texts[1:8])]  # the last one gets cut
+    want = model.predict([(query, d) for d in documents])
+    logits = model.predict([(query, d) for d in documents], activation_fn="linear")
+    order = [int(i) for i in np.argsort(-want, kind="stable")]
+
+    r = _post(rerank_server, "/rerank", {"query": query, "texts": documents, "truncate": True,
+                                         "return_text": True})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert [g["index"] for g in got] == order
+    assert all(g["text"] == documents[g["index"]] for g in got)
+    tei = max(abs(g["score"] - want[g["index"]]) for g in got)
+    raw = _post(rerank_server, "/rerank", {"query": query, "texts": documents, "truncate": True,
+                                           "raw_scores": True}).json()
+    raw_diff = max(abs(g["score"] - logits[g["index"]]) for g in raw)
+    assert set(raw[0]) == {"index", "score"}
+
+    r = _post(rerank_server, "/v1/rerank", {"model": numpy_reranker.name, "query": query,
+                                            "documents": [{"text": d} for d in documents],
+                                            "top_n": 5, "return_documents": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [g["index"] for g in body["results"]] == order[:5]
+    assert body["model"] == numpy_reranker.name
+    assert all(g["document"] == {"text": documents[g["index"]]} for g in body["results"])
+    pair_tokens = sum(len(ids) for ids, _ in model.tokenize([(query, d) for d in documents]))
+    assert body["usage"]["total_tokens"] == pair_tokens
+    cohere = max(abs(g["relevance_score"] - want[g["index"]]) for g in body["results"])
+    print(f"\n/rerank maxdiff = {tei:.3e}, raw {raw_diff:.3e}; /v1/rerank maxdiff = {cohere:.3e}")
+    assert max(tei, raw_diff, cohere) <= 1e-6
+
+
+def test_concurrent_rerank_requests_share_batches(rerank_server, numpy_reranker):
+    """16 clients at once: every answer equals predict."""
+    from concurrent.futures import ThreadPoolExecutor
+    import corpus
+    model = minisbert.CrossEncoder(numpy_reranker)
+    texts = corpus.spread(corpus.english("ja"), 80)
+    jobs = [(texts[i], texts[i + 1:i + 9]) for i in range(0, 64, 4)]
+
+    def ask(job):
+        query, docs = job
+        return _post(rerank_server, "/v1/rerank", {"query": query, "documents": docs}).json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, jobs))
+    worst = 0.0
+    for (query, docs), answer in zip(jobs, answers):
+        want = model.predict([(query, d) for d in docs])
+        for g in answer["results"]:
+            worst = max(worst, abs(g["relevance_score"] - want[g["index"]]))
+    print(f"\n{len(jobs)} concurrent requests: maxdiff = {worst:.3e}")
+    assert worst <= 1e-6
+
+
+@pytest.mark.parametrize("path, body, status", [
+    ("/rerank", {"texts": ["a"]}, 400),
+    ("/rerank", {"query": "q"}, 400),
+    ("/rerank", {"query": "q", "texts": []}, 400),
+    ("/rerank", {"query": "q", "texts": ["a", 3]}, 400),
+    ("/rerank", {"query": 5, "texts": ["a"]}, 400),
+    ("/rerank", {"query": "q", "texts": ["a"], "raw_scores": "yes"}, 422),
+    ("/rerank", {"query": "q", "texts": ["word " * 200]}, 413),
+    ("/rerank", {"query": "q", "texts": ["a"] * 2049}, 413),
+    ("/rerank", [1, 2], 400),
+    ("/v1/rerank", {"query": "q", "documents": "a"}, 400),  # one string is a list of one: 200
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 400),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": "3"}, 400),
+    ("/v1/rerank", {"query": "q", "documents": [{"title": "a"}]}, 400),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "model": "nope"}, 404),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "model": "MINILM"}, 400),
+    ("/v1/embeddings", {"input": "a", "model": "RERANKER"}, 400),
+    ("/v1/rerank", {"query": "", "documents": ["a"]}, 400),
+])
+def test_malformed_rerank_requests(rerank_server, minilm_path, numpy_reranker, path, body, status):
+    if isinstance(body, dict) and body.get("model") in ("MINILM", "RERANKER"):
+        body = {**body, "model": {"MINILM": minilm_path.name,
+                                  "RERANKER": numpy_reranker.name}[body["model"]]}
+    if path == "/v1/rerank" and body.get("documents") == "a":  # a single string is accepted
+        r = _post(rerank_server, path, body)
+        assert r.status_code == 200 and len(r.json()["results"]) == 1
+        return
+    r = _post(rerank_server, path, body)
+    print(f"\n{path} {str(body)[:60]} -> {r.status_code} {r.text[:160]}")
+    assert r.status_code == status
+    error = r.json()
+    if path == "/rerank":
+        assert set(error) == {"error", "error_type"} and error["error"]
+    else:
+        assert error["error"]["message"]
+
+
+def test_bad_json_body(rerank_server):
+    import httpx
+    r = httpx.post(rerank_server.url + "/v1/rerank", content=b"{not json", timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["message"]
