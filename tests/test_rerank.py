@@ -422,3 +422,62 @@ def test_bad_json_body(rerank_server):
     import httpx
     r = httpx.post(rerank_server.url + "/v1/rerank", content=b"{not json", timeout=30)
     assert r.status_code == 400 and r.json()["error"]["message"]
+
+
+# ---------------------------------------------------------------------------- the command line
+
+SCORED = __import__("re").compile(r"Text: (.*?) \(Score:(-?\d+\.\d{3})\)$", __import__("re").M)
+
+
+@pytest.fixture(scope="module")
+def passages_file(tmp_path_factory, pairs):
+    from minisbert.textfile import read_texts
+    path = tmp_path_factory.mktemp("cli") / "passages.txt"
+    passages = list(dict.fromkeys(p for _, p in cef.query_passage_pairs(40)))
+    path.write_text("\n".join(passages) + "\n", encoding="utf-8")
+    return path, read_texts(str(path), "lines", None)  # the texts as the command reads them
+
+
+def test_rerank_command_equals_reference_rank(minilm_reranker, passages_file):
+    from cli_support import run_cli
+    path, passages = passages_file
+    query = cef.query_passage_pairs(40)[5][0]
+    proc = run_cli("rerank", "--model", minilm_reranker, "-q", query, "-i", path, "-k", "5")
+    assert proc.returncode == 0, proc.stderr
+    printed = SCORED.findall(proc.stdout)
+    want = reference(minilm_reranker).rank(query, passages, top_k=5)
+    print(f"\n{proc.stdout}reference: {[(w['corpus_id'], round(w['score'], 3)) for w in want]}")
+    assert [text for text, _ in printed] == [passages[w["corpus_id"]] for w in want]
+    assert all(abs(float(score) - w["score"]) <= 0.0005 + 1e-5 for (_, score), w in
+               zip(printed, want))  # printed with 3 decimals
+
+
+def test_search_with_rerank(minilm_reranker, minilm_path, passages_file):
+    """search --rerank: the bi-encoder's top candidates (all 40 here, fewer than 50), reordered
+    by the cross-encoder, equal sentence-transformers' rank of the same candidates."""
+    from cli_support import run_cli
+    path, passages = passages_file
+    query = cef.query_passage_pairs(40)[7][0]
+    proc = run_cli("search", "-i", path, "--model", minilm_path, "--rerank", minilm_reranker,
+                   "-p", query, "-k", "3")
+    assert proc.returncode == 0, proc.stderr
+    printed = [text for text, _ in SCORED.findall(proc.stdout)]
+    want = reference(minilm_reranker).rank(query, passages, top_k=3)
+    print(f"\n{proc.stdout}")
+    assert printed == [passages[w["corpus_id"]] for w in want]
+    # with two candidates, only the bi-encoder's top two can come back
+    proc = run_cli("search", "-i", path, "--model", minilm_path, "--rerank", minilm_reranker,
+                   "-p", query, "-k", "1", "--rerank-candidates", "2")
+    assert proc.returncode == 0 and len(SCORED.findall(proc.stdout)) == 1
+
+
+def test_rerank_command_errors(numpy_reranker, minilm_path, tmp_path):
+    from cli_support import assert_one_line_error, run_cli
+    texts = tmp_path / "t.txt"
+    texts.write_text("one\ntwo\n")
+    assert_one_line_error(run_cli("rerank", "--model", minilm_path, "-q", "x", "-i", texts),
+                          "ForSequenceClassification")
+    assert_one_line_error(run_cli("search", "-i", texts, "--model", numpy_reranker, "-p", "x"),
+                          "CrossEncoder")
+    proc = run_cli("rerank", "--model", numpy_reranker, "-q", "one", "-i", texts)
+    assert proc.returncode == 0 and len(SCORED.findall(proc.stdout)) == 2
