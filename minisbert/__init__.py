@@ -11,18 +11,20 @@
 libraries when a model that needs them is loaded.
 """
 
-from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError, InputFileError,
+from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError,
+                     EmbeddingInputError, InputFileError,
                      MinisbertError, MissingDependencyError, ModelFileMissing, PairInputError,
                      PromptError,
                      QueueFull, SearchIndexError, TokenizerError, TruncationWarning,
                      UnsupportedModelError)
 from .cross_encoder import CrossEncoder
 from .model import SentenceModel, load
-from .search import cos_sim, semantic_search
+from .util import cos_sim, semantic_search
 
 __all__ = ["load", "SentenceModel", "CrossEncoder", "cos_sim", "semantic_search", "MinisbertError",
            "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
            "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
-           "DownloadError", "DiskFullError", "PromptError", "PairInputError", "QueueFull",
+           "DownloadError", "DiskFullError", "EmbeddingInputError", "PromptError",
+           "PairInputError", "QueueFull",
            "TruncationWarning"]
 __version__ = "0.1.0"

@@ -40,7 +40,7 @@ from .cross_encoder import CrossEncoder
 from .errors import InputFileError, MinisbertError, ModelFileMissing
 from .index import check_model, model_identity, read_index
 from .model import load
-from .search import semantic_search
+from .util import semantic_search
 from .streaming import Source, encode_corpus
 from .textfile import BINARY_SHARE, read_texts
 

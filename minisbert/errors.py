@@ -50,6 +50,11 @@ class InputFileError(MinisbertError, ValueError):
     """The command line's input text file cannot be decoded, or holds no text."""
 
 
+class EmbeddingInputError(MinisbertError, ValueError):
+    """Vectors given to a function of minisbert.util cannot be used as asked: shapes that do
+    not match, an unknown precision, integers to quantize, ranges from one vector alone."""
+
+
 class SearchIndexError(MinisbertError, ValueError):
     """An index folder is unreadable, or was made with another model than the one given."""
 

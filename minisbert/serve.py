@@ -4,7 +4,10 @@ text-embeddings-inference's and Cohere's), on Starlette and Uvicorn.
 Routes:
   POST /v1/embeddings   OpenAI's embeddings API: `input` (a string or a list of strings),
                         `model`, `encoding_format` ("float" or "base64"), `dimensions`
-  POST /embed           text-embeddings-inference's shape: `inputs`, `normalize`, `truncate`
+  POST /embed           text-embeddings-inference's shape: `inputs`, `normalize`, `truncate`,
+                        `dimensions`
+  POST /                the same as /embed, as text-embeddings-inference answers it (what
+                        huggingface_hub's InferenceClient(model=URL) posts to)
   POST /rerank          text-embeddings-inference's reranking: `query`, `texts`, `raw_scores`,
                         `return_text`, `truncate` -> [{"index", "score"(, "text")}], best first
   POST /v1/rerank       Cohere's and Jina's reranking: `model`, `query`, `documents` (strings
@@ -39,7 +42,8 @@ Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/e
 set, 404 for an unknown model, 413 for more than MAX_INPUTS texts or a body over
 MAX_BODY_BYTES, 503 with Retry-After when the queue is full.
 
-Left out: token-id input (lists of integers), `user`, a prompt text in the request (only the
+Left out: token-id input (lists of integers: refused, with a 400 naming LangChain's
+check_embedding_ctx_length=False), `user`, a prompt text in the request (only the
 names the folder defines: a server that embeds any prefix a client sends is a different
 model per client), TLS (put a proxy in front), several
 processes (one process already keeps every core busy: batches run one per core).
@@ -236,6 +240,15 @@ async def _read_json(request: Request):
                        '{"input": "some text", "model": "NAME"}.', tei_kind="Validation") from None
 
 
+def _token_ids(texts: list) -> bool:
+    """Whether the input is OpenAI's other form: one text as a list of token ids, or a list of
+    such lists (what LangChain sends by default)."""
+    def ids(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    return all(map(ids, texts)) or all(isinstance(t, list) and t and all(map(ids, t))
+                                       for t in texts)
+
+
 def _texts(body, key: str) -> list[str]:
     """The texts of `body[key]`: a string or a non-empty list of non-empty strings."""
     if not isinstance(body, dict):
@@ -252,6 +265,11 @@ def _texts(body, key: str) -> list[str]:
     if not texts:
         raise ApiError(400, f"'{key}' is an empty list; give at least one text.", param=key,
                        tei_kind="Empty")
+    if _token_ids(texts):
+        raise ApiError(400, f"'{key}' holds token ids (lists of integers), not text; this server "
+                       "tokenizes text itself, with the model's own tokenizer, so send the "
+                       "strings. LangChain's OpenAIEmbeddings sends tiktoken ids unless it is "
+                       "created with check_embedding_ctx_length=False.", param=key)
     if len(texts) > MAX_INPUTS:
         raise ApiError(413, f"'{key}' has {len(texts)} texts; at most {MAX_INPUTS} per request.",
                        param=key, code="too_many_inputs")
@@ -413,6 +431,11 @@ class App:
         if body.get("truncation_direction", "right").lower() != "right":
             raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
                            "at the end.", param="truncation_direction")
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
+                                 or not 1 <= dims <= served.model.dim):
+            raise ApiError(422, f"dimensions={dims!r} is out of range: {served.name} gives "
+                           f"vectors of {served.model.dim} dimensions.", param="dimensions")
         prompt = self.prompt(served, body, 422)
         ids, cut = await self.tokenize(served, texts, prompt)
         if not options["truncate"]:
@@ -424,6 +447,8 @@ class App:
                                    f"{served.model.max_seq_length}. Send \"truncate\": true to "
                                    "embed its beginning.", param="inputs")
         vectors = await _embed(served, ids, prompt, request)
+        if dims is not None:  # a Matryoshka cut, as text-embeddings-inference makes it
+            vectors = vectors[:, :dims]
         if options["normalize"]:
             vectors = pooling.normalize(vectors)
         self.counted(served, ids)
@@ -517,7 +542,7 @@ class App:
 
     def route(self, path: str, handler, methods: list[str]) -> Route:
         """The handler with error bodies, request counts and latency around it."""
-        tei = path in ("/embed", "/rerank")
+        tei = path in ("/", "/embed", "/rerank")
 
         async def endpoint(request: Request) -> Response:
             start = time.monotonic()
@@ -560,6 +585,9 @@ def create_app(models: dict[str, SentenceModel | CrossEncoder], api_key: str | N
         app.route("/v1/embeddings", app.embeddings, ["POST"]),
         app.route("/embeddings", app.embeddings, ["POST"]),  # clients whose base URL lacks /v1
         app.route("/embed", app.embed, ["POST"]),
+        # text-embeddings-inference answers POST / as /embed for an embedding model; it is
+        # where huggingface_hub's InferenceClient(model=URL).feature_extraction posts.
+        app.route("/", app.embed, ["POST"]),
         app.route("/rerank", app.rerank, ["POST"]),
         app.route("/v1/rerank", app.rerank_v1, ["POST"]),
         app.route("/v1/models", app.models, ["GET"]),
