@@ -1,7 +1,7 @@
 """Write the stored tokenizer fixtures of tests/fixtures from the reference libraries.
 
     python scripts/make_tokenizer_fixtures.py            # needs the test extras (transformers)
-    python scripts/make_tokenizer_fixtures.py roberta    # only the fixtures named
+    python scripts/make_tokenizer_fixtures.py roberta    # only the fixtures named (xlmr_json, ...)
 
 For each front end it picks strings (an even spread of gettext messages and the edge strings
 the tests share, tests/tokenizer_fixtures.py) and stores the ids transformers gives them:
@@ -11,6 +11,9 @@ the tests share, tests/tokenizer_fixtures.py) and stores the ids transformers gi
                    and plain SentencePiece disagree, a string is kept only if it is one of the
                    documented differences (then the stored ids are SentencePiece's, the ones
                    minisbert gives) or holds a literal special token (transformers' ids);
+  xlmr_json.json   the same SentencePiece model converted to tokenizer.json by transformers'
+                   XLMRobertaTokenizer (xlmr/tokenizer.json, written compactly), and the ids
+                   the `tokenizers` library gives on xlmr.json's strings;
   japanese.json    BertJapaneseTokenizer (MeCab with ipadic + WordPiece), cased and lowercase,
                    with a 32,000-entry vocabulary made from the Japanese messages
                    (japanese/vocab.txt);
@@ -105,6 +108,28 @@ def xlmr() -> dict:
             "max_length": xlmr_folder.MAX_LEN, "cases": cases}
 
 
+def xlmr_json() -> dict:
+    import json
+    import tokenizers
+    import hf_tokenizers
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = hf_tokenizers.train_xlmr_tokenizer(Path(tmp) / "tok", fx.SP_MODEL)
+        spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    fx.XLMR_JSON.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")),
+                            encoding="utf-8")
+    ref = tokenizers.Tokenizer.from_file(str(fx.XLMR_JSON))
+    ref.no_padding()
+    ref.enable_truncation(xlmr_folder.MAX_LEN)
+    texts = [case["text"] for case in fx.read("xlmr")["cases"]]
+    return {"made_by": MADE_BY, "reference": "tokenizers Tokenizer.from_file on xlmr/"
+            "tokenizer.json, which transformers' XLMRobertaTokenizer wrote from "
+            "xlmr/sentencepiece.bpe.model; " + versions("tokenizers", "transformers"),
+            "files": {fx.XLMR_JSON.name: fx.sha256(fx.XLMR_JSON),
+                      fx.SP_MODEL.name: fx.sha256(fx.SP_MODEL)},
+            "max_length": xlmr_folder.MAX_LEN,
+            "cases": [{"text": t, "ids": e.ids} for t, e in zip(texts, ref.encode_batch(texts))]}
+
+
 def japanese() -> dict:
     import re
     vocab = japanese_folder.build_vocab(32000)
@@ -150,12 +175,13 @@ def roberta() -> dict:
             "max_length": 512, "cases": [{"text": t, "ids": i} for t, i in zip(texts, ids)]}
 
 
-MAKERS = {"wordpiece": wordpiece, "xlmr": xlmr, "japanese": japanese, "roberta": roberta}
+MAKERS = {"wordpiece": wordpiece, "xlmr": xlmr, "xlmr_json": xlmr_json, "japanese": japanese,
+          "roberta": roberta}
 
 
-def main():
+def main(names: list[str]):
     """Regenerate every fixture, or only those named: make_tokenizer_fixtures.py roberta"""
-    for name in sys.argv[1:] or MAKERS:
+    for name in names or MAKERS:
         make = MAKERS[name]
         data = make()
         n = len(data["cases"])
@@ -163,4 +189,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minisbert import checkpoint
+from minisbert import weights
 from minisbert.errors import MinisbertError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,13 +95,13 @@ def _tuple_dag(levels: int) -> bytes:
 _CHILD = """
 import json, resource, sys, time, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-from minisbert import checkpoint, torch_checkpoint
+from minisbert import torch_checkpoint, weights
 from minisbert.errors import MinisbertError
 defaults = torch_checkpoint._rebuild_tensor_v2.__defaults__
 tracemalloc.start()
 start = time.monotonic()
 try:
-    checkpoint.read_pytorch_bin(sys.argv[1])
+    weights.read_pytorch_bin(sys.argv[1])
     outcome = {{"error": None}}
 except BaseException as e:
     outcome = {{"error": type(e).__name__, "ours": isinstance(e, MinisbertError),
@@ -242,7 +242,7 @@ def test_torch_state_dict_with_metadata_still_loads(tmp_path):
             + b"}" + _text("_metadata") + b"ccollections\nOrderedDict\n)R" + b"sb.")
     path = _checkpoint(tmp_path / "ok.bin", body,
                        {"0": np.arange(numel, dtype="<f4").tobytes()})
-    got = checkpoint.read_pytorch_bin(path)
+    got = weights.read_pytorch_bin(path)
     np.testing.assert_array_equal(got["w"], np.arange(6, dtype=np.float32).reshape(2, 3))
 
 
@@ -328,7 +328,7 @@ def _check_one(tmp_path, data_pkl: bytes, storages: dict, bare: bool):
         _checkpoint(path, data_pkl, storages)
     try:
         with _bounded(seconds=2, megabytes=64):
-            got = checkpoint.read_pytorch_bin(path)
+            got = weights.read_pytorch_bin(path)
     except MinisbertError:
         return None
     assert isinstance(got, dict) and all(isinstance(v, np.ndarray) for v in got.values())

