@@ -74,7 +74,6 @@ class Tokenizer:
     def encode_pair(self, a: str, b: str) -> tuple[list[int], list[int]]:
         """(ids, token type ids) of the pair a, b as a cross-encoder sees it: each text's ids
         cut "longest first" until both and the special tokens fit max_length."""
-        from .post_processors import truncate_pair  # the Rust library's rule, written once
         ids_a, ids_b = self.tokenize(a), self.tokenize(b)
         n_a, n_b = truncate_pair(len(ids_a), len(ids_b), self.max_length - 2 - self.pair_separators)
         first = [self.cls_id, *ids_a[:n_a], *[self.sep_id] * self.pair_separators]
@@ -85,6 +84,20 @@ class Tokenizer:
         """Content ids -> (truncated ids with the special tokens around them, ids cut)."""
         keep = self.max_length - 2  # the special tokens take two of the places
         return [self.cls_id, *ids[:keep], self.sep_id], max(len(ids) - keep, 0)
+
+
+def truncate_pair(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
+    """How many ids of a and of b to keep so that both fit in `budget` ("longest_first").
+
+    If the shorter one fits in half the budget, it is kept whole and the longer gets the rest;
+    otherwise each gets half (the second one the odd place)."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    short, long_ = sorted((n_a, n_b))
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short, long_ = budget // 2, budget // 2 + budget % 2
+    return (long_, short) if n_a > n_b else (short, long_)
 
 
 class CharTable(dict):
