@@ -177,10 +177,31 @@ def _class_item(lo: int, hi: int) -> str:
     return esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}"
 
 
+def _bracket(ranges: Ranges, negated: bool = False) -> str:
+    return "[" + "^" * negated + "".join(_class_item(lo, hi) for lo, hi in ranges) + "]"
+
+
 def _class(ranges: Ranges, negated: bool = False) -> str:
+    """A character class matching the code points in `ranges` (or, negated, all others).
+
+    re looks a character up in a class of code points up to U+FFFF in one step (a bitmap), but
+    a class holding any higher code point is searched range by range: ~1 µs a character for
+    \\p{L}'s 650 ranges. So a class reaching past U+FFFF is written as two: its U+0000..U+FFFF
+    part, and its higher part behind a one-range guard, which only the rare characters above
+    U+FFFF ever reach."""
     if not ranges:
         return r"[\s\S]" if negated else "(?!)"
-    return "[" + "^" * negated + "".join(_class_item(lo, hi) for lo, hi in ranges) + "]"
+    bmp = tuple((lo, min(hi, 0xFFFF)) for lo, hi in ranges if lo <= 0xFFFF)
+    astral = tuple((max(lo, 0x10000), hi) for lo, hi in ranges if hi > 0xFFFF)
+    if not astral:
+        return _bracket(bmp, negated)  # a negated one matches every astral character, as it should
+    if not bmp:
+        return _bracket(astral, negated) if not negated else \
+            f"(?:[\\x00-\\uffff]|(?=[^\\x00-\\uffff]){_bracket(astral, True)})"
+    if negated:
+        return (f"(?:(?=[\\x00-\\uffff]){_bracket(bmp, True)}"
+                f"|(?=[^\\x00-\\uffff]){_bracket(astral, True)})")
+    return f"(?:{_bracket(bmp)}|(?=[^\\x00-\\uffff]){_bracket(astral)})"
 
 
 # ---------------------------------------------------------------------------- translation
