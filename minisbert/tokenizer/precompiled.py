@@ -21,10 +21,12 @@ How the reference library applies it (and so this module, exactly):
   3. otherwise, or if no key is a prefix, each character is looked up alone and replaced by
      its value if it is a key, kept if not.
 
-Speed: most text needs nothing. `_NEEDS_WORK` finds the characters that can change anything (a
-character that is a key, or one that starts a longer key followed by a character that can
-continue one); a text without any is returned as it is, and otherwise only the clusters around
-them are looked at. The grapheme classes come from `unicodedata` plus small tables below.
+Speed: most text needs nothing, and most of the rest is changed character by character. So a
+text none of whose characters is a key (or could start a cluster of several) is returned as it
+is (one regex search); where no cluster of several characters starts with (part of) a key, one
+str.translate does the rest; only around the clusters that do start so is the text cut into
+clusters and looked up in the trie. The grapheme classes come from `unicodedata` plus the small
+tables below (Unicode 14 in Python 3.11; the reference's are newer).
 
 Left out: the cluster rule for Indic conjuncts (GB9c, Unicode 15.1): it only joins clusters of
 three-byte characters, which are 6 bytes or more, and so are looked up character by character
@@ -34,15 +36,13 @@ either way. Offsets (alignments between the text and its normalized form) are no
 from __future__ import annotations
 
 import re
-import sys
-import unicodedata
 from functools import lru_cache
 
 import numpy as np
 
 from ..errors import TokenizerError
-from .unicode_regex import (Ranges, _category, _chars, _class, _complement, _intersection,
-                            _union)
+from .unicode_regex import (Ranges, category_ranges, char_class, code_points, complement,
+                            intersection, union)
 
 # ---------------------------------------------------------------------------- grapheme classes
 
@@ -98,18 +98,18 @@ _REGIONAL_INDICATOR = ((0x1F1E6, 0x1F1FF),)
 def grapheme_classes() -> dict[str, Ranges]:
     """Unicode's Grapheme_Cluster_Break classes (and Extended_Pictographic) as code point
     ranges; what is in none of them is "Other"."""
-    joiners = _chars("\u200c\u200d")
-    extend = _union(_category("Mn"), _category("Me"), _OTHER_EXTEND)
+    joiners = code_points("\u200c\u200d")
+    extend = union(category_ranges("Mn"), category_ranges("Me"), _OTHER_EXTEND)
     prepend = _PREPEND
     # Control: Cc, Cf, Zl, Zp, and the unassigned code points kept for format characters,
     # except the joiners, the prepended concatenation marks and the tag characters (Extend).
-    control = _union(_category("Cc"), _category("Zl"), _category("Zp"), _category("Cf"),
-                     _intersection_cn(((0x2065, 0x2065), (0xFFF0, 0xFFF8), (0xE0000, 0xE0FFF))))
-    control = _minus(control, _union(joiners, prepend, extend, _chars("\r\n")))
-    spacing = _minus(_union(_category("Mc"), _EXTRA_SPACING_MARK),
-                     _union(extend, _NOT_SPACING_MARK))
-    return {"CR": _chars("\r"), "LF": _chars("\n"), "Control": control,
-            "Extend": _minus(extend, _chars("\u200d")), "ZWJ": _chars("\u200d"),
+    control = union(*map(category_ranges, ("Cc", "Zl", "Zp", "Cf")),
+                    _unassigned_among(((0x2065, 0x2065), (0xFFF0, 0xFFF8), (0xE0000, 0xE0FFF))))
+    control = _minus(control, union(joiners, prepend, extend, code_points("\r\n")))
+    spacing = _minus(union(category_ranges("Mc"), _EXTRA_SPACING_MARK),
+                     union(extend, _NOT_SPACING_MARK))
+    return {"CR": code_points("\r"), "LF": code_points("\n"), "Control": control,
+            "Extend": _minus(extend, code_points("\u200d")), "ZWJ": code_points("\u200d"),
             "SpacingMark": spacing, "Prepend": prepend, "RI": _REGIONAL_INDICATOR,
             "L": _HANGUL_L, "V": _HANGUL_V, "T": _HANGUL_T, "LV": _HANGUL_LV,
             "LVT": _minus(((0xAC00, 0xD7A3),), _HANGUL_LV),
@@ -117,11 +117,11 @@ def grapheme_classes() -> dict[str, Ranges]:
 
 
 def _minus(a: Ranges, b: Ranges) -> Ranges:
-    return _complement(_union(_complement(a), b))
+    return complement(union(complement(a), b))
 
 
-def _intersection_cn(r: Ranges) -> Ranges:
-    return _minus(r, _complement(_category("Cn")))
+def _unassigned_among(r: Ranges) -> Ranges:
+    return intersection(r, category_ranges("Cn"))
 
 
 @lru_cache(maxsize=None)
@@ -130,13 +130,14 @@ def cluster_pattern() -> re.Pattern:
     CR LF, or a control, or prepends + a core + extenders, where the core is a Hangul
     syllable, a pair of regional indicators (a flag), emoji joined by ZWJ, or any other
     character."""
-    c = {name: _class(r) for name, r in grapheme_classes().items()}
+    c = {name: char_class(r) for name, r in grapheme_classes().items()}
     hangul = (f"{c['L']}*(?:{c['V']}+|{c['LV']}{c['V']}*|{c['LVT']}){c['T']}*"
               f"|{c['L']}+|{c['T']}+")
     emoji = f"{c['ExtPict']}(?:{c['Extend']}*{c['ZWJ']}{c['ExtPict']})*"
-    not_control = _class(_union(grapheme_classes()["Control"], _chars("\r\n")), negated=True)
+    g = grapheme_classes()
+    not_control = char_class(union(g["Control"], code_points("\r\n")), negated=True)
     core = f"(?:{hangul}|{c['RI']}{c['RI']}|{emoji}|{not_control})"
-    extenders = _class(_union(*(grapheme_classes()[k] for k in ("Extend", "ZWJ", "SpacingMark"))))
+    extenders = char_class(union(g["Extend"], g["ZWJ"], g["SpacingMark"]))
     return re.compile(f"\r\n|{c['Control']}|\r|\n|{c['Prepend']}*{core}{extenders}*", re.DOTALL)
 
 
@@ -210,7 +211,8 @@ def _key_table(units: np.ndarray, max_length: int = 64) -> tuple[dict[int, int],
         starts = np.repeat(lo - np.cumsum(count) + count, count)
         node = child[np.arange(count.sum()) + starts]  # [m]
         byte = label[node]
-        head = head[parent] | np.where(depth[parent] < 4, byte << (8 * np.minimum(depth[parent], 7)), 0)
+        shift = 8 * np.minimum(depth[parent], 3)
+        head = head[parent] | np.where(depth[parent] < 4, byte << shift, 0)
         depth = depth[parent] + 1
         ends = ((units[node] >> 8) & 1) == 1  # a key ends here; its value is at the base
         heads.append(head[ends])
@@ -256,26 +258,27 @@ class Precompiled:
         single, starts = _key_table(units)
         # {code point: replacement} for each character that is a key, for str.translate
         self._translation = {cp: self._string_at(v) for cp, v in single.items()}
-        keys = _chars("".join(map(chr, single)))
-        begins = _union(keys, _chars("".join(map(chr, starts.tolist()))))
+        keys = code_points("".join(map(chr, single)))
+        begins = union(keys, code_points("".join(map(chr, starts.tolist()))))
         g = grapheme_classes()
-        extenders = _union(g["Extend"], g["ZWJ"], g["SpacingMark"])
-        not_control = _union(g["Control"], _chars("\r\n"))
+        extenders = union(g["Extend"], g["ZWJ"], g["SpacingMark"])
+        not_control = union(g["Control"], code_points("\r\n"))
         # A character the map changes when it stands alone ...
-        self._changes = re.compile(_class(keys))
+        self._changes = re.compile(char_class(keys))
         # ... and where a cluster of several characters begins with a character that begins a
         # key: only there can the lookup of a whole cluster differ from that of its characters.
         # Clusters of several characters start with a character followed by an extender, with
         # CR before LF, or with a prepended mark.
         self._several = re.compile("|".join(
-            f"{_class(first)}(?={_class(second, negated)})" for first, second, negated in
-            [(begins, extenders, False), (_intersection(begins, _chars("\r")), _chars("\n"), False),
-             (_intersection(begins, g["Prepend"]), not_control, True)] if first))
+            f"{char_class(first)}(?={char_class(second, negated)})" for first, second, negated in
+            [(begins, extenders, False),
+             (intersection(begins, code_points("\r")), code_points("\n"), False),
+             (intersection(begins, g["Prepend"]), not_control, True)] if first))
         # The first test of every text: none of these characters (all of them up to U+FFFF,
         # so that re scans for them with a bitmap) and none above U+FFFF means no change.
         bmp = ((0, 0xFFFF),)
-        self._maybe = re.compile(_class(_intersection(
-            _union(keys, extenders, _chars("\n"), g["Prepend"]), bmp)))
+        self._maybe = re.compile(char_class(intersection(
+            union(keys, extenders, code_points("\n"), g["Prepend"]), bmp)))
         self.n_single = len(single)  # characters that are keys (for reports)
 
     def _string_at(self, offset: int) -> str:
