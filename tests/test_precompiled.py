@@ -127,6 +127,28 @@ def test_matches_reference_on_every_language(charsmaps, rule, corpus_share):
     assert not bad
 
 
+# Characters where cluster rules and keys meet: keys, combining marks, half-width kana and their
+# voiced marks, prepended marks, CR/LF, joiners, Hangul jamo, emoji, flags, controls, NUL.
+TRICKY = list("aeAE<=>\r\n\t \x00\x85\u200d\u200c\u0301\u0308\u0338\u3099\u309a\uff9e\uff9f"
+              "\uff76\uff8a\u30ab\u0600\u0661\u06dd\u0903\u0915\u093c\u0e01\u0e33\u1100"
+              "\u1161\u11a8\uac00\uac01\u00a9\u2122\u203c\ufe0f\U0001f1ef\U0001f1f5\U0001f44d"
+              "\U0001f3fd\U0001f469\u00e9\ufb01\u3000\u00a0\u1e9e\u00df\u0130\U0001d400"
+              "\U0001f149\U0001f202\u1dc0\u20d7\u05b0\u064b\u0345\u0399")
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_matches_reference_on_random_tricky_strings(charsmaps, rule):
+    """20,000 strings of 1 to 12 characters drawn from TRICKY (a fixed seed)."""
+    pytest.importorskip("tokenizers")
+    import random
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(TRICKY) for _ in range(rng.randint(1, 12)))
+             for _ in range(20_000)]
+    bad, _, _ = compare(charsmaps[rule], texts)
+    print(f"{rule}: {len(texts) - len(bad)} of {len(texts)} random strings as the reference")
+    assert not bad
+
+
 def test_short_cluster_is_replaced_by_its_shortest_key(charsmaps):
     """A cluster under 6 bytes that starts with a key becomes that key's replacement, and the
     rest of the cluster is dropped; at 6 bytes or more each character is looked up alone."""

@@ -101,6 +101,20 @@ def test_tokenizer_patterns_match_reference_on_edge_strings(name):
     assert not bad
 
 
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_tokenizer_patterns_match_reference_on_random_strings(name):
+    """20,000 strings of 1 to 16 characters drawn from the characters the patterns tell apart
+    (a fixed seed)."""
+    import random
+    pool = list("aZ'sStTrReEvVmMlLdD 0９٣Ⅻ\t\n\r\x0b\x85\u2028\u3000\xa0\x1c.,!?…。/-_\u0301"
+                "\u093fǅé日ｶﾞ\U0001f600\U0001d400\u200d\x00")
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 16))) for _ in range(20_000)]
+    bad = compare(PATTERNS[name], texts)
+    print(f"{name}: {len(texts) - len(bad)} of {len(texts)} random strings cut as the reference")
+    assert not bad
+
+
 @pytest.mark.parametrize("pattern", CONSTRUCTS)
 def test_constructs_match_reference(pattern):
     bad = compare(pattern, EDGE + ["ab\nab\nab", "ab\nab\n", "a\nb aab bb xx Éé", "xx x x"])
