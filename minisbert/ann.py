@@ -6,7 +6,7 @@
     graph = ann.build(index)          # an HNSW graph of the index's vectors, saved beside them
     hits = graph.search(model.encode(["a question"]), top_k=10)   # as semantic_search returns
 
-Exact search (search.semantic_search) reads every vector for every query batch: a single
+Exact search (util.semantic_search) reads every vector for every query batch: a single
 query over 10 million 384-d vectors reads 15 GB. An HNSW graph (Malkov & Yashunin, 2016) links
 each vector to a few near ones and answers a query by walking the graph from an entry point,
 touching a few thousand vectors instead; the price is that it may miss a true neighbour.

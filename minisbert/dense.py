@@ -13,7 +13,7 @@ This is its own module rather than part of pooling.py: it has its own folder, co
 weights, and it can sit anywhere in modules.json (`module_input_name: token_embeddings` puts it
 on every token vector, before pooling).
 
-Left out: activation functions outside ACTIVATIONS. sentence-transformers imports the class the
+Left out: activation functions outside TORCH_ACTIVATIONS. sentence-transformers imports the class the
 config names; minisbert runs no code named by a folder and says which names it knows.
 """
 
@@ -24,22 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
-from .encoder import gelu, relu, sigmoid, silu
+from . import checkpoint, weights
+from .activations import ACTIVATIONS
 from .errors import ConfigError, UnsupportedModelError
 from .folder import read_json
 
 # The class name at the end of `activation_function` ("torch.nn.modules.activation.Tanh",
-# "torch.nn.modules.linear.Identity") -> the function. Each is torch's module built with no
-# arguments: nn.GELU() is the exact erf form.
-ACTIVATIONS = {
-    "Identity": lambda x: x,
-    "Tanh": np.tanh,
-    "ReLU": relu,
-    "GELU": gelu,
-    "Sigmoid": sigmoid,
-    "SiLU": silu,
-}
+# "torch.nn.modules.linear.Identity") -> its name in activations.ACTIVATIONS. Each is torch's
+# module built with no arguments: nn.GELU() is the exact erf form.
+TORCH_ACTIVATIONS = {"Identity": "linear", "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu",
+                     "Sigmoid": "sigmoid", "SiLU": "silu"}
 # Which vectors a Dense module may read and write (`module_input_name`/`module_output_name`).
 _TARGETS = ("sentence_embedding", "token_embeddings")
 
@@ -48,7 +42,7 @@ _TARGETS = ("sentence_embedding", "token_embeddings")
 class Dense:
     w: np.ndarray                # [in, out], torch's [out, in] transposed once at load
     b: np.ndarray | None         # [out], or None with bias: false
-    activation: str              # a key of ACTIVATIONS
+    activation: str              # a key of TORCH_ACTIVATIONS
     use_residual: bool = False   # add the input (projected by `residual` if widths differ)
     residual: np.ndarray | None = None  # [in, out]
     on_tokens: bool = False      # applies to each token vector (before pooling), not the sentence's
@@ -62,7 +56,7 @@ class Dense:
         return self.w.shape[1]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return dense(x, self.w, self.b, ACTIVATIONS[self.activation],
+        return dense(x, self.w, self.b, ACTIVATIONS[TORCH_ACTIVATIONS[self.activation]],
                      self.residual if self.use_residual else None, self.use_residual)
 
 
@@ -114,7 +108,7 @@ def load_dense(folder: str | Path, width: int) -> Dense:
                           f"it outputs {before} of width {width}. The modules of this folder do "
                           "not fit together; check modules.json and the Dense config.")
     params = checkpoint.load_dense_params(
-        checkpoint.find_weights(folder), in_features, out_features, bias,
+        weights.find_weights(folder), in_features, out_features, bias,
         residual=use_residual and in_features != out_features)
     return Dense(params["w"], params["b"], activation, use_residual, params["residual"],
                  on_tokens=source == "token_embeddings")
@@ -125,13 +119,13 @@ def _positive_int(value) -> bool:
 
 
 def _activation(name, config_path: Path) -> str:
-    known = ", ".join(f"torch.nn.{n}" for n in ACTIVATIONS)
+    known = ", ".join(f"torch.nn.{n}" for n in TORCH_ACTIVATIONS)
     if not isinstance(name, str) or not name.startswith("torch."):
         raise UnsupportedModelError(
             f"{config_path}: activation_function {name!r} is not a torch.nn activation; minisbert "
             f"runs no code a folder names, and implements {known}.")
     short = name.rsplit(".", 1)[-1]
-    if short not in ACTIVATIONS:
+    if short not in TORCH_ACTIVATIONS:
         raise UnsupportedModelError(f"{config_path}: activation_function {name!r} is not "
                                     f"supported; minisbert implements {known}.")
     return short

@@ -1,26 +1,17 @@
-"""Where model folders live, and fetching one from the Hugging Face hub.
-
-`find_model("sentence-transformers/all-MiniLM-L6-v2")` turns what a user typed into a folder:
-  1. a folder path, used as is;
-  2. weights/<name>, then weights/<last part of name> (weights/ in the current directory);
-  3. <cache>/<name>, where `minisbert download` puts it. The cache is ~/.cache/minisbert,
-     or $MINISBERT_CACHE.
-When none exists, the error depends on what was typed. Hub names are `name` or `org/name`, so a
-value that is absolute, starts with . or ~, holds a backslash or more than one /, or whose first
-part is a folder here (weights/nope) is a path, and is reported as a missing folder; anything
-else is a hub name, and the error says how to download it. Both list the models that are here.
+"""Fetching a model folder from the Hugging Face hub over HTTP (finding one that is here
+already: locate.py).
 
 `download(name)` copies the files minisbert reads from `{endpoint}/{name}/resolve/{revision}/{file}`
 (endpoint https://huggingface.co, or $HF_ENDPOINT) into <cache>/<name>, with urllib only:
 modules.json, config_sentence_transformers.json (prompts), the Transformer's config and tokenizer
 files, each module's config.json, and last the weights of the Transformer and of each Dense
-module. Weights come in the first format the hub has, in checkpoint.WEIGHT_FILES' order:
+module. Weights come in the first format the hub has, in weights.WEIGHT_FILES' order:
 model.safetensors, else model.safetensors.index.json and the shards its weight_map names, else
 pytorch_model.bin, else its index and shards. The small files come first so that a download
-cut short lacks weights, which `missing_files` notices, rather than an optional file it cannot
-tell is missing. Module folders (from modules.json) and shard names (from an index) are remote
+cut short lacks weights, which `locate.missing_files` notices, rather than an optional file it
+cannot tell is missing. Module folders (from modules.json) and shard names (from an index) are remote
 input that becomes file paths: both must stay inside the model folder (folder.parse_modules,
-checkpoint.read_weight_map). Each file goes to `<file>.part` first and is renamed when complete,
+weights.read_weight_map). Each file goes to `<file>.part` first and is renamed when complete,
 so a folder never holds a half file under its real name; an interrupted download resumes from
 the `.part` with an HTTP Range request.
 
@@ -33,8 +24,9 @@ from the start. Small files kept in git itself get no published SHA-256 (their E
 blob id), nor do files from a mirror that leaves the header out: those are checked by size only,
 and the log line says which.
 
-`download` first looks for the model where `find_model` would: a folder there that already holds
-every file `load` needs (see `missing_files`) is used as it is, without touching the network.
+`download` first looks for the model where `locate.find_model` would: a folder there that
+already holds every file `load` needs (see `locate.missing_files`) is used as it is, without
+touching the network.
 
 Left out: authentication (private and gated models), the hub's revision-keyed cache layout
 (a folder holds one revision; `force=True` replaces it), and re-checking files already present.
@@ -53,10 +45,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import checkpoint
-from .checkpoint import WEIGHT_FILES
-from .errors import DownloadError, MinisbertError, ModelFileMissing
-from .folder import LFS_POINTER, parse_modules, read_json, read_modules
+from .errors import DownloadError
+from .folder import parse_modules, read_json
+from .locate import TOKENIZER_FILES, cache_dir, candidate_folders, missing_files
+from .weights import WEIGHT_FILES, read_weight_map
 from .progress import ProgressBar
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -65,137 +57,11 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 # module folders) and in this order. True: required; False: a 404 is fine (each tokenizer needs
 # only some of them).
 TRANSFORMER_FILES = [("config.json", True), ("tokenizer_config.json", False),
-                     ("special_tokens_map.json", False), ("vocab.txt", False),
-                     ("sentencepiece.bpe.model", False), ("vocab.json", False),
-                     ("merges.txt", False), ("tokenizer.json", False),
-                     ("sentence_bert_config.json", False)]
-# The files a tokenizer is built from: a complete folder holds one of these sets (WordPiece,
-# XLM-R's SentencePiece, RoBERTa's byte-level BPE).
-TOKENIZER_FILES = [("vocab.txt",), ("sentencepiece.bpe.model",), ("vocab.json", "merges.txt")]
+                     ("special_tokens_map.json", False),
+                     *((f, False) for files in TOKENIZER_FILES for f in files),
+                     ("tokenizer.json", False), ("sentence_bert_config.json", False)]
 _CHUNK = 1 << 20  # bytes read per network read
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MINISBERT_CACHE") or Path.home() / ".cache" / "minisbert")
-
-
-def _candidates(name: str) -> list[Path]:
-    last = name.rstrip("/").rsplit("/", 1)[-1]
-    return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache_dir() / name]))
-
-
-def _is_path(name_or_path: str, only_explicit: bool = False) -> bool:
-    """Is a `--model` value a folder path rather than a hub name? Hub names are `name` or
-    `org/name`, so a path is: absolute, or starting with . or ~, or holding a backslash or
-    more than one /, or (unless only_explicit) one whose first part is a folder here, such
-    as weights/nope (hub names are looked up before this last test can say no)."""
-    if (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~"))
-            or "\\" in name_or_path or name_or_path.strip("/").count("/") > 1):
-        return True
-    first = name_or_path.split("/", 1)[0]
-    return not only_explicit and "/" in name_or_path.strip("/") and Path(first).is_dir()
-
-
-def local_models() -> list[str]:
-    """The models on this machine, as `--model` values: folders in weights/ (and one level
-    down), then hub names in the cache. A model folder holds config.json or modules.json."""
-    def is_model(folder: Path) -> bool:
-        return (folder / "config.json").is_file() or (folder / "modules.json").is_file()
-
-    found = []
-    for root, as_name in ((Path("weights"), False), (cache_dir(), True)):
-        for folder in sorted(root.glob("*/")) + sorted(root.glob("*/*/")) if root.is_dir() else []:
-            if is_model(folder) and not (folder.parent != root and is_model(folder.parent)):
-                found.append(folder.relative_to(root).as_posix() if as_name else str(folder))
-    return list(dict.fromkeys(found))
-
-
-def _here(name_or_path: str) -> str:
-    """The models here, and how to pass one: the end of a "not found" message."""
-    models = local_models()
-    if not models:
-        return f"There are no models in weights/ or {cache_dir()}."
-    return (f"Models here: {', '.join(models)}; pass one with --model, e.g. --model "
-            f"{models[0]}.")
-
-
-def find_model(name_or_path: str) -> Path:
-    """The model folder a `--model` argument means (see the module docstring)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if not _is_path(name_or_path, only_explicit=True):
-        for folder in _candidates(name_or_path):
-            if folder.is_dir():
-                if any(folder.rglob("*.part")):
-                    raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
-                                           f"incomplete; run `minisbert download {name_or_path}` "
-                                           "again to finish it.")
-                return folder
-    if _is_path(name_or_path):
-        raise ModelFileMissing(f"{name_or_path}: no such model folder. {_here(name_or_path)}")
-    tried = ", ".join(str(f) for f in _candidates(name_or_path))
-    raise ModelFileMissing(f"model {name_or_path!r} is not here (looked in {tried}); run "
-                           f"`minisbert download {name_or_path}` or place the model folder "
-                           f"in weights/. {_here(name_or_path)}")
-
-
-def missing_files(folder: Path) -> list[str]:
-    """What keeps `folder` from being a complete model folder, [] if nothing: a `.part` left by
-    a download, modules.json that does not parse, or a file `load` needs that is absent: the
-    Transformer's config.json and weights, its tokenizer files (one of TOKENIZER_FILES), the
-    Pooling module's config.json when modules.json lists one, and each Dense module's config.json
-    and weights. Weights are whichever of checkpoint.WEIGHT_FILES `load` would read (with every
-    shard its index names), and not a Git LFS pointer."""
-    parts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.part"))
-    if parts:
-        return parts
-    try:
-        pipeline = read_modules(folder)
-    except MinisbertError as e:
-        return [str(e)]
-    transformer = pipeline.transformer_dir
-    needed = [transformer / "config.json"]
-    if pipeline.pooling_config is not None:
-        needed.append(pipeline.pooling_config)
-    dense = [pipeline.folder(m) for m in pipeline.modules if m.kind == "Dense"]
-    needed += [where / "config.json" for where in dense]
-    missing = [p.relative_to(folder).as_posix() for p in needed if not p.is_file()]
-    for where in [transformer, *dense]:
-        missing += _missing_weights(folder, where)
-    if not any(all((transformer / f).is_file() for f in files) for files in TOKENIZER_FILES):
-        missing.append(" or ".join(" + ".join(files) for files in TOKENIZER_FILES))
-    return missing
-
-
-def _missing_weights(root: Path, where: Path) -> list[str]:
-    """What is missing of the weights `load` would read in module folder `where` (inside root):
-    the weight file itself, a shard the index names, or the real file behind a Git LFS pointer."""
-    def name(path: Path) -> str:
-        return path.relative_to(root).as_posix()
-
-    try:
-        weights = checkpoint.find_weights(where)
-    except ModelFileMissing:
-        return [f"{name(where / WEIGHT_FILES[0])} (or {', '.join(WEIGHT_FILES[1:])})"]
-    files = [weights]
-    if weights.name.endswith(".index.json"):
-        try:
-            files = [where / shard for shard in checkpoint.read_weight_map(weights)]
-        except MinisbertError as e:
-            return [str(e)]
-    missing = []
-    for path in files:
-        if not path.is_file():
-            missing.append(name(path))
-            continue
-        with open(path, "rb") as f:
-            if f.read(len(LFS_POINTER)) == LFS_POINTER:
-                missing.append(f"{name(path)} (a Git LFS pointer)")
-    return missing
-
-
-# ---------------------------------------------------------------------------- download
 
 def _offline_help(name: str, revision: str, endpoint: str, reason) -> DownloadError:
     folder = Path("weights") / name.rstrip("/").rsplit("/", 1)[-1]
@@ -308,7 +174,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
     log = log if log is not None else sys.stderr
     name = name.strip("/")
     if not force:  # already here (weights/ or the cache) and complete: nothing to fetch
-        for place in _candidates(name):
+        for place in candidate_folders(name):
             if place.is_dir() and not missing_files(place):
                 print(f"{name} is already complete in {place}; nothing to download "
                       "(--force fetches it again into the cache).", file=log)
@@ -352,7 +218,7 @@ def download(name: str, revision: str = "main", force: bool = False, endpoint: s
             if file.endswith(".index.json"):
                 # Shard names are remote input: read_weight_map refuses any that is not a plain
                 # file name, so none can lead outside the folder.
-                for shard in checkpoint.read_weight_map(folder / prefix / file, DownloadError):
+                for shard in read_weight_map(folder / prefix / file, DownloadError):
                     if not get(prefix + shard):
                         raise DownloadError(f"{endpoint}/{name}: {prefix + file} names the shard "
                                             f"{shard}, but there is no {prefix + shard} at "

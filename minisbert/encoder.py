@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) as pure NumPy functions,
-fast form.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) as pure NumPy functions, fast form.
 
 `textbook.py` is the same function written plainly, on a padded [b, s, d] batch with a mask;
 read it first. This file computes the same numbers faster (tests/test_textbook.py holds the
@@ -14,14 +14,24 @@ parameter tree built by `checkpoint.py`, so the tree is the call graph:
 `encoder_layer(x, layout, **params["layers"][i], cfg=cfg)`.
 
 Every family runs through the same code. They differ only in data (`EncoderConfig`, built from
-config.json by model.encoder_config, and the parameter tree): LayerNorm eps, the activation,
+config.json as families.py says, and the parameter tree): LayerNorm eps, the activation,
 where position ids start, whether there is a token-type table (not in MPNet and DistilBERT),
-and whether a relative position bias is added to the attention scores (MPNet). Their tensor
-names differ too, which only checkpoint.py knows.
+whether a relative position bias is added to the attention scores (MPNet), and which block
+each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). Their tensor
+names differ too, which only checkpoint.py reads (from families.py). The activations are
+activations.py's.
 
-Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
-relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean
-pooling does not use it), and any training code.
+Long texts (ModernBERT and GTE read 8,192 tokens) never build a text's whole [h, s, s]
+scores: attention goes one head and a block of queries at a time (`_query_blocks`), and a
+local layer's block reads only the keys in its window.
+
+Cross-encoders end in a classification head instead of pooling: `classify` runs the encoder
+and `classifier_head` on it, and, as the head reads only the first token of each text, computes
+the last layer for that token alone (`first_token_layer`). Token types come as data
+(`type_ids`): a pair's second text has type 1 in BERT, every token 0 elsewhere.
+
+Left out on purpose: dropout (inference only), relative position embeddings other than MPNet's
+bias, cross attention, and any training code.
 """
 
 from __future__ import annotations
@@ -33,175 +43,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import threads
+from .activations import ACTIVATIONS
+from .families import EncoderConfig, HeadConfig
+from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
+                       window_allows)
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    hidden_size: int  # d, the width of every token vector
-    num_layers: int
-    num_heads: int  # d must divide evenly into heads
-    intermediate_size: int  # width of the feed-forward hidden layer (4·d in base models)
-    vocab_size: int
-    max_position_embeddings: int  # rows in the position table
-    type_vocab_size: int  # rows in the token-type table (2 for BERT, 1 for XLM-R, 0: no table)
-    layer_norm_eps: float  # 1e-12 for BERT and DistilBERT, 1e-5 for XLM-R, RoBERTa, MPNet
-    hidden_act: str  # name of the feed-forward activation, see ACTIVATIONS
-    pad_token_id: int
-    # XLM-R, RoBERTa and MPNet number real positions from pad_token_id + 1 (fairseq's
-    # convention) and give padding the position pad_token_id; BERT numbers positions 0..s-1.
-    positions_after_padding_idx: bool
-    # Rows of MPNet's learned relative position bias table ([rows, heads]); 0: no such bias.
-    relative_attention_buckets: int = 0
-    # config.json's model_type: which tensor names the checkpoint uses (checkpoint.py).
-    architecture: str = "bert"
-    # DistilBERT's sinusoidal_pos_embds: a position table missing from the checkpoint is the
-    # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
-    sinusoidal_positions: bool = False
-    # --- rotary families (ModernBERT, GTE, NomicBERT); the defaults are BERT's
-    # "absolute": a learned position table added to the embeddings; "rotary": no table, q and
-    # k of every layer rotated by their position instead (see `rotary_frequencies`).
-    positions: str = "absolute"
-    # "post": BERT's order, add a sublayer's output then normalize; "pre": normalize a
-    # sublayer's input and add its output untouched, with one final norm (ModernBERT).
-    norm_placement: str = "post"
-    # Rotary base of global layers, and of local (sliding-window) layers when they differ
-    # (ModernBERT: 160000 and 10000); 0 for local: the same as global.
-    rope_theta: float = 10000.0
-    local_rope_theta: float = 0.0
-    # Rotary frequencies divided by this (transformers' "linear" scaling; GTE's fixed NTK
-    # scaling is written this way by model.py, see `rotary_frequencies`).
-    rope_scale: float = 1.0
-    # Each layer's kind, "global" (every token sees every token) or "local" (a token sees only
-    # keys at most `window` positions away on either side); () means every layer is global.
-    layer_kinds: tuple[str, ...] = ()
-    window: int = 0
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    def layer_window(self, i: int) -> int:
-        """How far layer i's attention reaches on either side: 0 for no limit (global)."""
-        return self.window if self.layer_kinds and self.layer_kinds[i] == "local" else 0
-
-    def layer_rope_theta(self, i: int) -> float:
-        """The rotary base of layer i: local layers may have their own (ModernBERT)."""
-        if self.layer_window(i) and self.local_rope_theta:
-            return self.local_rope_theta
-        return self.rope_theta
-
-    @property
-    def max_tokens(self) -> int:
-        """How many tokens one text may have: the position table's rows (512 for BERT and
-        XLM-R), or for rotary positions, which have no table, max_position_embeddings (8192
-        for ModernBERT and GTE), the length the model was trained to."""
-        if self.positions_after_padding_idx:
-            return self.max_position_embeddings - self.pad_token_id - 1
-        return self.max_position_embeddings
-
-
-# ---------------------------------------------------------------------------- activations
-
-# erfc(z) for z >= 0 by the Chebyshev-fitted exponent of Numerical Recipes (2nd ed., §6.2,
-# `erfcc`): erfc(z) = t·exp(-z² + P(t)), t = 1/(1 + z/2), fractional error < 1.2e-7.
-# NumPy has no erf and scipy is not a dependency; math.erf per element would be far too slow.
-_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-
-
-def erfc_nonnegative(z: np.ndarray) -> np.ndarray:
-    """Complementary error function 1 - erf(z) for z >= 0, elementwise, in z's float dtype."""
-    two = z.dtype.type(2)
-    t = z + two
-    np.divide(two, t, out=t)  # t = 1/(1 + z/2), as 2/(2 + z): NumPy's divide is vectorized,
-    # its reciprocal is not (and takes twice as long)
-    poly = t * z.dtype.type(_ERFC_COEFFS[-1])
-    for c in reversed(_ERFC_COEFFS[1:-1]):  # Horner's rule, in place
-        poly += c
-        poly *= t
-    poly += _ERFC_COEFFS[0]
-    poly -= np.square(z)
-    out = np.exp(poly, out=poly)
-    out *= t
-    return out
-
-
-# Textbook: x·Φ(x) on the whole array at once. Here: in cache-sized blocks, in place.
-# Elementwise passes over a big [tokens, 4d] array are limited by memory bandwidth: GELU makes
-# ~30 of them. Working in blocks of 64k elements (256 KB of float32) keeps each block in the
-# L2 cache across all its passes, which makes GELU ~3x faster than whole-array passes.
-_BLOCK = 1 << 16
-# max(x, 0) against an array of zeros: NumPy vectorizes np.maximum of two arrays, but not of an
-# array and a scalar, which takes six times as long.
-_ZEROS = np.zeros(_BLOCK, dtype=np.float32)
-_ZEROS.flags.writeable = False
-
-
-def gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, exact form: x·Φ(x), Φ the standard normal CDF. BERT's and XLM-R's `"gelu"`.
-
-    Textbook: x·Φ(x) with Φ from erfc on either side of 0 (textbook.gelu). Written here as
-    max(x, 0) - |x|·Φ(-|x|) with Φ(-a) = erfc(a/√2)/2, which is the same function
-    (xΦ(x) = x - xΦ(-x)) computed with no cancellation: the usual x/2·(1 + erf(x/√2))
-    subtracts two numbers near 1 for negative x and keeps only ~1e-6 of accuracy there.
-    `out=x` overwrites x instead of allocating.
-    """
-    out = np.empty_like(x) if out is None else out
-    src, dst = x.reshape(-1), out.reshape(-1)
-    for i in range(0, src.size, _BLOCK):
-        xb = src[i:i + _BLOCK]
-        a = np.abs(xb)
-        y = erfc_nonnegative(a * np.float32(1 / math.sqrt(2)))  # 2·Φ(-|x|)
-        a *= -0.5
-        y *= a  # -|x|·Φ(-|x|)
-        # out=x is safe: this block of x is read (by abs above and maximum here) before the
-        # add writes the same memory
-        np.add(y, np.maximum(xb, _ZEROS[:xb.size]), out=dst[i:i + _BLOCK])
-    return out
-
-
-def _into(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return y
-    out[...] = y
-    return out
-
-
-def gelu_tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
-    c = np.float32(math.sqrt(2 / math.pi))
-    return _into(0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x))), out)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable everywhere.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def quick_gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(np.float32(1.702) * x), out)
-
-
-def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return np.maximum(x, np.float32(0), out=out)
-
-
-def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(x), out)
-
-
-# Textbook: act(h) returns a new array. Here every activation takes `out=`: the feed-forward
-# layer passes its own temporary, so the largest array of a layer ([tokens, 4d]) is not
-# allocated twice.
-ACTIVATIONS = {
-    "gelu": gelu,
-    "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh,
-    "gelu_fast": gelu_tanh,
-    "quick_gelu": quick_gelu,
-    "relu": relu,
-    "silu": silu,
-    "swish": silu,
-}
+# EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
+# the fast form has nothing to add are the textbook's: position numbering (position_ids),
+# MPNet's relative position bias (relative_position_bias), the rotary angles
+# (rotary_frequencies, rotary_tables) and the rule of a local window (window_allows).
 
 
 # ---------------------------------------------------------------------------- layers
@@ -220,10 +71,9 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -
     return out
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once);
-    b None: no bias (ModernBERT, NomicBERT and GTE's gated projections, and every projection
-    of the decoder embedders, have none)."""
+    b None: no bias (ModernBERT, NomicBERT and GTE's gated projections have none)."""
     # Textbook: x @ w + b on [b, s, in]. Here: folding [..., in] to 2-D makes this one large
     # BLAS call; NumPy runs a 3-D @ 2-D product as one small call per leading index, several
     # times slower.
@@ -238,7 +88,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray,
     """softmax(q·kᵀ + bias)·v for a stack of heads, written into `out`.
 
     q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
-    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries].
+    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries],
+    or a local layer's window (-inf beyond it), [keys, queries].
     """
     # Textbook: softmax(q·kᵀ/√hd + mask)·v, a softmax over the last axis of [..., queries,
     # keys]. Here: no mask (texts come in runs of equal length), the softmax in place on the
@@ -293,6 +144,12 @@ class Layout:
         runs = [np.tile(np.arange(length), texts) for _, texts, length in self.groups]
         return np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
 
+    @property
+    def first(self) -> np.ndarray:
+        """[b] the row in x of each text's first token ([CLS], <s>); every text has one."""
+        lengths = np.diff(self.real // self.width, prepend=-1)  # nonzero where a text starts
+        return np.flatnonzero(lengths)
+
     def to_grid(self, x: np.ndarray) -> np.ndarray:
         """[n, k] packed -> [b, s, k] with zeros at padded places."""
         grid = np.zeros((self.batch * self.width, x.shape[-1]), dtype=x.dtype)
@@ -305,9 +162,7 @@ class Layout:
         return grid.reshape(self.batch * self.width, -1)[self.real]
 
 
-# Most scores one block of attention holds: 256k floats (1 MB), small enough to stay in the
-# L2 cache from q·kᵀ through exp() to the product with v.
-_SCORES = 4 * _BLOCK
+_SCORES = 1 << 18  # attention scores per block: 1 MB of float32, which stays in L2 cache
 
 
 def _blocks(texts: int, heads: int, length: int, group: int = 1):
@@ -336,15 +191,18 @@ def _query_blocks(length: int, window: int):
 
     Textbook: all queries against all keys at once, [h, s, s] scores: 3.2 GB for one text of
     8,192 tokens and 12 heads. Here: a block of queries at a time, one head at a time, so the
-    scores held at once are [keys, block], about _SCORES floats however long the text is. A
+    scores held at once are [keys, block], a few MB however long the text is. A
     global layer's block reads every key; a local layer's reads only the keys within `window`
     positions of the block, so its cost grows with length × window instead of length².
     Softmax runs over each query's own keys, so splitting the queries changes no number.
     """
-    if window:  # block × (block + 2·window) scores
+    if window:  # block × (block + 2·window) scores, about _SCORES
         block = max(16, int(math.sqrt(window * window + _SCORES)) - window)
-    else:  # block × length scores
-        block = max(16, _SCORES // length)
+    else:  # block × length scores, about 16·_SCORES (16 MB)
+        # Larger than a local block: with every key in a block, the products q·kᵀ and e·v
+        # are long and thin, and BLAS runs such a product of few queries far below its
+        # speed (measured, 8,192 keys, hd 64: 32 queries per block 20x slower than 512).
+        block = max(_SCORES >> 10, (_SCORES << 4) // length)
     for q0 in range(0, length, block):
         q1 = min(q0 + block, length)
         keys = slice(max(0, q0 - window), min(length, q1 + window)) if window else slice(None)
@@ -383,7 +241,8 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         if (window and length - 1 > window) or length * length > _SCORES:
             # A long text, or one longer than a local layer's reach: a block of queries of
             # one head at a time ([length, hd] views of that head, [queries., hd] of them).
-            for t, h in itertools.product(range(texts), range(num_heads)):
+            def one_head(pair, q4=q4, k4=k4, v4=v4, m4=m4, length=length):
+                t, h = pair
                 qh, kh, vh, oh = (a[t, :, h] for a in (q4, k4, v4, m4))  # [length, hd] each
                 for qs, ks in _query_blocks(length, window):
                     bias_t = None
@@ -393,6 +252,10 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
                     elif position_bias is not None:
                         bias_t = position_bias[h, ks, qs]
                     attention(qh[qs], kh[ks], vh[ks], out=oh[qs], bias_t=bias_t)
+            # Each head writes its own columns of `mixed`: heads may run in parallel threads
+            # (threads.run_tasks: when this encode is not already one of several batches
+            # run at once), so exp() and the softmax use every core, not only BLAS.
+            threads.run_tasks(one_head, itertools.product(range(texts), range(num_heads)))
             continue
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views
@@ -411,109 +274,90 @@ def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> 
     """down(act(gate(x)) · up(x)): a GLU feed-forward (GeGLU with GELU, SwiGLU with SiLU).
 
     The activated projection is `gate`: ModernBERT's first half of Wi, GTE's second half of
-    up_gate_proj, NomicBERT's fc12 (checkpoint.py knows which is which)."""
+    up_gate_proj, NomicBERT's fc12 (families.py says which is which)."""
     h = linear(x, **gate)  # [n, d] -> [n, ff]
     act(h, out=h)  # textbook: act(gate(x)), a new array
     h *= linear(x, **up)  # [n, ff]
     return linear(h, **down)  # [n, ff] -> [n, d]
 
 
-def _feed_forward(ffn: dict):
-    """The feed-forward a layer's parameters call for: gated if it has a gate projection."""
-    return gated_feed_forward if "gate" in ffn else feed_forward
+def rms_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float, offset: float = 0.0,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """x / √(mean(x²) + eps) · (offset + g) over the last axis (b: always None)."""
+    # Textbook: np.mean(x * x), a temporary as large as x. Here: the mean square as one
+    # einsum, and the division and scaling written into `out` (x itself, for q and k).
+    ms = np.einsum("...i,...i->...", x, x)[..., None]  # [..., 1]
+    ms /= np.float32(x.shape[-1])
+    ms += np.float32(eps)
+    y = np.divide(x, np.sqrt(ms, out=ms), out=out)
+    y *= (np.float32(offset) + g) if offset else g
+    return y
 
 
-def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
+# Each family names one function per step of a layer (families.Blocks); these tables hold them.
+NORMS = {"layer": layer_norm, "rms": rms_norm}
+FEED_FORWARDS = {"plain": feed_forward, "gated": gated_feed_forward}
+
+
+def residual(x: np.ndarray, sublayer, norm: dict | None, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds,
+    then normalizes the sum; "pre" (ModernBERT) gives the sublayer a normalized copy of x and
+    adds its output to x as it is (norm None: no norm, ModernBERT's first attention)."""
+    normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement == "pre":
+        h = x if norm is None else normalize(x, **norm, eps=cfg.layer_norm_eps)
+        return x + sublayer(h)  # [n, d]
+    if cfg.blocks.norm_placement != "post":
+        raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
+    return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [n, d]
+
+
+def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None, ffn: dict,
                   ln_ffn: dict, cfg: EncoderConfig, **context) -> np.ndarray:
-    """One post-LN transformer block (BERT's original order: add, then normalize). GTE and
-    NomicBERT use it too, with rotary positions and a gated feed-forward. `context`: what
-    attention needs besides the weights (position_bias, rotary, window)."""
-    eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, layout, **attn, num_heads=cfg.num_heads,
-                                            **context),
-                   **ln_attn, eps=eps)
-    return layer_norm(x + _feed_forward(ffn)(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]),
-                      **ln_ffn, eps=eps)
-
-
-def pre_norm_encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None,
-                           ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
-                           **context) -> np.ndarray:
-    """One pre-LN block (ModernBERT): each sublayer reads a normalized copy of x and adds its
-    output to x unnormalized. ln_attn None: no norm before attention (ModernBERT's first
-    layer, whose input the embedding norm has just normalized)."""
-    eps = cfg.layer_norm_eps
-    h = x if ln_attn is None else layer_norm(x, **ln_attn, eps=eps)
-    x = x + multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads, **context)
-    h = layer_norm(x, **ln_ffn, eps=eps)
-    x += _feed_forward(ffn)(h, **ffn, act=ACTIVATIONS[cfg.hidden_act])
-    return x
-
-
-def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
-    """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
-    if cfg.positions_after_padding_idx:
-        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
-        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
-        # text gets the padding position too, as in HuggingFace.
-        m = (ids != cfg.pad_token_id).astype(np.int64)
-        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
-    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
-
-
-def relative_position_buckets(length: int, num_buckets: int = 32,
-                              max_distance: int = 128) -> np.ndarray:
-    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
-    [length, length] bucket index for each (query, key) of a text of `length` tokens.
-
-    Half the buckets are for keys before the query, half for keys after it. Within each half,
-    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
-    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
-    """
-    pos = np.arange(length)
-    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
-    half = num_buckets // 2
-    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
-    n = np.abs(n)
-    exact = half // 2
-    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
-    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
-    # buckets) sits on a bucket edge, where another rounding could cross it.
-    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
-    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
-    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
-    return bucket + np.where(n < exact, n, large)  # [q, k]
-
-
-def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
-    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
-    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
-    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
-    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+    """One transformer block: self-attention, then the feed-forward, each added to its input
+    with a norm (`residual`), each the block cfg.blocks names. `context`: what attention needs
+    besides the weights (MPNet's position_bias; rotary cos/sin; a local layer's window)."""
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    x = residual(x, lambda h: multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads,
+                                                   **context), ln_attn, cfg)
+    return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
 def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, ln: dict, cfg: EncoderConfig,
-          position: np.ndarray | None = None,
-          token_type: np.ndarray | None = None) -> np.ndarray:
+          position: np.ndarray | None = None, token_type: np.ndarray | None = None,
+          type_ids: np.ndarray | None = None) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position (+ type), normalized.
     MPNet, DistilBERT and ModernBERT have no token-type table; rotary families no position
-    table."""
+    table. type_ids [b, s]: None for all zeros."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
     # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
     if position is not None:
         x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
-        x += token_type[0]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+        if type_ids is None:
+            x += token_type[0]  # single sentences: every token has type 0, one row for all
+        else:
+            x += token_type[type_ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
+    return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
-def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: EncoderConfig) -> np.ndarray:
-    """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]
-    (zeros at padded places)."""
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+                  type_ids: np.ndarray | None = None) -> np.ndarray:
+    """The whole encoder: token ids [b, s] and mask [b, s] (type_ids [b, s], None for all
+    zeros) -> token vectors [b, s, d] (zeros at padded places)."""
+    if cfg.blocks.layer == "decoder":  # Qwen3, Gemma 3: see the last section
+        return decode_tokens(ids, mask, params, cfg)
     layout = Layout.from_mask(mask)
-    x = embed(ids, layout, **params["embeddings"], cfg=cfg)  # [n, d]
+    x = _encode_packed(ids, layout, params, cfg, type_ids)  # [n, d]
+    return layout.to_grid(x)
+
+
+def _encode_packed(ids: np.ndarray, layout: Layout, params: dict, cfg: EncoderConfig,
+                   type_ids: np.ndarray | None, skip_last: bool = False) -> np.ndarray:
+    """The embeddings and the layers (all but the last with skip_last) on the packed real
+    tokens: [n, d]."""
+    x = embed(ids, layout, **params["embeddings"], cfg=cfg, type_ids=type_ids)  # [n, d]
     position_bias = None
     if "relative_attention_bias" in params:  # MPNet: one bias for every layer, computed once
         # Textbook: the bias of the padded grid, [h, s, s], added to every text's scores.
@@ -522,59 +366,27 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # as `attention` keeps the scores, and copied so that each row is contiguous.
         bias = relative_position_bias(params["relative_attention_bias"], layout.width)
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
-    block = pre_norm_encoder_layer if cfg.norm_placement == "pre" else encoder_layer
+    layers = params["layers"][:-1] if skip_last else params["layers"]
     rotations = {}  # rotary base -> (cos, sin) of every packed token, made once per batch
-    for i, layer in enumerate(params["layers"]):
+    for i, layer in enumerate(layers):
         context = {"position_bias": position_bias, "window": cfg.layer_window(i)}
-        if cfg.positions == "rotary":
+        if cfg.blocks.positions == "rotary":
             theta = cfg.layer_rope_theta(i)
             if theta not in rotations:
                 inv_freq = rotary_frequencies(cfg.head_dim, theta, cfg.rope_scale)
                 rotations[theta] = rotary_tables(layout.positions(), inv_freq)  # [n, hd/2] x2
             context["rotary"] = rotations[theta]
-        x = block(x, layout, **layer, cfg=cfg, **context)
-    if "final_norm" in params:  # pre-LN: the last block's output is not normalized yet
-        x = layer_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps)
-    return layout.to_grid(x)
+        x = encoder_layer(x, layout, **layer, cfg=cfg, **context)  # [n, d]
+    if "final_norm" in params and not skip_last:  # pre-LN: the last output is not normalized
+        x = NORMS[cfg.blocks.norm](x, **params["final_norm"], eps=cfg.layer_norm_eps)
+    return x
 
 
 # ---------------------------------------------------------------------------- rotary positions
 
-def rotary_frequencies(head_dim: int, theta: float, scale: float = 1.0) -> np.ndarray:
-    """RoPE's angular speeds, one per pair of dimensions: 1 / theta^(2i / head_dim) / scale,
-    i = 0 .. head_dim/2 - 1, as float32 [head_dim/2].
-
-    The reference computes them in float32; the power here is taken in float64 from the same
-    float32 exponents and rounded once, which gives torch's float32 values (to an ulp at
-    most on a few of the slowest frequencies, where an ulp moves an angle by < 1e-6 rad).
-
-    `scale` divides every frequency, which is the same as dividing every position by it:
-    transformers' "linear" rope scaling. GTE's fixed NTK scaling (Alibaba's code, rope_scaling
-    {"type": "ntk", "factor": f}) takes the base theta·f and divides the frequencies by
-    f^(2 / head_dim): model.py reads it as theta·f and scale f^(2 / head_dim).
-    """
-    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    inv_freq = np.float32(1) / (theta ** exponents.astype(np.float64)).astype(np.float32)
-    if scale != 1.0:
-        inv_freq /= np.float32(scale)
-    return inv_freq  # [hd/2]
-
-
-def rotary_tables(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of each token's angles, position × frequency: [n] -> two [n, hd/2].
-
-    The angle is a float32 product, as in the reference (positions are whole numbers, exact in
-    float32 up to 2^24); its cosine and sine are taken in float64 and rounded once. RoPE's
-    tables repeat these halves twice along head_dim (`rotate_half`'s convention), which
-    `apply_rotary` uses without building them.
-    """
-    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, 1] * [hd/2] -> [n, hd/2]
-    angles = angles.astype(np.float64)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
 def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2].
+    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2]
+    (textbook.rotary_tables).
 
     rotate_half's convention (not interleaved pairs): dimension i is paired with i + hd/2,
     and each pair (a, b) turns by its angle into (a·cos - b·sin, b·cos + a·sin).
@@ -594,117 +406,135 @@ def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- local windows
 
-def window_allows(query_pos: np.ndarray, key_pos: np.ndarray, window: int) -> np.ndarray:
-    """May a query at query_pos read the key at key_pos in a local layer? Yes when they are at
-    most `window` positions apart, on either side (ModernBERT: window = local_attention // 2,
-    so a token sees 2·window + 1 tokens, itself included)."""
-    return np.abs(query_pos - key_pos) <= window
-
-
 @functools.lru_cache(maxsize=16)
 def _window_bias_t(first_key: int, keys: int, queries: int, window: int) -> np.ndarray:
-    """The window as a bias on transposed scores, [keys, queries]: 0 where the query may read
-    the key, -inf where it may not (exp(-inf) = 0). Keys start `first_key` positions from the
-    first query (<= 0). Blocks away from a text's ends all have the same one: cached."""
-    allowed = window_allows(np.arange(queries)[None, :], first_key + np.arange(keys)[:, None],
-                            window)
-    bias = np.where(allowed, np.float32(0), np.float32(-np.inf))
+    """A local layer's window (textbook.window_allows) as a bias on transposed scores,
+    [keys, queries]: 0 where the query may read the key, -inf where it may not (exp(-inf) =
+    0). Keys start `first_key` positions from the first query (<= 0). Blocks away from a
+    text's ends all have the same one: cached."""
+    bias = _visibility_bias_t(first_key, keys, queries, window, causal=False)
     bias.flags.writeable = False
     return bias
-# ---------------------------------------------------------------------------- decoder embedders
-# Qwen3-Embedding and EmbeddingGemma, fast form. textbook.decode_tokens is the plain one; the
-# techniques are the encoder's above (packed real tokens, runs of equal length, transposed
-# scores in cache-sized blocks) plus the ones marked "Textbook:" below.
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    """The settings of a decoder embedder, read from config.json by model.decoder_config."""
-    architecture: str  # config.json's model_type: "qwen3" or "gemma3_text"
-    hidden_size: int  # d
-    num_layers: int
-    num_heads: int  # query heads
-    num_kv_heads: int  # key/value heads; each serves num_heads / num_kv_heads query heads
-    head_dim: int  # hd; num_heads · hd need not be d (Qwen3-Embedding-0.6B: 16 · 128 = 2048)
-    intermediate_size: int  # width of the gated feed-forward
-    vocab_size: int
-    max_position_embeddings: int  # the longest text the rotary positions were trained for
-    rms_norm_eps: float
-    hidden_act: str  # the gate's activation: silu (Qwen3), gelu_pytorch_tanh (Gemma)
-    # "full" or "sliding" for each layer (config.json's layer_types, shortened)
-    layer_kinds: tuple[str, ...]
-    rope_theta_full: float  # rotary base θ of full layers
-    rope_theta_sliding: float  # ... and of sliding-window layers (Gemma: 10000)
-    sliding_window: int | None  # config.json's sliding_window, as written there
-    causal: bool  # True: a token sees only itself and earlier ones (Qwen3)
-    attention_scale: float  # multiplies q·kᵀ: 1/√hd, Gemma 3: 1/√query_pre_attn_scalar
-    embedding_scale: float = 1.0  # multiplies the token vectors: Gemma √d (as float32)
-    norm_offset: float = 0.0  # RMSNorm scales by offset + w: Gemma stores w centred on 0
-
-    @property
-    def max_tokens(self) -> int:
-        return self.max_position_embeddings
-
-    def rope_theta(self, kind: str) -> float:
-        return self.rope_theta_sliding if kind == "sliding" else self.rope_theta_full
-
-    def layer_window(self, kind: str) -> int | None:
-        """How far apart a query and a key may be in a layer of this kind (window_allows),
-        None for any distance; a causal model also hides every key after its query.
-
-        A causal sliding window of w tokens (config.json's sliding_window) holds the query
-        and the w - 1 before it (transformers: key > query - w). Gemma's bidirectional
-        window sees w // 2 tokens on each side (transformers halves config.json's window to
-        w // 2 + 1 and keeps the keys closer than that)."""
-        if kind != "sliding" or self.sliding_window is None:
-            return None
-        return self.sliding_window - 1 if self.causal else self.sliding_window // 2
 
 
-def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0,
-             out: np.ndarray | None = None) -> np.ndarray:
-    """x / √(mean(x²) + eps) · (offset + w) over the last axis."""
-    # Textbook: np.mean(x * x), a temporary as large as x. Here: the mean square as one
-    # einsum, and the division and scaling written into `out` (x itself, for q and k).
-    ms = np.einsum("...i,...i->...", x, x)[..., None]  # [..., 1]
-    ms /= np.float32(x.shape[-1])
-    ms += np.float32(eps)
-    y = np.divide(x, np.sqrt(ms, out=ms), out=out)
-    y *= (np.float32(offset) + w) if offset else w
-    return y
-
-
-def visibility_bias_t(length: int, window: int | None, causal: bool) -> np.ndarray | None:
-    """textbook.visibility_bias for one text of `length` tokens, transposed as `attention`
-    keeps its scores: [keys, queries], 0 where the key is seen, the most negative float32
-    where not. None when every key is seen (a full bidirectional layer)."""
+def _visibility_bias_t(first_key: int, keys: int, queries: int, window: int,
+                       causal: bool) -> np.ndarray:
+    """textbook.visibility_bias for a block of one text, transposed as `attention` keeps its
+    scores: [keys, queries], 0 where the key is seen, -inf where not: farther than `window`
+    (0: any distance) or, causal, after the query. Keys start `first_key` positions from
+    the first query."""
     # Textbook: one [b, 1, s, s] bias for the padded batch, padding included. Here: no
-    # padding to hide (runs of equal length), so only the window, the same for every text.
-    if not causal and (window is None or window >= length - 1):
-        return None
-    key, query = np.arange(length)[:, None], np.arange(length)[None, :]
-    visible = np.ones((length, length), dtype=bool)
-    if window is not None:
-        visible &= window_allows(query, key, window)
+    # padding to hide (runs of equal length), so only the window and the causal rule.
+    query, key = np.arange(queries)[None, :], first_key + np.arange(keys)[:, None]
+    allowed = np.ones((keys, queries), dtype=bool)
+    if window:
+        allowed &= window_allows(query, key, window)
     if causal:
-        visible &= key <= query
-    return np.where(visible, np.float32(0), np.finfo(np.float32).min)
+        allowed &= key <= query
+    return np.where(allowed, np.float32(0), np.float32(-np.inf))
 
+
+
+# ---------------------------------------------------------------------------- the classifier head
+
+def first_token_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
+                          num_heads: int) -> np.ndarray:
+    """multi_head_attention's output at the first token of each text only: [n, d] -> [b, d].
+
+    Textbook: every token's query, [b, h, s, s] scores. The head reads only the first token
+    of the last layer, so only that token's query is needed; the keys and values are still
+    every token's. The scores are then [texts, h, 1, length] per run of texts."""
+    n, d = x.shape
+    head_dim = d // num_heads
+    first = x[layout.first]  # [b, d]
+    q_ = linear(first, **q)  # [b, d]
+    q_ *= np.float32(1 / math.sqrt(head_dim))
+    k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
+    mixed = np.empty_like(q_)  # [b, d]
+    text = 0  # the texts come in layout order, one first token each
+    for start, texts, length in layout.groups:
+        rows = slice(start, start + texts * length)
+        # [texts, length, h, hd] -> [texts, h, length, hd], views of the packed rows
+        k4, v4 = (a[rows].reshape(texts, length, num_heads, head_dim).transpose(0, 2, 1, 3)
+                  for a in (k_, v_))
+        q4 = q_[text:text + texts].reshape(texts, num_heads, 1, head_dim)  # [texts, h, 1, hd]
+        scores = q4 @ k4.swapaxes(-1, -2)  # [texts, h, 1, length]
+        scores -= scores.max(axis=-1, keepdims=True)
+        e = np.exp(scores, out=scores)
+        e /= e.sum(axis=-1, keepdims=True)
+        mixed[text:text + texts] = (e @ v4).reshape(texts, d)  # [texts, h, 1, hd] -> [texts, d]
+        text += texts
+    return linear(mixed, **out)  # [b, d] -> [b, d]
+
+
+def first_token_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
+                      ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
+    """encoder_layer's output at the first token of each text: [n, d] -> [b, d].
+
+    Textbook: the last layer on every token, then x[:, 0]. Here the feed-forward, the norms
+    and the attention's query and output run on b rows instead of n: the last layer costs
+    about a sixth of the others (the key and value projections remain)."""
+    normalize, eps = NORMS[cfg.blocks.norm], cfg.layer_norm_eps
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    a = normalize(x[layout.first] + first_token_attention(x, layout, **attn,
+                                                          num_heads=cfg.num_heads),
+                  **ln_attn, eps=eps)  # [b, d]
+    return normalize(a + feed(a, **ffn, act=act), **ln_ffn, eps=eps)  # [b, d]
+
+
+def classifier_head(pooled: np.ndarray, dense: dict, out: dict, head: HeadConfig,
+                    norm: dict | None = None) -> np.ndarray:
+    """The sequence-classification head (families.ClassifierHead) on the pooled vectors:
+    [b, d] -> [b, labels] logits."""
+    h = ACTIVATIONS[head.activation](linear(pooled, **dense))  # [b, d] -> [b, d]
+    if norm is not None:
+        h = layer_norm(h, **norm, eps=head.norm_eps)
+    return linear(h, **out)  # [b, d] -> [b, labels]
+
+
+def classify(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+             head: HeadConfig, type_ids: np.ndarray | None = None) -> np.ndarray:
+    """A cross-encoder: token ids [b, s], mask [b, s] and type ids [b, s] of b text pairs ->
+    logits [b, labels]."""
+    layout = Layout.from_mask(mask)
+    # The shortcut reads the first token of BERT-ordered (post-norm) layers without MPNet's
+    # relative bias; any other head or layer runs the whole last layer.
+    first_only = (head.pooling == "cls" and cfg.blocks.norm_placement == "post"
+                  and "relative_attention_bias" not in params)
+    x = _encode_packed(ids, layout, params, cfg, type_ids, skip_last=first_only)  # [n, d]
+    if first_only:
+        pooled = first_token_layer(x, layout, **params["layers"][-1], cfg=cfg)  # [b, d]
+    elif head.pooling == "cls":
+        pooled = x[layout.first]  # [n, d] -> [b, d]
+    else:  # the mean of each text's real tokens
+        lengths = mask.sum(axis=1)  # [b]
+        pooled = np.add.reduceat(x, layout.first, axis=0)  # [n, d] -> [b, d]
+        pooled /= lengths[:, None].astype(np.float32)
+    return classifier_head(pooled, **params["head"], head=head)  # [b, labels]
+
+
+# ---------------------------------------------------------------------------- decoder embedders
+# Qwen3-Embedding and EmbeddingGemma (Blocks.layer "decoder"), fast form. textbook.decode_tokens
+# is the plain one; the techniques are the encoder's above (packed real tokens, runs of equal
+# length, transposed scores in cache-sized blocks, a block of queries at a time for long texts)
+# plus the ones marked "Textbook:" below.
 
 def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray,
-                            window: int | None, q: dict, k: dict, v: dict, out: dict,
-                            q_norm: dict, k_norm: dict, cfg: DecoderConfig) -> np.ndarray:
-    """Self-attention with fewer key/value heads than query heads, within each text's window.
-    x: [n, d] -> [n, d]; cos, sin: [n, hd/2], each token's rotary angles."""
+                            window: int, q: dict, k: dict, v: dict, out: dict,
+                            q_norm: dict, k_norm: dict, cfg: EncoderConfig) -> np.ndarray:
+    """Self-attention with fewer key/value heads than query heads, within each text's window
+    (0: none), causal or not as cfg.blocks says. x: [n, d] -> [n, d]; cos, sin: [n, hd/2],
+    each token's rotary angles."""
     n = x.shape[0]
-    hd, kv = cfg.head_dim, cfg.num_kv_heads
+    hd, kv = cfg.head_dim, cfg.kv_heads
     group = cfg.num_heads // kv
-    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    eps, offset, causal = cfg.layer_norm_eps, cfg.norm_offset, cfg.causal
     q_ = linear(x, **q).reshape(n, cfg.num_heads, hd)  # [n, d] -> [n, h, hd]
     k_ = linear(x, **k).reshape(n, kv, hd)  # [n, d] -> [n, kv, hd]
     v_ = linear(x, **v)  # [n, kv·hd]
     q_ = apply_rotary(rms_norm(q_, **q_norm, eps=eps, offset=offset, out=q_), cos, sin)
     k_ = apply_rotary(rms_norm(k_, **k_norm, eps=eps, offset=offset, out=k_), cos, sin)
-    q_ *= np.float32(cfg.attention_scale)  # on q instead of on the larger scores
+    q_ *= np.float32(cfg.scale)  # on q instead of on the larger scores
     mixed = np.empty((n, cfg.num_heads * hd), dtype=np.float32)
     for start, texts, length in layout.groups:
         rows = slice(start, start + texts * length)
@@ -714,7 +544,26 @@ def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin:
         # across the group, so each key and value is read where it lies, never copied.
         q5, m5 = (a[rows].reshape(texts, length, kv, group, hd) for a in (q_, mixed))
         k4, v4 = (a[rows].reshape(texts, length, kv, hd) for a in (k_, v_))
-        bias_t = visibility_bias_t(length, window, cfg.causal)  # [keys, queries] or None
+        if (window and length - 1 > window) or group * length * length > _SCORES:
+            # A long text: a block of queries of one key/value head at a time, as
+            # multi_head_attention does; a causal block reads no key after its last query.
+            def one_head(pair, q5=q5, k4=k4, v4=v4, m5=m5, length=length):
+                t, h = pair
+                for qs, ks in _query_blocks(length, window):
+                    first = ks.start or 0
+                    last = min(ks.stop or length, qs.stop) if causal else (ks.stop or length)
+                    ks = slice(first, last)
+                    bias_t = None
+                    if window or causal:
+                        bias_t = _visibility_bias_t(first - qs.start, last - first,
+                                                    qs.stop - qs.start, window, causal)
+                    qb, ob = (a[t, qs, h].swapaxes(0, 1) for a in (q5, m5))  # [g, queries, hd]
+                    attention(qb, k4[t, ks, h], v4[t, ks, h], out=ob, bias_t=bias_t)
+            threads.run_tasks(one_head, itertools.product(range(texts), range(kv)))
+            continue
+        bias_t = None
+        if causal or (window and length - 1 > window):
+            bias_t = _visibility_bias_t(0, length, length, window, causal)  # [keys, queries]
         for t, h in _blocks(texts, kv, length, group):
             qb, ob = (a[t, :, h].transpose(0, 2, 3, 1, 4) for a in (q5, m5))  # [., kv., g, L, hd]
             kb, vb = (a[t, :, h].transpose(0, 2, 1, 3)[:, :, None] for a in (k4, v4))  # [., kv., 1, L, hd]
@@ -722,18 +571,11 @@ def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin:
     return linear(mixed, **out)  # [n, h·hd] -> [n, d]
 
 
-def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
-    h = linear(x, **gate)  # [n, d] -> [n, ff]
-    act(h, out=h)  # textbook: act(h), a new array
-    h *= linear(x, **up)  # [n, ff]
-    return linear(h, **down)  # [n, ff] -> [n, d]
-
-
-def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray, window,
-                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg: DecoderConfig,
+def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarray, window: int,
+                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg: EncoderConfig,
                   ln_attn_out: dict | None = None, ln_ffn_out: dict | None = None) -> np.ndarray:
     """One pre-norm block (Gemma: with its sublayers' outputs normalized too)."""
-    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    eps, offset = cfg.layer_norm_eps, cfg.norm_offset
     a = grouped_query_attention(rms_norm(x, **ln_attn, eps=eps, offset=offset), layout,
                                 cos, sin, window, **attn, cfg=cfg)
     if ln_attn_out is not None:
@@ -758,7 +600,7 @@ def widen_bf16(bits: np.ndarray) -> np.ndarray:
 
 def widen(tree):
     """A parameter tree with every bfloat16 leaf (uint16 bits) widened to float32; float32
-    leaves are passed through as they are."""
+    leaves (and None) are passed through as they are."""
     if isinstance(tree, dict):
         return {key: widen(value) for key, value in tree.items()}
     if isinstance(tree, np.ndarray) and tree.dtype == np.uint16:
@@ -767,27 +609,27 @@ def widen(tree):
 
 
 def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: DecoderConfig) -> np.ndarray:
+                  cfg: EncoderConfig) -> np.ndarray:
     """A decoder embedder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d] (zeros
     at padded places). The parameter tree may hold bfloat16 weights as they lie in the file
-    (uint16): each layer's are widened to float32 just before the layer runs."""
+    (uint16; checkpoint.load_params with keep_bf16): each layer's are widened to float32
+    just before the layer runs."""
     layout = Layout.from_mask(mask)
-    # Textbook: positions 0..s-1 of the padded grid. Here: the real tokens are a prefix of
-    # each row, so a packed token's position is its column in the grid.
-    positions = layout.real % layout.width  # [n]
-    angles = {}
-    for kind in set(cfg.layer_kinds):  # computed once per batch, not per layer
-        inv_freq = rotary_frequencies(cfg.head_dim, cfg.rope_theta(kind))  # [hd/2]
-        angles[kind] = (*rotary_tables(positions, inv_freq),  # [n, hd/2] each
-                        cfg.layer_window(kind))
+    rotations = {}  # rotary base -> (cos, sin) of every packed token, made once per batch
     # Rows of the word table gathered first, then widened: a bfloat16 table stays in the
     # file, only the batch's rows become float32.
     word = params["embeddings"]["word"]
     x = widen(word[ids.reshape(-1)[layout.real]])  # [n] -> [n, d], a new array
     x *= np.float32(cfg.embedding_scale)
-    for layer, kind in zip(params["layers"], cfg.layer_kinds):
+    for i, layer in enumerate(params["layers"]):
+        theta = cfg.layer_rope_theta(i)
+        if theta not in rotations:
+            inv_freq = rotary_frequencies(cfg.head_dim, theta, cfg.rope_scale)  # [hd/2]
+            rotations[theta] = rotary_tables(layout.positions(), inv_freq)  # [n, hd/2] x2
         # Textbook: float32 weights throughout. Here a bfloat16 checkpoint stays memory-
         # mapped, and only the running layer's weights exist as float32.
-        x = decoder_layer(x, layout, *angles[kind], **widen(layer), cfg=cfg)
-    x = rms_norm(x, **widen(params["final_norm"]), eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
+        x = decoder_layer(x, layout, *rotations[theta], cfg.layer_window(i), **widen(layer),
+                          cfg=cfg)  # [n, d]
+    x = rms_norm(x, **widen(params["final_norm"]), eps=cfg.layer_norm_eps,
+                 offset=cfg.norm_offset)
     return layout.to_grid(x)

@@ -33,6 +33,11 @@ class PromptError(MinisbertError, ValueError):
     not define; the message lists the names it does."""
 
 
+class PairInputError(MinisbertError, ValueError):
+    """A cross-encoder was given something other than (text, text) pairs, or rank() a query
+    or documents that are not strings."""
+
+
 class TokenizerError(MinisbertError, ValueError):
     """A tokenizer file is missing its pieces or cannot be read."""
 
@@ -43,6 +48,11 @@ class MissingDependencyError(MinisbertError, ImportError):
 
 class InputFileError(MinisbertError, ValueError):
     """The command line's input text file cannot be decoded, or holds no text."""
+
+
+class EmbeddingInputError(MinisbertError, ValueError):
+    """Vectors given to a function of minisbert.util cannot be used as asked: shapes that do
+    not match, an unknown precision, integers to quantize, ranges from one vector alone."""
 
 
 class SearchIndexError(MinisbertError, ValueError):

@@ -9,7 +9,7 @@ A sentence-transformers folder is a HuggingFace model folder plus a pipeline in 
     [{"type": "sentence_transformers.models.Transformer", "path": ""},
      {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"},
      {"type": "sentence_transformers.models.Normalize", "path": "2_Normalize"}]
-`read_modules` turns it into a `ModelFolder`. Safetensors files are read by checkpoint.py.
+`read_modules` turns it into a `ModelFolder`. Safetensors files are read by weights.py.
 """
 
 from __future__ import annotations

@@ -26,95 +26,35 @@ Reading checks that the files agree (count, dtype, dimension, and that embedding
 every row its header promises) and names the file at fault when they do not.
 
 Vectors from two different models live in unrelated spaces: comparing them gives confident
-nonsense, never an error. So an index remembers a fingerprint of its model's weights, and
-`check_model` refuses a query model whose fingerprint differs.
+nonsense, never an error. So an index remembers a fingerprint of its model's weights (computed
+by fingerprint.py), and `check_model` refuses a query model whose fingerprint differs.
 
 Left out: appending to a finished index, and any compression of the vectors.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import find_weights, read_safetensors_header
 from .errors import SearchIndexError
-from .folder import read_json, read_modules
+from .fingerprint import model_fingerprint
 
 FORMAT = "minisbert-index"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-_SAMPLES = 16  # pieces of the weights hashed by the fingerprint...
-_SAMPLE_BYTES = 4096  # ...of this many bytes each
 _NPY_HEADER = 128  # bytes: room for any shape's digits, a multiple of 64 as .npy wants
 PARTIAL = ".partial"  # OUTPUT.partial: an index being written
-
-
-def _canonical_json(path: Path, drop=()) -> bytes:
-    """The file's JSON re-serialized with sorted keys, so formatting does not matter."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in drop and not k.startswith("_")}
-    return json.dumps(data, sort_keys=True).encode()
-
-
-def model_fingerprint(folder: str | os.PathLike) -> str:
-    """16 hex digits that name a model's vector space: a hash of modules.json, the module
-    configs (pooling, Dense), config.json, and the weights: for model.safetensors its header
-    (every tensor's name, dtype, shape) and 16 evenly spaced 4 KiB samples of the data. It
-    reads ~70 KB, not the whole file: fine-tuning changes nearly every weight, so the samples
-    catch it; an edit confined to a few weights between the samples would go unnoticed.
-    pytorch_model.bin is sampled the same way (its size, then 16 samples of the whole file);
-    a sharded checkpoint hashes its index and each shard; Dense modules' weights are hashed too.
-
-    Bookkeeping keys of config.json (transformers_version, _name_or_path) are left out, so
-    re-saving a folder with another transformers release keeps its fingerprint.
-    """
-    pipeline = read_modules(folder)
-    h = hashlib.sha256()
-    if pipeline.modules_json is not None:
-        h.update(_canonical_json(pipeline.modules_json))
-        for module in pipeline.modules:  # the other modules' settings (pooling modes)
-            config = pipeline.folder(module) / "config.json"
-            if module.kind != "Transformer" and config.is_file():
-                h.update(_canonical_json(config))
-    h.update(_canonical_json(pipeline.transformer_dir / "config.json",
-                             drop={"transformers_version"}))
-    _hash_weights(h, find_weights(pipeline.transformer_dir))
-    for module in pipeline.modules:
-        if module.kind == "Dense":
-            _hash_weights(h, find_weights(pipeline.folder(module)))
-    return h.hexdigest()[:16]
-
-
-def _hash_weights(h, weights: Path) -> None:
-    """Feed a weight file (or a sharded checkpoint's index and shards) to the hash `h`."""
-    if weights.name.endswith(".index.json"):
-        h.update(_canonical_json(weights))  # which tensor lives in which shard
-        weight_map = read_json(weights).get("weight_map") or {}
-        for shard in sorted(set(weight_map.values())):
-            _hash_weights(h, weights.parent / Path(shard).name)
-        return
-    size = weights.stat().st_size
-    data_start = 0
-    with open(weights, "rb") as f:
-        if weights.suffix == ".safetensors":
-            _, data_start = read_safetensors_header(weights)
-            f.seek(8)
-            h.update(f.read(data_start - 8))  # the header's bytes as stored
-        else:
-            h.update(str(size).encode())  # a pickle's names sit among the data: size and samples
-        last = max(size - _SAMPLE_BYTES, data_start)
-        for offset in np.linspace(data_start, last, _SAMPLES).astype(np.int64):
-            f.seek(int(offset))
-            h.update(f.read(_SAMPLE_BYTES))
+_MAX_PROGRESS_BYTES = 1 << 20  # progress.json: a few hundred bytes when minisbert writes it
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # open() fails on a symbolic link (not on Windows)
 
 
 def model_identity(model, folder: str | os.PathLike, name: str | None = None) -> dict:
@@ -139,11 +79,97 @@ def _npy_header(rows: int, dim: int) -> bytes:
 def _write_json(path: Path, data: dict) -> None:
     """Write a JSON file whole or not at all: beside its name, flushed to disk, then renamed."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    _refuse_link(tmp)
+    if tmp.exists():  # left by a crash between writing and renaming
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise SearchIndexError(f"{path} is a symbolic link; minisbert writes an index only into "
+                               "files of its own, so that nothing else is written through. "
+                               "Remove the link and run the command again.")
+
+
+def _open_work_file(path: Path, create: bool):
+    """A file of OUTPUT.partial, opened to read and write. A link placed there would redirect
+    the writes (and the truncation to the last checkpoint) to its target: refused, by
+    O_NOFOLLOW where the system has it and by checking before opening where not, as is a
+    second hard link or anything but a regular file (a FIFO, a device)."""
+    _refuse_link(path)
+    flags = os.O_RDWR | _NOFOLLOW | (os.O_CREAT | os.O_EXCL if create else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        raise SearchIndexError(f"{path}: missing from an unfinished index; delete "
+                               f"{path.parent} to start over.") from None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EEXIST):  # a link slipped in since the check
+            raise SearchIndexError(f"{path} is a symbolic link; remove it and run the command "
+                                   "again.") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(info.st_mode) else \
+            f"a file with {info.st_nlink} links (writing would change the other names too)"
+        raise SearchIndexError(f"{path} is {what}; minisbert writes an index only into files of "
+                               f"its own. Delete {path.parent} to start over.")
+    return os.fdopen(fd, "r+b")
+
+
+def _read_progress(partial: Path) -> dict | None:
+    """progress.json of an unfinished index, checked (None when there is none)."""
+    path = partial / "progress.json"
+    if not partial.is_dir() or not (path.exists() or path.is_symlink()):
+        return None
+    retry = f"delete {partial} to start over."
+    _refuse_link(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SearchIndexError(f"{path} is not a regular file; {retry}")
+            raw = f.read(_MAX_PROGRESS_BYTES + 1)
+    except OSError as e:
+        raise SearchIndexError(f"{path}: cannot be read ({e.strerror}); {retry}") from None
+    if len(raw) > _MAX_PROGRESS_BYTES:
+        raise SearchIndexError(f"{path} is larger than {_MAX_PROGRESS_BYTES} bytes; {retry}")
+    try:
+        progress = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SearchIndexError(f"{path} is not valid JSON ({e}); the last checkpoint was not "
+                               f"written by minisbert, or was damaged: {retry}") from None
+    problem = _progress_problem(progress)
+    if problem:
+        raise SearchIndexError(f"{path}: {problem}; {retry}")
+    return progress
+
+
+def _progress_problem(progress) -> str | None:
+    """What is wrong with progress.json's content, if anything."""
+    def count(x):
+        return type(x) is int and x >= 0
+    if not isinstance(progress, dict):
+        return f"a JSON {type(progress).__name__}, not an object"
+    kinds = {"count": "a whole number", "sizes": "an object", "model": "an object",
+             "settings": "an object", "input": "an object"}
+    for key, kind in kinds.items():
+        value = progress.get(key)
+        if not (count(value) if key == "count" else isinstance(value, dict)):
+            return f"{key!r} should be {kind}"
+    if not all(isinstance(k, str) and count(v) for k, v in progress["sizes"].items()):
+        return "'sizes' should map file names to byte counts"
+    model = progress["model"]
+    if not all(isinstance(model.get(k), str) for k in ("name", "fingerprint")):
+        return "'model' lacks its name or fingerprint"
+    return None
 
 
 class IndexWriter:
@@ -171,14 +197,15 @@ class IndexWriter:
         self.count = 0  # rows appended
         self.saved = 0  # rows made durable by the last checkpoint
         self.input_state: dict = {}  # the caller's resume state at the last checkpoint
-        progress = self.partial / "progress.json"
-        saved = json.loads(progress.read_text(encoding="utf-8")) if progress.is_file() else None
+        _refuse_link(self.partial)
+        saved = _read_progress(self.partial)
         if saved and saved["count"]:
             self._reopen(saved)
         else:  # nothing to resume (or a start that stopped before its first chunk)
             shutil.rmtree(self.partial, ignore_errors=True)
             self.partial.mkdir(parents=True)
-            self._files = {name: open(self.partial / name, "wb") for name in self._names()}
+            self._files = {name: _open_work_file(self.partial / name, create=True)
+                           for name in self._names()}
             self._files["embeddings.npy"].write(_npy_header(0, model["dim"]))
             self.checkpoint({})
 
@@ -208,11 +235,42 @@ class IndexWriter:
         self.count = self.saved = progress["count"]
         self.input_state = progress["input"]
         self._files = {}
-        for name in self._names():
-            f = open(self.partial / name, "r+b")
+        try:
+            for name in self._names():
+                self._files[name] = _open_work_file(self.partial / name, create=False)
+            self._check_sizes(progress)
+        except BaseException:
+            for f in self._files.values():
+                f.close()
+            self._files = {}
+            raise
+        for name, f in self._files.items():
             f.truncate(progress["sizes"][name])  # drop what was written after the checkpoint
             f.seek(0, os.SEEK_END)
-            self._files[name] = f
+
+    def _check_sizes(self, progress: dict) -> None:
+        """The checkpoint's sizes must be what its count of rows takes, and at most what the
+        files hold (a size past the end would grow the file, not cut it back)."""
+        where = f"{self.partial / 'progress.json'}"
+        retry = f"delete {self.partial} to start over."
+        rows = _NPY_HEADER + progress["count"] * self.model["dim"] * 4
+        for name, f in self._files.items():
+            size, have = progress["sizes"].get(name), os.fstat(f.fileno()).st_size
+            if size is None:
+                raise SearchIndexError(f"{where} records no size for {name}; {retry}")
+            if size > have:
+                raise SearchIndexError(f"{where} says {name} holds {size} bytes, but it has "
+                                       f"{have}; {retry}")
+            if name == "embeddings.npy" and size != rows:
+                raise SearchIndexError(f"{where} says {name} holds {size} bytes, but "
+                                       f"{progress['count']} rows of {self.model['dim']} take "
+                                       f"{rows}; {retry}")
+            if name != "embeddings.npy":
+                lines = _count_newlines(f, size)
+                if lines != progress["count"]:
+                    held = f"{lines} lines" if lines >= 0 else "a line cut in the middle"
+                    raise SearchIndexError(f"{where} says {progress['count']} texts, but the "
+                                           f"first {size} bytes of {name} hold {held}; {retry}")
 
     def append(self, texts: list[str], embeddings: np.ndarray, ids: list | None = None) -> None:
         embeddings = np.ascontiguousarray(embeddings, dtype="<f4")
@@ -334,9 +392,38 @@ def _count_lines(path: Path) -> int:
     return n
 
 
+def _count_newlines(f, size: int) -> int:
+    """How many lines the first `size` bytes of the open file `f` hold; -1 when they end
+    inside a line."""
+    n, left, last = 0, size, b"\n"
+    f.seek(0)
+    while left > 0 and (block := f.read(min(1 << 20, left))):
+        n += block.count(b"\n")
+        last, left = block[-1:], left - len(block)
+    return n if last == b"\n" else -1
+
+
 def _read_jsonl(path: Path) -> list:
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+        return [_json_line(path, number, line) for number, line in enumerate(f, 1)]
+
+
+def _json_line(path: Path, number: int, line: str):
+    try:
+        return json.loads(line)
+    except ValueError as e:
+        raise SearchIndexError(f"{path} line {number}: not JSON ({_clip(str(e))}); the index "
+                               "is damaged, make it again with `minisbert encode`.") from None
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _is_own_file_name(name) -> bool:
+    """A plain file name inside the index folder: no folder part, no "..", nothing absolute."""
+    return (isinstance(name, str) and name not in ("", ".", "..")
+            and not any(c in name for c in "/\\\0") and os.path.basename(name) == name)
 
 
 class Index:
@@ -386,10 +473,30 @@ class Index:
         with open(self.path / "texts.jsonl", encoding="utf-8") as f:
             for row, line in enumerate(f):
                 if row in wanted:
-                    found[row] = json.loads(line)
+                    found[row] = _json_line(self.path / "texts.jsonl", row + 1, line)
                     if len(found) == len(wanted):
                         break
         return found
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with the types of index.json's values, if anything."""
+    def whole(x):
+        return type(x) is int and x >= 0
+    model = meta.get("model")
+    if not whole(meta.get("count")):
+        return "'count' should be a whole number"
+    if not (isinstance(model, dict) and whole(model.get("dim"))
+            and all(isinstance(model.get(k), str) for k in ("name", "fingerprint"))):
+        return "'model' should hold the model's name, fingerprint and dim"
+    files = meta.get("files", {})
+    if not (isinstance(files, dict) and all(whole(size) for size in files.values())):
+        return "'files' should map file names to byte counts"
+    if "dim" in meta and not whole(meta["dim"]):
+        return "'dim' should be a whole number"
+    if meta["version"] >= 2 and not {"embeddings.npy", "texts.jsonl"} <= set(files):
+        return "'files' should give the sizes of embeddings.npy and texts.jsonl"
+    return None
 
 
 def read_index(folder: str | os.PathLike) -> Index:
@@ -403,29 +510,47 @@ def read_index(folder: str | os.PathLike) -> Index:
         raise SearchIndexError(f"{folder} is not a minisbert index (no index.json); make one "
                                f"with `minisbert encode -i FILE -o FOLDER`.{hint}")
     damaged = "the index is damaged, make it again with `minisbert encode`."
+    where = folder / "index.json"
     try:
-        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        meta = json.loads(where.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
         if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
-            raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}; "
-                             f"this minisbert reads versions {READABLE_VERSIONS}")
-        count, dim = int(meta["count"]), int(meta["model"]["dim"])
+            raise ValueError(f"format {_clip(repr(meta.get('format')))} version "
+                             f"{_clip(repr(meta.get('version')))}; this minisbert reads versions "
+                             f"{READABLE_VERSIONS}")
+        problem = _meta_problem(meta)
+        if problem:
+            raise ValueError(problem)
+        count, dim = meta["count"], meta["model"]["dim"]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SearchIndexError(f"{folder / 'index.json'}: unreadable ({e}); {damaged}") from None
+        raise SearchIndexError(f"{where}: unreadable ({_clip(str(e), 200)}); {damaged}") from None
+    files = meta.get("files", {})  # version 2 records every file's size
+    for name in files:  # before any is opened: index.json names only files of its own folder
+        if not _is_own_file_name(name):
+            raise SearchIndexError(f"{where} lists {_clip(repr(name))}, which is not a file name "
+                                   f"in the index folder; {damaged}")
     for name in ("embeddings.npy", "texts.jsonl"):
         if not (folder / name).is_file():
             raise SearchIndexError(f"{folder / name}: no such file; {damaged}")
-    for name, size in meta.get("files", {}).items():  # version 2 records every file's size
+    for name, size in files.items():
         path = folder / name
         if not path.is_file() or path.stat().st_size != size:
             have = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
             raise SearchIndexError(f"{path}: {have}, but index.json says {size} bytes; {damaged}")
     shape, dtype, offset = _npy_layout(folder / "embeddings.npy")
+    embeddings = folder / "embeddings.npy"
     if dtype != np.dtype("<f4"):
-        raise SearchIndexError(f"{folder / 'embeddings.npy'} holds {dtype}, not float32; "
-                               f"{damaged}")
+        raise SearchIndexError(f"{embeddings} holds {dtype}, not float32; {damaged}")
+    if meta.get("dtype", "float32") != "float32":  # version 1 did not say: always float32
+        raise SearchIndexError(f"{where} says dtype {_clip(repr(meta['dtype']))}, but "
+                               f"{embeddings} holds {dtype} (an index holds float32); {damaged}")
     if shape != (count, dim):
-        raise SearchIndexError(f"{folder / 'embeddings.npy'} has shape {shape}, but index.json "
-                               f"says {count} texts x {dim} dims; {damaged}")
+        raise SearchIndexError(f"{embeddings} has shape {shape}, but index.json says {count} "
+                               f"texts x {dim} dims; {damaged}")
+    if meta.get("dim", dim) != dim:  # version 2 says it twice: the index's and its model's
+        raise SearchIndexError(f"{where} says dim {meta['dim']}, but {embeddings} has shape "
+                               f"{shape}, rows of {dim}, as its model's dim says; {damaged}")
     names = ["texts.jsonl"] + (["ids.jsonl"] if (folder / "ids.jsonl").is_file() else [])
     for name in names:
         lines = _count_lines(folder / name)

@@ -7,8 +7,8 @@ A sentence-transformers folder is a HuggingFace model folder plus a few small fi
   1_Pooling/config.json       which pooling modes are on, and include_prompt
   2_Dense/config.json         a Dense module's widths and activation (weights beside it)
   config_sentence_transformers.json   prompts and default_prompt_name
-A plain HuggingFace folder (no modules.json) loads with mean pooling, as sentence-transformers
-does, and a warning.
+A plain HuggingFace folder (no modules.json) loads with its family's pooling (mean, for every
+family today), as sentence-transformers does, and a warning.
 
 Left out: modules other than these (LSTM, CNN, WordEmbeddings, ...), and
 sentence-transformers' encode_query/encode_document (pass prompt_name instead).
@@ -25,125 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, parallel, pooling, progress
+from . import checkpoint, pooling, progress, threads, weights
 from .dense import Dense, load_dense
-from .encoder import ACTIVATIONS, DecoderConfig, EncoderConfig, decode_tokens, encode_tokens
+from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
+from .families import FAMILIES, EncoderConfig, encoder_config, is_sequence_classifier
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer
 
-_REQUIRED = object()
-_JSON_TYPES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
-
-# The architectures minisbert runs: model_type in config.json -> each EncoderConfig setting,
-# either (the config.json key that holds it, its value when the key is absent) or a plain value
-# the architecture fixes whatever the file says. Defaults are those of transformers' config
-# classes; a key marked _REQUIRED must be in the file.
-_BERT_KEYS = {
-    "hidden_size": ("hidden_size", _REQUIRED),
-    "num_layers": ("num_hidden_layers", _REQUIRED),
-    "num_heads": ("num_attention_heads", _REQUIRED),
-    "intermediate_size": ("intermediate_size", _REQUIRED),
-    "vocab_size": ("vocab_size", _REQUIRED),
-    "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
-    "type_vocab_size": ("type_vocab_size", 2),
-    "layer_norm_eps": ("layer_norm_eps", 1e-12),
-    "hidden_act": ("hidden_act", "gelu"),
-}
-ARCHITECTURES = {
-    "bert": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 0),
-             "positions_after_padding_idx": False},
-    "xlm-roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
-                    "positions_after_padding_idx": True},
-    "roberta": {**_BERT_KEYS, "pad_token_id": ("pad_token_id", 1),
-                "positions_after_padding_idx": True},
-    "mpnet": {
-        **_BERT_KEYS,
-        "type_vocab_size": 0,  # no token types
-        "pad_token_id": 1,  # MPNet numbers positions after padding index 1, whatever the config
-        "positions_after_padding_idx": True,
-        # rows of the relative position bias table; the model always uses the first 32
-        "relative_attention_buckets": ("relative_attention_num_buckets", 32),
-    },
-    "distilbert": {
-        "hidden_size": ("dim", _REQUIRED),
-        "num_layers": ("n_layers", _REQUIRED),
-        "num_heads": ("n_heads", _REQUIRED),
-        "intermediate_size": ("hidden_dim", _REQUIRED),
-        "vocab_size": ("vocab_size", _REQUIRED),
-        "max_position_embeddings": ("max_position_embeddings", _REQUIRED),
-        "type_vocab_size": 0,  # no token types
-        "layer_norm_eps": 1e-12,  # hard-coded in DistilBERT, not in its config
-        "hidden_act": ("activation", "gelu"),
-        "pad_token_id": ("pad_token_id", 0),
-        "positions_after_padding_idx": False,
-        "sinusoidal_positions": ("sinusoidal_pos_embds", False),
-    },
-}
-# The kind of value each setting read from config.json holds; every other one is a whole number.
-_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
-_LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
-
-
-def _setting(config: dict, path: Path, key: str, kind: type, default=_REQUIRED):
-    """config[key], checked to be a `kind` (float accepts whole numbers too); a key that is
-    absent or null gives `default`, or is a ConfigError when there is none."""
-    value = config.get(key)
-    if value is None:
-        if default is _REQUIRED:
-            raise ConfigError(f"{path} has no {key!r}; it is incomplete, download it again.")
-        return default
-    accepted = (int, float) if kind is float else kind
-    # JSON true is no number, although Python's True is an int.
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
-        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
-                          f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
-    return float(value) if kind is float else value
-
-
-def encoder_config(config: dict, path: Path) -> EncoderConfig:
-    """The encoder's settings from config.json (at `path`), each checked for its type, read
-    as ARCHITECTURES says for the file's model_type."""
-    model_type = _setting(config, path, "model_type", str, default=None)
-    if model_type not in ARCHITECTURES:
-        archs = ", ".join(map(str, config.get("architectures") or [])) or "none"
-        raise UnsupportedModelError(
-            f"{path}: model_type {model_type!r} (architectures: {archs}) is not supported; "
-            f"minisbert runs {', '.join(ARCHITECTURES)} encoders.")
-    positions = _setting(config, path, "position_embedding_type", str, default="absolute")
-    if positions != "absolute":
-        raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
-                                    "supported; minisbert implements absolute positions only.")
-    settings = {"architecture": model_type}
-    for field, source in ARCHITECTURES[model_type].items():
-        if not isinstance(source, tuple):  # fixed by the architecture
-            settings[field] = source
-            continue
-        key, default = source
-        kind = _KINDS.get(field, int)
-        value = settings[field] = _setting(config, path, key, kind, default)
-        least = _LEAST.get(field, 1)
-        if kind is int and value < least:
-            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
-                              "file, or download it again.")
-    cfg = EncoderConfig(**settings)
-
-    keys = {field: source[0] for field, source in ARCHITECTURES[model_type].items()
-            if isinstance(source, tuple)}  # for the messages below
-    if cfg.hidden_act not in ACTIVATIONS:
-        raise UnsupportedModelError(f"{path}: {keys['hidden_act']} {cfg.hidden_act!r} is not "
-                                    f"supported; minisbert implements {', '.join(ACTIVATIONS)}.")
-    if cfg.hidden_size % cfg.num_heads:
-        raise UnsupportedModelError(f"{path}: {keys['hidden_size']} {cfg.hidden_size} does not "
-                                    f"divide into {cfg.num_heads} attention heads.")
-    if 0 < cfg.relative_attention_buckets < 32:
-        raise UnsupportedModelError(
-            f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "
-            "MPNet always looks up 32 relative position buckets, so the table needs at least 32.")
-    return cfg
-
-
-def batches(lengths: list[int], batch_size: int, max_tokens: int):
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int):
     """Yield arrays of text indices, longest texts first, each batch at most batch_size texts
     and at most max_tokens places once padded to its longest text.
 
@@ -195,7 +85,7 @@ class SentenceModel:
     model (the weights are read-only, each call has its own arrays).
     """
 
-    # Cap on padded tokens per batch (see `batches`). Smaller caps waste less attention on
+    # Cap on padded tokens per batch (see `length_batches`). Smaller caps waste less attention on
     # padding, larger ones make bigger matrix products; 2048 was fastest on a 2-core machine.
     max_batch_tokens = 2048
 
@@ -287,18 +177,19 @@ class SentenceModel:
         pooling.check_truncate_dim(dim, self.width)
         ids = self._token_ids([texts] if single else texts, prompt)  # tokenize: int32 per text
         prompt_length = self.prompt_length(prompt) if not self.pooling.include_prompt else 0
-        todo = batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
+        todo = length_batches([len(x) for x in ids], batch_size, self.max_batch_tokens)  # batch
         out = np.empty((len(ids), dim), dtype=np.float32)
 
         def embed(rows):
             # encode, pool, run the modules: [b, width]; then keep the first dim components
-            vectors = self._embed_batch([ids[r] for r in rows], prompt_length)[:, :dim]
+            vectors = pooling.truncate(self._embed_batch([ids[r] for r in rows], prompt_length),
+                                       dim)
             # Rows are normalized one by one, so doing it per batch gives the same vectors
             # without a second [n, dim] array at the end.
             out[rows] = pooling.normalize(vectors) if normalize_embeddings else vectors
 
         bar = progress.ProgressBar(len(ids), show_progress_bar, unit="texts", desc="Encoding")
-        parallel.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
+        threads.run_batches(embed, todo, done=bar.update)  # each batch writes its own rows
         bar.close()
         return out[0] if single else out
 
@@ -368,8 +259,7 @@ class SentenceModel:
         for row, x in enumerate(batch):
             ids[row, :len(x)] = x
             mask[row, :len(x)] = 1
-        run = decode_tokens if isinstance(self.cfg, DecoderConfig) else encode_tokens
-        tokens = run(ids, mask, self.params, self.cfg)  # [b, s, hidden]
+        tokens = encode_tokens(ids, mask, self.params, self.cfg)  # [b, s, hidden]
         return self.head(tokens, mask, prompt_length)  # [b, width]
 
     def head(self, x: np.ndarray, mask: np.ndarray, prompt_length: int = 0) -> np.ndarray:
@@ -392,46 +282,61 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     truncate_dim components, unless encode is given its own.
     """
     folder = read_modules(path)
-    if folder.modules_json is None:
-        warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
-                      "folder; creating a model with mean pooling, as sentence-transformers does.",
-                      stacklevel=2)
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
-    cfg = model_config(read_json(config_path, required=True), config_path)
+    config = read_json(config_path, required=True)
+    cfg = encoder_config(config, config_path)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        raise UnsupportedModelError(
+            f"{config_path} describes {config['architectures'][0]}, a cross-encoder: it scores "
+            "pairs of texts instead of embedding them. Load it with minisbert.CrossEncoder.")
+    family = FAMILIES[cfg.architecture]
+    if folder.modules_json is None:
+        warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
+                      f"folder; creating a model with {'+'.join(family.pooling)} pooling, as "
+                      "sentence-transformers does.", stacklevel=2)
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
-    tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
-
-    # Truncation length: the caller's, else the folder's, else the tokenizer's
-    # model_max_length capped by the position table (what sentence-transformers does).
-    source = None  # the file max_seq_length comes from, if not from the caller
-    if max_seq_length is None:
-        max_seq_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
-    if max_seq_length is None:
-        max_seq_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
-        source = "tokenizer_config.json"
-    if not (isinstance(max_seq_length, int) and 2 < max_seq_length <= cfg.max_tokens):
-        problem = (f"max_seq_length={max_seq_length!r} is out of range: this model's position "
-                   f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
-        if source is None:
-            raise ValueError(problem)
-        raise ConfigError(f"{transformer_dir / source}: {problem} Fix the file, or pass "
-                          "max_seq_length to load().")
+    max_seq_length = resolve_max_length(transformer_dir, cfg, max_seq_length, sbert)
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
-    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case)
-    weights = checkpoint.find_weights(transformer_dir)
-    params = (checkpoint.load_decoder_params(weights, cfg) if isinstance(cfg, DecoderConfig)
-              else checkpoint.load_params(weights, cfg))
-    pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size)
+    tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case,
+                               model_type=cfg.architecture)
+    # A decoder embedder's bfloat16 weights stay in the file; its layers widen them one at a
+    # time (encoder.decode_tokens).
+    params = checkpoint.load_params(weights.find_weights(transformer_dir), cfg,
+                                    keep_bf16=cfg.blocks.layer == "decoder")
+    pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size,
+                                                pooling.PoolingConfig(family.pooling))
     prompts, default_prompt_name = read_prompts(folder.root / "config_sentence_transformers.json")
     return SentenceModel(tokenizer, params, cfg, pool_cfg, name=folder.root.resolve().name,
                          token_modules=token_modules, modules=modules, prompts=prompts,
                          default_prompt_name=default_prompt_name, truncate_dim=truncate_dim)
 
 
-def _modules(folder: ModelFolder, hidden_size: int):
+def resolve_max_length(transformer_dir: Path, cfg: EncoderConfig, max_length: int | None,
+                       sbert: dict) -> int:
+    """Truncation length, special tokens included: the caller's `max_length`, else the
+    folder's (sentence_bert_config.json, `sbert`), else the tokenizer's model_max_length
+    capped by the position table (what sentence-transformers does); checked to fit the table."""
+    source = None  # the file the length comes from, if not from the caller
+    if max_length is None:
+        max_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
+    if max_length is None:
+        tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
+        max_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
+        source = "tokenizer_config.json"
+    if not (isinstance(max_length, int) and 2 < max_length <= cfg.max_tokens):
+        problem = (f"max_seq_length={max_length!r} is out of range: this model's position "
+                   f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
+        if source is None:
+            raise ValueError(problem)
+        raise ConfigError(f"{transformer_dir / source}: {problem} Fix the file, or pass "
+                          "max_seq_length to load() (max_length to CrossEncoder).")
+    return max_length
+
+
+def _modules(folder: ModelFolder, hidden_size: int, default_pooling: pooling.PoolingConfig):
     """The modules after the Transformer, read in modules.json's order and checked to fit:
     (pooling config, Dense modules on token vectors, Dense/Normalize on sentence vectors).
 
@@ -469,7 +374,7 @@ def _modules(folder: ModelFolder, hidden_size: int):
         if token_modules or modules:
             raise UnsupportedModelError(f"{folder.modules_json} has no Pooling module, so its "
                                         "modules give token vectors, not sentence vectors.")
-        pool_cfg = pooling.PoolingConfig(("mean",))  # a plain folder, as sentence-transformers
+        pool_cfg = default_pooling  # a plain folder: the family's (mean for all five today)
     return pool_cfg, tuple(token_modules), tuple(modules)
 
 
@@ -489,127 +394,3 @@ def read_prompts(path: Path) -> tuple[dict[str, str], str | None]:
                           f"one of its prompts ({', '.join(map(repr, prompts)) or 'none'}). "
                           "Fix the file.")
     return prompts, default
-
-
-# ---------------------------------------------------------------------------- decoder embedders
-
-DECODERS = ("qwen3", "gemma3_text")  # model_type of the decoder embedders (encoder.decode_tokens)
-
-
-def model_config(config: dict, path: Path) -> EncoderConfig | DecoderConfig:
-    """The settings of config.json's model: a decoder embedder's or an encoder's."""
-    if config.get("model_type") in DECODERS:
-        return decoder_config(config, path)
-    return encoder_config(config, path)
-
-
-# Defaults of transformers' Qwen3Config and Gemma3TextConfig, for keys a config.json leaves out.
-_DECODER_DEFAULTS = {
-    "qwen3": {"hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "max_position_embeddings": 32768, "sliding_window": 4096},
-    "gemma3_text": {"hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
-                    "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
-                    "max_position_embeddings": 131_072, "sliding_window": 4096,
-                    "query_pre_attn_scalar": 256, "head_dim": 256},
-}
-
-
-def _rope_thetas(config: dict, path: Path, model_type: str) -> tuple[float, float]:
-    """Rotary bases (full layers, sliding layers), from either form transformers writes:
-    `rope_parameters` (5.x; Gemma: one entry per layer kind) or `rope_theta` and Gemma's
-    `rope_local_base_freq` (4.x, as the released checkpoints have them)."""
-    defaults = _DECODER_DEFAULTS[model_type]
-    params = config.get("rope_parameters") or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: rope_parameters is {json.dumps(params)}; it should be an "
-                          "object. Fix the file, or download it again.")
-    per_kind = params if "full_attention" in params or "sliding_attention" in params \
-        else {"full_attention": params, "sliding_attention": params if model_type == "qwen3" else {}}
-    scaling = config.get("rope_scaling")
-    thetas = []
-    for kind, key in (("full_attention", "rope_theta"), ("sliding_attention", "rope_local_base_freq")):
-        entry = per_kind.get(kind) or {}
-        rope_type = entry.get("rope_type", entry.get("type", "default"))
-        if rope_type != "default" or (scaling and kind == "full_attention"):
-            raise UnsupportedModelError(f"{path}: rotary scaling {json.dumps(scaling or entry)} is "
-                                        "not supported; minisbert implements the default rotary "
-                                        "positions only.")
-        if "rope_theta" in entry:
-            theta = entry["rope_theta"]
-        else:
-            theta_key = key if model_type == "gemma3_text" else "rope_theta"
-            theta = _setting(config, path, theta_key, float, defaults.get(theta_key, 10000.0))
-        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or theta <= 0:
-            raise ConfigError(f"{path}: the rotary base of {kind} layers is {theta!r}; it must be "
-                              "a positive number. Fix the file, or download it again.")
-        thetas.append(float(theta))
-    return thetas[0], thetas[1]
-
-
-def decoder_config(config: dict, path: Path) -> DecoderConfig:
-    """The settings of a Qwen3 or Gemma 3 embedder from its config.json, each checked."""
-    model_type = config["model_type"]
-    defaults = _DECODER_DEFAULTS[model_type]
-    gemma = model_type == "gemma3_text"
-
-    def get(key, kind=int, default=_REQUIRED):
-        value = _setting(config, path, key, kind, defaults.get(key, default))
-        if kind is int and value < 1:
-            raise ConfigError(f"{path}: {key!r} is {value}; it must be at least 1. Fix the "
-                              "file, or download it again.")
-        return value
-
-    d, layers, heads = get("hidden_size"), get("num_hidden_layers"), get("num_attention_heads")
-    kv_heads = get("num_key_value_heads", int, heads)
-    head_dim = get("head_dim", int, d // heads)
-    act = get("hidden_activation" if gemma else "hidden_act", str)
-    # Qwen3 ignores its sliding_window unless use_sliding_window is set
-    window = get("sliding_window", int) if gemma or config.get("use_sliding_window") else None
-    kinds = config.get("layer_types")
-    if kinds is None:  # transformers' rule when config.json does not list them
-        if gemma:
-            every = get("sliding_window_pattern", int, 6)
-            kinds = ["full_attention" if (i + 1) % every == 0 else "sliding_attention"
-                     for i in range(layers)]
-        else:
-            first = get("max_window_layers", int, 28)
-            kinds = ["sliding_attention" if window is not None and i >= first else
-                     "full_attention" for i in range(layers)]
-    if not (isinstance(kinds, list) and len(kinds) == layers
-            and set(kinds) <= {"full_attention", "sliding_attention"}):
-        raise ConfigError(f"{path}: layer_types should list 'full_attention' or "
-                          f"'sliding_attention' for each of the {layers} layers; it is "
-                          f"{json.dumps(kinds)}. Fix the file, or download it again.")
-    full_theta, sliding_theta = _rope_thetas(config, path, model_type)
-    causal = not (gemma and _setting(config, path, "use_bidirectional_attention", bool, False))
-    if gemma:
-        scale = _setting(config, path, "query_pre_attn_scalar", float, 256) ** -0.5
-    else:
-        scale = head_dim ** -0.5
-    if gemma and config.get("attn_logit_softcapping") is not None:
-        raise UnsupportedModelError(f"{path}: attn_logit_softcapping is set; minisbert does not "
-                                    "implement soft-capped attention scores.")
-    if config.get("attention_bias"):
-        raise UnsupportedModelError(f"{path}: attention_bias is true; minisbert implements the "
-                                    "bias-free attention projections of Qwen3 and Gemma 3 only.")
-    if heads % kv_heads:
-        raise UnsupportedModelError(f"{path}: {heads} attention heads do not split into groups "
-                                    f"for {kv_heads} key/value heads.")
-    if act not in ACTIVATIONS:
-        raise UnsupportedModelError(f"{path}: the activation {act!r} is not supported; minisbert "
-                                    f"implements {', '.join(ACTIVATIONS)}.")
-    if head_dim % 2:
-        raise ConfigError(f"{path}: head_dim {head_dim} is odd; rotary positions need an even "
-                          "one. Fix the file, or download it again.")
-    return DecoderConfig(
-        architecture=model_type, hidden_size=d, num_layers=layers, num_heads=heads,
-        num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=get("intermediate_size"),
-        vocab_size=get("vocab_size"), max_position_embeddings=get("max_position_embeddings"),
-        rms_norm_eps=get("rms_norm_eps", float), hidden_act=act,
-        layer_kinds=tuple(k.split("_")[0] for k in kinds),
-        rope_theta_full=full_theta, rope_theta_sliding=sliding_theta, sliding_window=window,
-        causal=causal, attention_scale=scale,
-        # Gemma: √d rounded to float32, as transformers casts it to the weights' dtype (a
-        # model run in bfloat16 would round it further, to 27.75 for d = 768)
-        embedding_scale=float(np.float32(d ** 0.5)) if gemma else 1.0,
-        norm_offset=1.0 if gemma else 0.0)

@@ -1,16 +1,26 @@
-"""`minisbert serve`: an embeddings server that speaks the OpenAI API, on Starlette and Uvicorn.
+"""`minisbert serve`: an embeddings and reranking server that speaks the OpenAI API (and
+text-embeddings-inference's and Cohere's), on Starlette and Uvicorn.
 
 Routes:
   POST /v1/embeddings   OpenAI's embeddings API: `input` (a string or a list of strings),
                         `model`, `encoding_format` ("float" or "base64"), `dimensions`
-  POST /embed           text-embeddings-inference's shape: `inputs`, `normalize`, `truncate`
+  POST /embed           text-embeddings-inference's shape: `inputs`, `normalize`, `truncate`,
+                        `dimensions`
+  POST /                the same as /embed, as text-embeddings-inference answers it (what
+                        huggingface_hub's InferenceClient(model=URL) posts to)
+  POST /rerank          text-embeddings-inference's reranking: `query`, `texts`, `raw_scores`,
+                        `return_text`, `truncate` -> [{"index", "score"(, "text")}], best first
+  POST /v1/rerank       Cohere's and Jina's reranking: `model`, `query`, `documents` (strings
+                        or {"text": ...}), `top_n`, `return_documents` -> {"model", "results":
+                        [{"index", "relevance_score"(, "document": {"text"})}], "usage"}
   GET  /v1/models       the served models, OpenAI's list format
   GET  /health          200 once the models are loaded
   GET  /metrics         Prometheus text format: requests, texts, tokens, batch sizes, queue
                         depth, latency
 
-Texts of concurrent requests share encoder batches (see batching.py). The vectors are those of
-`SentenceModel.encode` for the same texts, so the folder's default prompt
+Texts of concurrent requests share encoder batches (see request_batcher.py); each text is
+tokenized once, here, and the batcher encodes those ids. The metrics are kept by metrics.py.
+The vectors are those of `SentenceModel.encode` for the same texts, so the folder's default prompt
 (config_sentence_transformers.json `default_prompt_name`) is put before each text, as encode
 puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
 encode's prompt_name does. `dimensions` cuts the vectors and normalizes the cut. Texts are
@@ -19,12 +29,21 @@ included) is cut to it on /v1/embeddings (`usage` counts the tokens embedded: pr
 tokens included); /embed answers 413 for such a text unless `"truncate": true`, as
 text-embeddings-inference does.
 
+A folder whose config.json is a `*ForSequenceClassification` model is served as a reranker
+(`CrossEncoder`); the embedding routes refuse it and the rerank routes refuse embedders. One
+server may serve both: a rerank request without `model` gets the first reranker. Pairs of
+concurrent rerank requests share batches in the same request batcher as texts; scores are
+those of `CrossEncoder.predict`: the folder's activation (Sigmoid for one label) unless
+`raw_scores`. /rerank answers 413 for a pair longer than max_length unless `"truncate": true`,
+as text-embeddings-inference does; /v1/rerank cuts long documents, as Cohere does.
+
 Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/embed: TEI's
-`{"error", "error_type"}`): 400 for a malformed request, 401 without the API key when one is
+`{"error", "error_type"}`; /rerank likewise): 400 for a malformed request, 401 without the API key when one is
 set, 404 for an unknown model, 413 for more than MAX_INPUTS texts or a body over
 MAX_BODY_BYTES, 503 with Retry-After when the queue is full.
 
-Left out: token-id input (lists of integers), `user`, a prompt text in the request (only the
+Left out: token-id input (lists of integers: refused, with a 400 naming LangChain's
+check_embedding_ctx_length=False), `user`, a prompt text in the request (only the
 names the folder defines: a server that embeds any prefix a client sends is a different
 model per client), TLS (put a proxy in front), several
 processes (one process already keeps every core busy: batches run one per core).
@@ -41,7 +60,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,18 +67,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import download as hub
-from . import pooling
-from .batching import Batcher
+from . import locate, pooling
+from .cross_encoder import CrossEncoder
 from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFull
+from .families import is_sequence_classifier
+from .folder import read_json, read_modules
+from .metrics import CONTENT_TYPE, Metrics
 from .model import SentenceModel, load
+from .request_batcher import Batcher
 
 try:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError:
     raise MissingDependencyError("`minisbert serve` needs Starlette and Uvicorn: "
@@ -94,76 +115,28 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-# ---------------------------------------------------------------------------- metrics
-
-def _labels(labels: tuple) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
-
-
-class Metrics:
-    """Counters and histograms in Prometheus' text format (written by hand: it is a few lines,
-    and prometheus_client would be one more dependency)."""
-
-    LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-    BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-
-    def __init__(self):
-        self._lock = threading.Lock()  # batch sizes come from the batcher's threads
-        self.counters: dict[tuple[str, tuple], float] = {}
-        self.histograms: dict[tuple[str, tuple], list] = {}  # -> [bucket counts, sum, count]
-        self.help: dict[str, tuple[str, str]] = {}
-
-    def describe(self, name: str, kind: str, text: str) -> None:
-        self.help[name] = (kind, text)
-
-    def inc(self, name: str, labels: tuple = (), by: float = 1) -> None:
-        with self._lock:
-            self.counters[name, labels] = self.counters.get((name, labels), 0) + by
-
-    def observe(self, name: str, value: float, buckets, labels: tuple = ()) -> None:
-        with self._lock:
-            h = self.histograms.setdefault((name, labels), [[0] * len(buckets), 0.0, 0, buckets])
-            for i, bound in enumerate(buckets):
-                if value <= bound:
-                    h[0][i] += 1
-            h[1] += value
-            h[2] += 1
-
-    def render(self, gauges: list[tuple[str, tuple, float]]) -> str:
-        lines, seen = [], set()
-
-        def header(name):
-            if name not in seen and name in self.help:
-                seen.add(name)
-                kind, text = self.help[name]
-                lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
-
-        with self._lock:
-            for (name, labels), value in sorted(self.counters.items()):
-                header(name)
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-            for name, labels, value in gauges:
-                header(name)
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-            for (name, labels), (counts, total, n, buckets) in sorted(self.histograms.items()):
-                header(name)
-                for bound, count in zip(buckets, counts):
-                    le = labels + (("le", f"{bound:g}"),)
-                    lines.append(f"{name}_bucket{_labels(le)} {count}")
-                lines.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {n}")
-                lines.append(f"{name}_sum{_labels(labels)} {total:.6f}")
-                lines.append(f"{name}_count{_labels(labels)} {n}")
-        return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------- models
 
 @dataclass
 class Served:
     name: str
-    model: SentenceModel
+    model: SentenceModel | CrossEncoder
     batcher: Batcher
     created: int  # when it was loaded, Unix seconds (OpenAI's `created`)
+
+    @property
+    def reranker(self) -> bool:
+        return isinstance(self.model, CrossEncoder)
+
+
+def load_any(path: Path) -> SentenceModel | CrossEncoder:
+    """A sentence encoder, or a cross-encoder if config.json is a sequence classifier and no
+    Pooling module makes it a sentence encoder."""
+    folder = read_modules(path)
+    config = read_json(folder.transformer_dir / "config.json", required=True)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        return CrossEncoder(path)
+    return load(path)
 
 
 def model_name(model_arg: str) -> str:
@@ -173,15 +146,34 @@ def model_name(model_arg: str) -> str:
 
 
 def _tokenize(model: SentenceModel, texts: list[str],
-              prompt: str = "") -> tuple[list[int], list[int]]:
-    """(tokens each text keeps, tokens cut from each) as encode tokenizes them: the prompt put
-    before the stripped text, special tokens added, cut at max_seq_length."""
-    kept, cut = [], []
+              prompt: str = "") -> tuple[list[np.ndarray], list[int]]:
+    """(each text's token ids as int32, tokens cut from each) as encode tokenizes them: the
+    prompt put before the stripped text, special tokens added, cut at max_seq_length. The
+    only tokenizing a request gets: the batcher encodes these ids, `usage` counts them."""
+    ids, cut = [], []
     for text in texts:
-        ids, n_cut = model.tokenizer.encode_with_cut(prompt + text.strip())
-        kept.append(len(ids))
+        row, n_cut = model.tokenizer.encode_with_cut(prompt + text.strip())
+        ids.append(np.array(row, dtype=np.int32))
         cut.append(n_cut)
-    return kept, cut
+    return ids, cut
+
+
+def _tokenize_pairs(model: CrossEncoder, query: str,
+                    documents: list[str]) -> tuple[list[np.ndarray], list[int]]:
+    """(each (query, document) pair as an int32 [tokens, 2] array of (token id, type id), as
+    predict tokenizes it; the full length of each pair that was cut, 0 for the others)."""
+    items, full = [], []
+    tokenizer, query_tokens = model.tokenizer, None
+    for doc, (ids, types) in zip(documents, model.tokenize([(query, d) for d in documents])):
+        items.append(np.array([ids, types], dtype=np.int32).T)  # [2, n] -> [n, 2]
+        full.append(0)
+        if len(ids) == model.max_length:  # perhaps cut: count the pair's tokens uncut
+            if query_tokens is None:  # the query's tokens and the template's special tokens
+                query_tokens = (len(tokenizer.tokenize(query.strip()))
+                                + len(tokenizer.encode_pair("", "")[0]))
+            n = query_tokens + len(tokenizer.tokenize(doc.strip()))
+            full[-1] = n if n > model.max_length else 0
+    return items, full
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -194,10 +186,11 @@ class ClientGone(Exception):
     pass
 
 
-async def _embed(served: Served, texts: list[str], lengths: list[int], prompt: str,
+async def _embed(served: Served, ids: list[np.ndarray], prompt: str,
                  request: Request) -> np.ndarray:
-    """The raw pooled vectors of the texts [n, dim] with `prompt` before each, from the batcher;
-    ClientGone if the client left first (its texts not yet encoded are dropped)."""
+    """The raw pooled vectors [n, dim] of the texts whose token ids (`prompt` first) are given,
+    from the batcher; ClientGone if the client left first (its texts not yet encoded are
+    dropped)."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
@@ -208,7 +201,7 @@ async def _embed(served: Served, texts: list[str], lengths: list[int], prompt: s
             pass
 
     try:
-        job = served.batcher.submit(texts, lengths, on_done, prompt)
+        job = served.batcher.submit(ids, on_done, prompt)
     except QueueFull as e:
         raise ApiError(503, f"The server is busy ({e}); retry in {RETRY_AFTER_SECONDS} s.",
                        code="server_overloaded", kind="server_error", tei_kind="Overloaded",
@@ -247,6 +240,15 @@ async def _read_json(request: Request):
                        '{"input": "some text", "model": "NAME"}.', tei_kind="Validation") from None
 
 
+def _token_ids(texts: list) -> bool:
+    """Whether the input is OpenAI's other form: one text as a list of token ids, or a list of
+    such lists (what LangChain sends by default)."""
+    def ids(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    return all(map(ids, texts)) or all(isinstance(t, list) and t and all(map(ids, t))
+                                       for t in texts)
+
+
 def _texts(body, key: str) -> list[str]:
     """The texts of `body[key]`: a string or a non-empty list of non-empty strings."""
     if not isinstance(body, dict):
@@ -263,6 +265,11 @@ def _texts(body, key: str) -> list[str]:
     if not texts:
         raise ApiError(400, f"'{key}' is an empty list; give at least one text.", param=key,
                        tei_kind="Empty")
+    if _token_ids(texts):
+        raise ApiError(400, f"'{key}' holds token ids (lists of integers), not text; this server "
+                       "tokenizes text itself, with the model's own tokenizer, so send the "
+                       "strings. LangChain's OpenAIEmbeddings sends tiktoken ids unless it is "
+                       "created with check_embedding_ctx_length=False.", param=key)
     if len(texts) > MAX_INPUTS:
         raise ApiError(413, f"'{key}' has {len(texts)} texts; at most {MAX_INPUTS} per request.",
                        param=key, code="too_many_inputs")
@@ -278,27 +285,38 @@ def _texts(body, key: str) -> list[str]:
     return texts
 
 
+def _query(body) -> str:
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object with a 'query' field.", param="query")
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        what = "missing" if query is None else f"{type(query).__name__}" if not isinstance(
+            query, str) else "empty"
+        raise ApiError(400, f"'query' is {what}; give the text to rank the documents for.",
+                       param="query", tei_kind="Validation" if query is not None else "Empty")
+    return query
+
+
+def _flag(body: dict, key: str, default: bool, status: int) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(status, f"{key!r} must be true or false.", param=key)
+    return value
+
+
 class App:
     """The served models, the API key and the metrics; its methods are the routes."""
 
-    def __init__(self, served: dict[str, Served], api_key: str | None):
+    def __init__(self, served: dict[str, Served], api_key: str | None, metrics: Metrics):
         self.served = served
-        self.default = next(iter(served.values()))  # a request without `model` gets the first
+        # A request without `model` gets the first embedder (embedding routes) or the first
+        # reranker (rerank routes).
+        self.default = next((s for s in served.values() if not s.reranker), None)
+        self.default_reranker = next((s for s in served.values() if s.reranker), None)
         self.api_key = api_key
-        self.metrics = Metrics()
-        for name, kind, text in [
-                ("minisbert_requests_total", "counter",
-                 "HTTP requests answered, by route and status."),
-                ("minisbert_texts_total", "counter", "Texts embedded, by model."),
-                ("minisbert_tokens_total", "counter",
-                 "Tokens embedded (special tokens included), by model."),
-                ("minisbert_texts_dropped_total", "counter",
-                 "Texts not encoded because their client disconnected first."),
-                ("minisbert_queue_depth", "gauge", "Texts waiting for an encoder batch, by model."),
-                ("minisbert_batch_size", "histogram", "Texts per encoder batch, by model."),
-                ("minisbert_request_duration_seconds", "histogram",
-                 "Time from request to response, by route.")]:
-            self.metrics.describe(name, kind, text)
+        self.metrics = metrics
 
     def check_key(self, request: Request) -> None:
         if self.api_key is None:
@@ -313,14 +331,27 @@ class App:
             raise ApiError(401, "Incorrect API key.", code="invalid_api_key",
                            tei_kind="Unauthorized")
 
-    def pick(self, body) -> Served:
+    def pick(self, body, reranker: bool = False) -> Served:
+        """The model the body names (or the default one), of the kind the route serves."""
         name = body.get("model") if isinstance(body, dict) else None
+        kind = "reranker" if reranker else "embedding model"
         if name is None:
-            return self.default
+            served = self.default_reranker if reranker else self.default
+            if served is None:
+                raise ApiError(404, f"No {kind} is served here; served: "
+                               f"{', '.join(self.served)}.", param="model",
+                               code="model_not_found")
+            return served
         if name not in self.served:
             raise ApiError(404, f"The model {name!r} is not served here; served: "
                            f"{', '.join(self.served)}.", param="model", code="model_not_found")
-        return self.served[name]
+        served = self.served[name]
+        if served.reranker != reranker:
+            route = "/rerank or /v1/rerank" if served.reranker else "/v1/embeddings or /embed"
+            raise ApiError(400, f"{name} is a {'reranker' if served.reranker else 'sentence encoder'}"
+                           f", not a{' reranker' if reranker else 'n embedding model'}; send it "
+                           f"to {route}.", param="model", code="wrong_model_kind")
+        return served
 
     def prompt(self, served: Served, body: dict, status: int) -> str:
         """The prompt text for the request's `prompt_name`, else the model's default prompt (""
@@ -342,9 +373,11 @@ class App:
             return await run_in_threadpool(_tokenize, served.model, texts, prompt)
         return _tokenize(served.model, texts, prompt)
 
-    def counted(self, served: Served, lengths: list[int]) -> None:
-        self.metrics.inc("minisbert_texts_total", (("model", served.name),), len(lengths))
-        self.metrics.inc("minisbert_tokens_total", (("model", served.name),), sum(lengths))
+    def counted(self, served: Served, ids: list[np.ndarray]) -> int:
+        """Count the texts and tokens embedded; return the tokens (for `usage`)."""
+        tokens = sum(map(len, ids))
+        self.metrics.embedded(served.name, len(ids), tokens)
+        return tokens
 
     # ------------------------------------------------------------------ routes
 
@@ -352,7 +385,7 @@ class App:
         self.check_key(request)
         body = await _read_json(request)
         texts = _texts(body, "input")
-        served = self.pick(body)
+        served = self.pick(body)  # an embedding model
         fmt = body.get("encoding_format") or "float"
         if fmt not in ("float", "base64"):
             raise ApiError(400, f"encoding_format {fmt!r} is not supported; use 'float' or "
@@ -364,13 +397,13 @@ class App:
                            f"vectors of {served.model.dim} dimensions, so ask for 1 to "
                            f"{served.model.dim}.", param="dimensions")
         prompt = self.prompt(served, body, 400)
-        lengths, _ = await self.tokenize(served, texts, prompt)  # cut as encode cuts them
-        vectors = await _embed(served, texts, lengths, prompt, request)  # [n, dim]
+        ids, _ = await self.tokenize(served, texts, prompt)  # cut as encode cuts them
+        vectors = await _embed(served, ids, prompt, request)  # [n, dim]
         if dims is not None:  # OpenAI's rule: cut, then scale back to unit length
             vectors = pooling.normalize(vectors[:, :dims])
         elif served.model.normalize:
             vectors = pooling.normalize(vectors)
-        self.counted(served, lengths)
+        tokens = self.counted(served, ids)
         if fmt == "base64":  # little-endian float32 bytes, what the openai client decodes
             encoded = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
@@ -380,7 +413,7 @@ class App:
             "data": [{"object": "embedding", "index": i, "embedding": e}
                      for i, e in enumerate(encoded)],
             "model": served.name,
-            "usage": {"prompt_tokens": sum(lengths), "total_tokens": sum(lengths)},
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
 
     async def embed(self, request: Request) -> Response:
@@ -398,21 +431,101 @@ class App:
         if body.get("truncation_direction", "right").lower() != "right":
             raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
                            "at the end.", param="truncation_direction")
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
+                                 or not 1 <= dims <= served.model.dim):
+            raise ApiError(422, f"dimensions={dims!r} is out of range: {served.name} gives "
+                           f"vectors of {served.model.dim} dimensions.", param="dimensions")
         prompt = self.prompt(served, body, 422)
-        lengths, cut = await self.tokenize(served, texts, prompt)
+        ids, cut = await self.tokenize(served, texts, prompt)
         if not options["truncate"]:
             for i, n_cut in enumerate(cut):
                 if n_cut:
                     with_prompt = f" with the prompt {prompt!r}" if prompt else ""
-                    raise ApiError(413, f"inputs[{i}] has {lengths[i] + n_cut} tokens"
+                    raise ApiError(413, f"inputs[{i}] has {len(ids[i]) + n_cut} tokens"
                                    f"{with_prompt}; {served.name} takes at most "
                                    f"{served.model.max_seq_length}. Send \"truncate\": true to "
                                    "embed its beginning.", param="inputs")
-        vectors = await _embed(served, texts, lengths, prompt, request)
+        vectors = await _embed(served, ids, prompt, request)
+        if dims is not None:  # a Matryoshka cut, as text-embeddings-inference makes it
+            vectors = vectors[:, :dims]
         if options["normalize"]:
             vectors = pooling.normalize(vectors)
-        self.counted(served, lengths)
+        self.counted(served, ids)
         return JSONResponse(vectors.tolist())
+
+    async def scores(self, served: Served, query: str, documents: list[str], request: Request,
+                     raw: bool = False, truncate: bool = True) -> tuple[np.ndarray, int]:
+        """(the score of each (query, document) pair, as predict gives it, and the pairs'
+        tokens), through the batcher; 413 for a pair past max_length unless truncate."""
+        model = served.model
+        if len(query) + sum(map(len, documents)) > TOKENIZE_INLINE_CHARS:
+            items, full = await run_in_threadpool(_tokenize_pairs, model, query, documents)
+        else:
+            items, full = _tokenize_pairs(model, query, documents)
+        if not truncate:
+            for i, n in enumerate(full):
+                if n:
+                    raise ApiError(413, f"The pair (query, texts[{i}]) has {n} tokens; "
+                                   f"{served.name} takes at most {model.max_length}. Send "
+                                   "\"truncate\": true to score its beginning.", param="texts")
+        logits = await _embed(served, items, "", request)  # [n, labels]
+        scores = logits if raw else model.scores(logits)  # [n] (or [n, labels])
+        if scores.ndim > 1:
+            scores = scores[:, 0] if scores.shape[1] == 1 else None
+        if scores is None:
+            raise ApiError(400, f"{served.name} gives {model.num_labels} scores per pair; "
+                           "ranking needs a model with one (a relevance score).", param="model")
+        return scores, self.counted(served, items)
+
+    async def rerank(self, request: Request) -> Response:
+        """text-embeddings-inference's /rerank: every text's score, best first."""
+        self.check_key(request)
+        body = await _read_json(request)
+        query = _query(body)
+        texts = _texts(body, "texts")
+        served = self.pick(body, reranker=True)
+        raw = _flag(body, "raw_scores", False, 422)
+        return_text = _flag(body, "return_text", False, 422)
+        truncate = _flag(body, "truncate", False, 422)
+        if str(body.get("truncation_direction") or "right").lower() != "right":
+            raise ApiError(422, "truncation_direction 'left' is not supported; pairs are cut "
+                           "at the end.", param="truncation_direction")
+        scores, _ = await self.scores(served, query, texts, request, raw, truncate)
+        order = sorted(range(len(texts)), key=lambda i: scores[i], reverse=True)
+        return JSONResponse([{"index": i, "score": float(scores[i]),
+                              **({"text": texts[i]} if return_text else {})} for i in order])
+
+    async def rerank_v1(self, request: Request) -> Response:
+        """Cohere's and Jina's /v1/rerank: the top_n documents, best first."""
+        self.check_key(request)
+        body = await _read_json(request)
+        query = _query(body)
+        if isinstance(body.get("documents"), list):  # {"text": ...} objects become their text
+            for i, d in enumerate(body["documents"]):
+                if isinstance(d, dict) and not isinstance(d.get("text"), str):
+                    raise ApiError(400, f"documents[{i}] is an object without a \"text\" "
+                                   "string; give each document as a string or {\"text\": ...}.",
+                                   param="documents")
+            body = {**body, "documents": [d["text"] if isinstance(d, dict) else d
+                                          for d in body["documents"]]}
+        documents = _texts(body, "documents")
+        served = self.pick(body, reranker=True)
+        top_n = body.get("top_n")
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int)
+                                  or top_n < 1):
+            raise ApiError(400, f"top_n is {json.dumps(top_n)}; give a whole number of at "
+                           "least 1.", param="top_n")
+        return_documents = _flag(body, "return_documents", False, 400)
+        scores, tokens = await self.scores(served, query, documents, request)
+        order = sorted(range(len(documents)), key=lambda i: scores[i], reverse=True)[:top_n]
+        return JSONResponse({
+            "model": served.name,
+            "results": [{"index": i, "relevance_score": float(scores[i]),
+                         **({"document": {"text": documents[i]}} if return_documents else {})}
+                        for i in order],
+            "usage": {"total_tokens": tokens},
+        })
 
     async def models(self, request: Request) -> Response:
         self.check_key(request)
@@ -425,17 +538,11 @@ class App:
 
     async def metrics_text(self, request: Request) -> Response:
         self.check_key(request)
-        gauges = [("minisbert_queue_depth", (("model", s.name),), s.batcher.queued)
-                  for s in self.served.values()]
-        for s in self.served.values():  # counted by the batcher; shown as a counter
-            self.metrics.counters["minisbert_texts_dropped_total", (("model", s.name),)] = \
-                s.batcher.dropped
-        return PlainTextResponse(self.metrics.render(gauges),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     def route(self, path: str, handler, methods: list[str]) -> Route:
         """The handler with error bodies, request counts and latency around it."""
-        tei = path == "/embed"
+        tei = path in ("/", "/embed", "/rerank")
 
         async def endpoint(request: Request) -> Response:
             start = time.monotonic()
@@ -449,32 +556,23 @@ class App:
                 log.exception("error while answering %s", path)
                 response = ApiError(500, "Internal error; the server log has the details.",
                                     kind="server_error", tei_kind="Backend").response(tei)
-            self.metrics.inc("minisbert_requests_total",
-                             (("route", path), ("status", str(response.status_code))))
-            self.metrics.observe("minisbert_request_duration_seconds", time.monotonic() - start,
-                                 Metrics.LATENCY_BUCKETS, (("route", path),))
+            self.metrics.request(path, response.status_code, time.monotonic() - start)
             return response
 
         return Route(path, endpoint, methods=methods)
 
 
-def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
+def create_app(models: dict[str, SentenceModel | CrossEncoder], api_key: str | None = None, *,
                max_wait: float = 0.005, max_queued: int = 4096) -> Starlette:
     """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
     after encoding what is queued."""
-    metrics_ref = {}
-
-    def batch_observer(name):
-        def observe(texts, padded_tokens):
-            metrics_ref["m"].observe("minisbert_batch_size", texts, Metrics.BATCH_BUCKETS,
-                                     (("model", name),))
-        return observe
-
-    served = {name: Served(name, model, Batcher(model, max_wait=max_wait, max_queued=max_queued,
-                                                on_batch=batch_observer(name)), int(time.time()))
+    metrics = Metrics()
+    served = {name: Served(name, model,
+                           Batcher(model, max_wait=max_wait, max_queued=max_queued,
+                                   on_batch=metrics.batch_observer(name)), int(time.time()))
               for name, model in models.items()}
-    app = App(served, api_key)
-    metrics_ref["m"] = app.metrics
+    metrics.watch({name: s.batcher for name, s in served.items()})
+    app = App(served, api_key, metrics)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -487,6 +585,11 @@ def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
         app.route("/v1/embeddings", app.embeddings, ["POST"]),
         app.route("/embeddings", app.embeddings, ["POST"]),  # clients whose base URL lacks /v1
         app.route("/embed", app.embed, ["POST"]),
+        # text-embeddings-inference answers POST / as /embed for an embedding model; it is
+        # where huggingface_hub's InferenceClient(model=URL).feature_extraction posts.
+        app.route("/", app.embed, ["POST"]),
+        app.route("/rerank", app.rerank, ["POST"]),
+        app.route("/v1/rerank", app.rerank_v1, ["POST"]),
         app.route("/v1/models", app.models, ["GET"]),
         app.route("/health", app.health, ["GET"]),
         app.route("/metrics", app.metrics_text, ["GET"]),
@@ -521,10 +624,10 @@ def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
         if name in models:
             raise MinisbertError(
                 f"two --model arguments are both called {name!r}; rename one of the folders.")
-        models[name] = load(hub.find_model(arg))
-        m = models[name]
-        print(f"minisbert: serving {name} ({m.dim} dimensions, max_seq_length "
-              f"{m.max_seq_length})", file=sys.stderr, flush=True)
+        models[name] = m = load_any(locate.find_model(arg))
+        what = (f"reranker, max_length {m.max_length}" if isinstance(m, CrossEncoder) else
+                f"{m.dim} dimensions, max_seq_length {m.max_seq_length}")
+        print(f"minisbert: serving {name} ({what})", file=sys.stderr, flush=True)
     warning = exposure_warning(host, api_key)
     if warning:
         print(f"minisbert: warning: {warning}", file=sys.stderr, flush=True)

@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) in textbook form: the
-maths, plainly.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) in textbook form: the maths, plainly.
 
 A batch of texts is `ids` and `mask`, both [b, s] (texts × positions, padded to the longest
 text, mask 1 for real tokens). Every layer works on the whole padded grid x: [b, s, d], and
@@ -8,23 +8,33 @@ it, with a shape comment on every line that changes a shape. The parameter tree 
 `checkpoint.load_params` builds, with keys equal to the argument names, so the tree is the
 call graph: `encoder_layer(x, attention_bias, **params["layers"][i], cfg=cfg)`.
 
-The families differ only in data: LayerNorm eps, the activation, where positions start
-(`encoder.position_ids`), whether the tree has a token-type table (MPNet and DistilBERT have
-none), and MPNet's relative position bias, a learned [buckets, heads] table: the scores of
-every layer get, for each head, a number that depends on how far, and in which direction, the
-key is from the query (`encoder.relative_position_bias`). It goes into the same attention bias
-as the mask.
+The families differ only in data (families.py): LayerNorm eps, the activation, where positions
+start (`position_ids`), whether the tree has a token-type table (MPNet and DistilBERT have
+none), which block each step of a layer uses (`cfg.blocks`), and MPNet's relative position
+bias, a learned [buckets, heads] table: the scores of every layer get, for each head, a number
+that depends on how far, and in which direction, the key is from the query
+(`relative_position_bias`). It goes into the same attention bias as the mask. ModernBERT, GTE
+and NomicBERT bring four more blocks, each a section at the end of this file: rotary positions
+(q and k turned by their position, instead of a position table), local windows (ModernBERT's
+local layers: a bias of -inf on keys farther than the window), the gated feed-forward, and the
+pre-LN `residual` (ModernBERT).
 
-`encoder.py` is the fast form of the same function: it packs the real tokens together instead
-of padding them, groups texts of equal length instead of masking, and computes GELU and
-softmax in place in cache-sized blocks. tests/test_textbook.py holds the two equal. Read this
-file to learn the model; run that one.
+This file needs nothing from the rest of minisbert but `EncoderConfig`. `encoder.py` is the
+fast form of the same function and takes the steps it does not speed up (position numbering,
+MPNet's buckets) from here: it packs the real tokens together instead of padding them, groups
+texts of equal length instead of masking, and computes GELU and softmax in place in
+cache-sized blocks. tests/test_textbook.py holds the two equal. Read this file to learn the
+model; run that one.
 
-Left out, as in encoder.py: dropout (inference only), token types other than 0 (single
-sentences), relative position embeddings other than MPNet's bias, the pooler head, and any
-training code. Also left
-out on purpose: every speed technique. A padded position gets a vector computed like any
-other, which nothing uses; it is set to zero at the end, as encoder.py returns it.
+A cross-encoder (reranker) reads a pair of texts as one sequence, its second text marked by
+token type 1 in BERT (`type_ids`), and ends in a classification head instead of pooling
+(`classifier_head`, `classify`): the first token's vector, a dense layer with tanh (BERT's
+"pooler"), then a linear layer to one score per label.
+
+Left out, as in encoder.py: dropout (inference only), relative position embeddings other than
+MPNet's bias, and any training code. Also left out on purpose: every speed technique. A padded position gets a vector
+computed like any other, which nothing uses; it is set to zero at the end, as encoder.py
+returns it.
 """
 
 from __future__ import annotations
@@ -33,21 +43,18 @@ import math
 
 import numpy as np
 
-from .encoder import (EncoderConfig, erfc_nonnegative, position_ids, relative_position_bias,
-                      rotary_frequencies, rotary_tables, window_allows)
+from .families import EncoderConfig, HeadConfig
 
 # ---------------------------------------------------------------------------- activations
 
-
-def normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Φ(x), the standard normal CDF: erfc(-x/√2)/2. erfc_nonnegative takes z >= 0 only, so
-    the tail Φ(-|x|) is computed and the symmetry Φ(x) = 1 - Φ(-x) gives the other side."""
-    tail = erfc_nonnegative(np.abs(x) / np.float32(math.sqrt(2))) / 2  # Φ(-|x|)
-    return np.where(x < 0, tail, 1 - tail)
+_erf = np.frompyfunc(math.erf, 1, 1)  # math.erf on each element (of a float64 array)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    return x * normal_cdf(x)  # exact GELU, BERT's and XLM-R's "gelu"
+    """Exact GELU, x·Φ(x) with Φ(x) = (1 + erf(x/√2))/2, the standard normal CDF: BERT's and
+    XLM-R's "gelu". In float64, so that 1 + erf(x/√2), near 0 for negative x, keeps its digits."""
+    x64 = x.astype(np.float64)
+    return (x64 * (1 + _erf(x64 / math.sqrt(2)).astype(np.float64)) / 2).astype(x.dtype)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -70,9 +77,57 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x * sigmoid(x)
 
 
+# The plain form of each activation in activations.ACTIVATIONS, the table the runtime uses
+# (tests/test_textbook.py checks that both name the same functions).
 ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
                "gelu_fast": gelu_tanh, "quick_gelu": quick_gelu, "relu": relu,
-               "silu": silu, "swish": silu}
+               "silu": silu, "swish": silu, "sigmoid": sigmoid, "tanh": np.tanh,
+               "linear": lambda x: x}
+
+# ---------------------------------------------------------------------------- positions
+
+
+def position_ids(ids: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
+    """Row of the position table for each place of the grid: [b, s] -> [b, s]."""
+    if cfg.positions_after_padding_idx:
+        # fairseq/XLM-R: tokens count up from pad_token_id + 1 and padding sits at pad_token_id.
+        # "Padding" means the pad id, not the attention mask: a literal "<pad>" typed in the
+        # text gets the padding position too, as in HuggingFace.
+        m = (ids != cfg.pad_token_id).astype(np.int64)
+        return np.cumsum(m, axis=1) * m + cfg.pad_token_id
+    return np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+
+
+def relative_position_buckets(length: int, num_buckets: int = 32,
+                              max_distance: int = 128) -> np.ndarray:
+    """T5's bidirectional buckets of the distance between query and key, as MPNet uses them:
+    [length, length] bucket index for each (query, key) of a text of `length` tokens.
+
+    Half the buckets are for keys before the query, half for keys after it. Within each half,
+    the first num_buckets / 4 distances (0..7 for 32 buckets) get a bucket each; longer ones share
+    logarithmically wider buckets up to `max_distance`, and everything beyond falls in the last.
+    """
+    pos = np.arange(length)
+    n = pos[:, None] - pos[None, :]  # [q, k]: query position - key position
+    half = num_buckets // 2
+    bucket = np.where(n < 0, half, 0)  # keys after the query use the upper half
+    n = np.abs(n)
+    exact = half // 2
+    # The arithmetic of the reference: the log in float32, then truncation toward zero. A
+    # distance whose scaled log is a whole number in exact arithmetic (16, 32, 64 for 32
+    # buckets) sits on a bucket edge, where another rounding could cross it.
+    log_ratio = np.log(np.maximum(n, exact).astype(np.float32) / np.float32(exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / exact)) * np.float32(half - exact)
+    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
+    return bucket + np.where(n < exact, n, large)  # [q, k]
+
+
+def relative_position_bias(table: np.ndarray, length: int) -> np.ndarray:
+    """The bias MPNet adds to every layer's attention scores, [heads, q, k], looked up in the
+    learned table, [buckets, heads], by each (query, key)'s bucket. The reference always makes
+    32 buckets, whatever its config's relative_attention_num_buckets (the table's rows) says."""
+    return table[relative_position_buckets(length)].transpose(2, 0, 1)  # [q, k, h] -> [h, q, k]
+
 
 # ---------------------------------------------------------------------------- layers
 
@@ -89,9 +144,9 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -
     return y if b is None else y + b  # ModernBERT's norms have no bias
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     y = x @ w  # [..., in] @ [in, out] -> [..., out]
-    return y if b is None else y + b  # no bias in ModernBERT, NomicBERT, GTE's gated pair, Qwen3, Gemma
+    return y if b is None else y + b  # no bias in ModernBERT, NomicBERT, GTE's gated pair
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -122,35 +177,78 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(linear(x, **up)), **down)  # [b, s, d] -> [b, s, 4d] -> [b, s, d]
 
 
-def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict,
+# ---------------------------------------------------------------------------- gated feed-forward
+
+
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """A GLU (Shazeer, "GLU Variants Improve Transformer"): down(act(gate x) · up x). GELU
+    makes it GeGLU (ModernBERT, GTE), SiLU SwiGLU (NomicBERT)."""
+    return linear(act(linear(x, **gate)) * linear(x, **up), **down)  # [b, s, d] -> [b, s, ff] -> [b, s, d]
+
+
+def rms_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float,
+             offset: float = 0.0) -> np.ndarray:
+    """RMSNorm (the decoder embedders): x / √(mean(x²) + eps) · (offset + g) over the last
+    axis; no mean subtracted, no shift (b is always None). Qwen3: offset 0; Gemma stores its
+    scales centred on 0 and multiplies by (1 + g)."""
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps))  # [..., d] -> [..., 1]
+    return x / rms * (np.float32(offset) + g)
+
+
+# Each family names one function per step of a layer (families.Blocks); these tables hold them.
+NORMS = {"layer": layer_norm, "rms": rms_norm}
+FEED_FORWARDS = {"plain": feed_forward, "gated": gated_feed_forward}
+
+
+def residual(x: np.ndarray, sublayer, norm: dict | None, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds
+    the sublayer's output to x, then normalizes the sum; "pre" (ModernBERT) normalizes the
+    sublayer's input and adds its output to x as it is, so the sum is never normalized until
+    the final norm. norm None: no norm at all (ModernBERT's first attention, whose input the
+    embedding norm has just normalized)."""
+    normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement == "pre":
+        h = x if norm is None else normalize(x, **norm, eps=cfg.layer_norm_eps)
+        return x + sublayer(h)  # [b, s, d]
+    if cfg.blocks.norm_placement != "post":
+        raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
+    return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [b, s, d]
+
+
+def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict | None,
                   ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
                   rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """One post-LN transformer block (BERT's order: add the sublayer's output, then normalize).
-    GTE and NomicBERT are this block with rotary positions and a gated feed-forward."""
-    eps = cfg.layer_norm_eps
-    x = layer_norm(x + multi_head_attention(x, attention_bias, **attn, num_heads=cfg.num_heads,
-                                            rotary=rotary),
-                   **ln_attn, eps=eps)
-    ffn_block = gated_feed_forward if "gate" in ffn else feed_forward
-    return layer_norm(x + ffn_block(x, **ffn, act=ACTIVATIONS[cfg.hidden_act]), **ln_ffn, eps=eps)
+    """One transformer block: self-attention, then the feed-forward, each added to its input
+    with a norm (`residual`), each the block cfg.blocks names."""
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    x = residual(x, lambda h: multi_head_attention(h, attention_bias, **attn,
+                                                   num_heads=cfg.num_heads, rotary=rotary),
+                 ln_attn, cfg)
+    return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
 def embed(ids: np.ndarray, word: np.ndarray, ln: dict, cfg: EncoderConfig,
-          position: np.ndarray | None = None, token_type: np.ndarray | None = None) -> np.ndarray:
+          position: np.ndarray | None = None, token_type: np.ndarray | None = None,
+          type_ids: np.ndarray | None = None) -> np.ndarray:
     """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
-    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see encoder.position_ids); rotary
-    families have no position table (their positions enter attention)."""
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids); rotary families
+    have no position table (their positions enter attention). Token types: type_ids [b, s],
+    or every token type 0 (single sentences) when None."""
     x = word[ids]  # [b, s] -> [b, s, d]
     if position is not None:
         x = x + position[position_ids(ids, cfg)]  # [b, s, d]
-    if token_type is not None:  # MPNet and DistilBERT have no token types
-        x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
-    return layer_norm(x, **ln, eps=cfg.layer_norm_eps)
+    if token_type is not None:  # MPNet, DistilBERT and ModernBERT have no token types
+        types = np.zeros_like(ids) if type_ids is None else type_ids
+        x = x + token_type[types]  # [b, s] -> [b, s, d]
+    return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
-def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: EncoderConfig) -> np.ndarray:
-    """Token ids [b, s] and mask [b, s] -> token vectors [b, s, d] (zeros at padded places)."""
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+                  type_ids: np.ndarray | None = None) -> np.ndarray:
+    """Token ids [b, s] and mask [b, s] (type ids [b, s]: None for all 0) -> token vectors
+    [b, s, d] (zeros at padded places)."""
+    if cfg.blocks.layer == "decoder":  # Qwen3, Gemma 3: see the last section
+        return decode_tokens(ids, mask, params, cfg)
     # The mask as a bias added to every score: 0 for a real key, the most negative float32
     # for a padded one, whose weight after softmax is then exactly 0.
     attention_bias = np.where(mask[:, None, None, :] > 0, np.float32(0),
@@ -159,19 +257,18 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # Added to the mask: exact at real keys (+0), still the most negative at padded ones.
         relative = relative_position_bias(params["relative_attention_bias"], ids.shape[1])
         attention_bias = attention_bias + relative[None]  # + [1, h, s, s] -> [b, h, s, s]
-    block = pre_norm_encoder_layer if cfg.norm_placement == "pre" else encoder_layer
-    x = embed(ids, **params["embeddings"], cfg=cfg)  # [b, s] -> [b, s, d]
+    x = embed(ids, **params["embeddings"], cfg=cfg, type_ids=type_ids)  # [b, s] -> [b, s, d]
     for i, layer in enumerate(params["layers"]):
         bias = attention_bias
         if cfg.layer_window(i):  # a local layer: keys beyond the window are masked too
             bias = attention_bias + window_bias(ids.shape[1], cfg.layer_window(i))  # [b, 1, s, s]
         rotary = None
-        if cfg.positions == "rotary":
+        if cfg.blocks.positions == "rotary":
             rotary = rotary_embedding(ids.shape[1], cfg.head_dim, cfg.layer_rope_theta(i),
                                       cfg.rope_scale)
-        x = block(x, bias, **layer, cfg=cfg, rotary=rotary)  # [b, s, d] -> [b, s, d]
+        x = encoder_layer(x, bias, **layer, cfg=cfg, rotary=rotary)  # [b, s, d] -> [b, s, d]
     if "final_norm" in params:  # pre-LN families normalize the last block's output
-        x = layer_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps)
+        x = NORMS[cfg.blocks.norm](x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
 
 
@@ -183,11 +280,41 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
 # convention of transformers' `rotate_half` (not neighbouring dimensions).
 
 
+def rotary_frequencies(head_dim: int, theta: float, scale: float = 1.0) -> np.ndarray:
+    """RoPE's angular speeds, one per pair of dimensions: 1 / theta^(2i / head_dim) / scale,
+    i = 0 .. head_dim/2 - 1, as float32 [head_dim/2].
+
+    The reference computes them in float32; the power here is taken in float64 from the same
+    float32 exponents and rounded once, which gives torch's float32 values (to an ulp at
+    most on a few of the slowest frequencies, where an ulp moves an angle by < 1e-6 rad).
+
+    `scale` divides every frequency, which is the same as dividing every position by it:
+    transformers' "linear" rope scaling. GTE's fixed NTK scaling (Alibaba's code, rope_scaling
+    {"type": "ntk", "factor": f}) takes the base theta·f and divides the frequencies by
+    f^(2 / head_dim): families.py reads it as theta·f and scale f^(2 / head_dim).
+    """
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)  # [hd/2]
+    inv_freq = np.float32(1) / (theta ** exponents.astype(np.float64)).astype(np.float32)
+    if scale != 1.0:
+        inv_freq /= np.float32(scale)
+    return inv_freq  # [hd/2]
+
+
+def rotary_tables(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of each token's angles, position × frequency: [n] -> two [n, hd/2].
+
+    The angle is a float32 product, as in the reference (positions are whole numbers, exact in
+    float32 up to 2^24); its cosine and sine are taken in float64 and rounded once.
+    """
+    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, 1] * [hd/2] -> [n, hd/2]
+    angles = angles.astype(np.float64)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
 def rotary_embedding(s: int, head_dim: int, theta: float,
                      scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin of the angles of positions 0..s-1, [s, hd] each: position p, dimension j
-    turns by p · inv_freq[j mod hd/2], inv_freq[i] = 1 / theta^(2i/hd) / scale
-    (encoder.rotary_frequencies, which also explains `scale`)."""
+    turns by p · inv_freq[j mod hd/2] (each angle twice, once per member of its pair)."""
     inv_freq = rotary_frequencies(head_dim, theta, scale)  # [hd/2]
     cos, sin = rotary_tables(np.arange(s), inv_freq)  # [s, hd/2] each
     return np.concatenate([cos, cos], axis=-1), np.concatenate([sin, sin], axis=-1)  # [s, hd]
@@ -211,70 +338,76 @@ def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 # away (local_attention // 2 on each side); every few layers a global one sees the whole text.
 
 
+def window_allows(query_pos: np.ndarray, key_pos: np.ndarray, window: int) -> np.ndarray:
+    """May a query at query_pos read the key at key_pos in a local layer? Yes when they are at
+    most `window` positions apart, on either side (ModernBERT: window = local_attention // 2,
+    so a token sees 2·window + 1 tokens, itself included)."""
+    return np.abs(query_pos - key_pos) <= window
+
+
 def window_bias(s: int, window: int) -> np.ndarray:
-    """[s, s]: 0 where query i may read key j (|i - j| <= window), -inf where it may not."""
+    """[s, s]: 0 where query i may read key j (window_allows), -inf where it may not."""
     pos = np.arange(s)
     allowed = window_allows(pos[:, None], pos[None, :], window)  # [s, s]
     return np.where(allowed, np.float32(0), np.float32(-np.inf))
 
 
-# ---------------------------------------------------------------------------- gated feed-forward
+# ---------------------------------------------------------------------------- cross-encoders
 
 
-def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
-    """A GLU (Shazeer, "GLU Variants Improve Transformer"): down(act(gate x) · up x). GELU
-    makes it GeGLU (ModernBERT, GTE), SiLU SwiGLU (NomicBERT)."""
-    return linear(act(linear(x, **gate)) * linear(x, **up), **down)  # [b, s, d] -> [b, s, ff] -> [b, s, d]
+def classifier_head(x: np.ndarray, mask: np.ndarray, dense: dict, out: dict, head: HeadConfig,
+                    norm: dict | None = None) -> np.ndarray:
+    """A sequence-classification head on token vectors x [b, s, d] (mask [b, s]) -> logits
+    [b, labels]: pool, dense, activation (tanh in BERT and XLM-R), the norm where the family
+    has one (ModernBERT), then the output layer."""
+    if head.pooling == "cls":
+        pooled = x[:, 0]  # the first token, [CLS] or <s>: [b, s, d] -> [b, d]
+    else:  # "mean": the average of the real tokens
+        m = mask[..., None].astype(np.float32)  # [b, s, 1]
+        pooled = (x * m).sum(axis=1) / m.sum(axis=1)  # [b, s, d] -> [b, d]
+    h = ACTIVATIONS[head.activation](linear(pooled, **dense))  # [b, d] -> [b, d]
+    if norm is not None:
+        h = layer_norm(h, **norm, eps=head.norm_eps)
+    return linear(h, **out)  # [b, d] -> [b, labels]
 
 
-# ---------------------------------------------------------------------------- pre-LN block
+def classify(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+             head: HeadConfig, type_ids: np.ndarray | None = None) -> np.ndarray:
+    """A cross-encoder on b pairs, each one sequence (ids, mask, type ids [b, s]) -> logits
+    [b, labels]."""
+    x = encode_tokens(ids, mask, params, cfg, type_ids)  # [b, s, d]
+    return classifier_head(x, mask, **params["head"], head=head)  # [b, labels]
 
 
-def pre_norm_encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict,
-                           ln_attn: dict | None, ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
-                           rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """One pre-LN block (ModernBERT): normalize a sublayer's input, add its output to x as it
-    is. ModernBERT's first layer has no norm before attention (ln_attn None): the embedding
-    norm has just normalized x."""
-    eps = cfg.layer_norm_eps
-    h = x if ln_attn is None else layer_norm(x, **ln_attn, eps=eps)
-    x = x + multi_head_attention(h, attention_bias, **attn, num_heads=cfg.num_heads,
-                                 rotary=rotary)
-    ffn_block = gated_feed_forward if "gate" in ffn else feed_forward
-    return x + ffn_block(layer_norm(x, **ln_ffn, eps=eps), **ffn, act=ACTIVATIONS[cfg.hidden_act])
 # ---------------------------------------------------------------------------- decoder embedders
-# Qwen3-Embedding and EmbeddingGemma: language-model blocks used as sentence encoders. The
-# same grid x: [b, s, d] and mask as above; what changes, one function each:
-#   rms_norm                  instead of layer_norm: no mean, no shift (Gemma: scale 1 + w)
+# Qwen3-Embedding and EmbeddingGemma: language-model blocks used as sentence encoders
+# (Blocks.layer "decoder"). The same grid x: [b, s, d] and mask as above; what changes, one
+# function each:
+#   rms_norm                  instead of layer_norm: no mean, no shift (Gemma: scale 1 + g)
 #   decoder_layer             pre-norm: x + f(norm(x)), one final norm after the last layer;
 #                             Gemma also normalizes each sublayer's output before adding it
 #   grouped_query_attention   fewer key/value heads than query heads, each serving a group;
 #                             every query and key head RMS-normalized before its rotation
 #                             (apply_rotary, above)
 #   visibility_bias           causal (Qwen3) or bidirectional (EmbeddingGemma), with or
-#                             without a sliding window: which keys a query may see, as data
+#                             without a local window (window_allows, above): which keys a
+#                             query may see, as data
 #   gated_feed_forward        act(x·Wgate) ⊙ (x·Wup), then down (above): SwiGLU, tanh GeGLU
 #   embed_scaled              the token vectors alone, times √d in Gemma; no position table
 
 
-def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, offset: float = 0.0) -> np.ndarray:
-    """x / √(mean(x²) + eps) · (offset + w) over the last axis. Qwen3: offset 0; Gemma stores
-    its scales centred on 0 and multiplies by (1 + w)."""
-    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps))  # [..., d] -> [..., 1]
-    return x / rms * (np.float32(offset) + w)
-
-
-def visibility_bias(mask: np.ndarray, window: int | None, causal: bool) -> np.ndarray:
+def visibility_bias(mask: np.ndarray, window: int, causal: bool) -> np.ndarray:
     """Which keys each query may see, as the bias added to its scores: [b, s] -> [b, 1, s, s].
 
-    A real key is seen when it is at most `window` positions away (window_allows; None: any
+    A real key is seen when it is at most `window` positions away (window_allows; 0: any
     distance) and, in a causal model (Qwen3), not after the query. One function for every
-    kind of layer: the kinds differ only in these two values (DecoderConfig.layer_window).
+    kind of layer: the kinds differ only in these two values (EncoderConfig.layer_window,
+    Blocks.attention).
     """
     s = mask.shape[1]
     i, j = np.arange(s)[:, None], np.arange(s)[None, :]  # query, key positions
     visible = np.ones((s, s), dtype=bool)  # [q, k]
-    if window is not None:
+    if window:
         visible &= window_allows(i, j, window)
     if causal:
         visible &= j <= i
@@ -284,9 +417,9 @@ def visibility_bias(mask: np.ndarray, window: int | None, causal: bool) -> np.nd
 
 def grouped_query_attention(x: np.ndarray, bias: np.ndarray, rotary: tuple[np.ndarray, np.ndarray],
                             q: dict, k: dict, v: dict, out: dict, q_norm: dict, k_norm: dict,
-                            cfg) -> np.ndarray:
-    """Self-attention with num_kv_heads key/value heads shared by num_heads query heads: query
-    head h uses key/value head h // (num_heads / num_kv_heads). x: [b, s, d] -> [b, s, d];
+                            cfg: EncoderConfig) -> np.ndarray:
+    """Self-attention with kv_heads key/value heads shared by num_heads query heads: query
+    head h uses key/value head h // (num_heads / kv_heads). x: [b, s, d] -> [b, s, d];
     rotary: (cos, sin) [s, hd]."""
     b, s, _ = x.shape
     hd = cfg.head_dim
@@ -294,26 +427,26 @@ def grouped_query_attention(x: np.ndarray, bias: np.ndarray, rotary: tuple[np.nd
     def split_heads(t):  # [b, s, heads·hd] -> [b, s, heads, hd] -> [b, heads, s, hd]
         return t.reshape(b, s, -1, hd).transpose(0, 2, 1, 3)
 
-    eps, offset = cfg.rms_norm_eps, cfg.norm_offset
+    eps, offset = cfg.layer_norm_eps, cfg.norm_offset
     qh = rms_norm(split_heads(linear(x, **q)), **q_norm, eps=eps, offset=offset)  # [b, h, s, hd]
     kh = rms_norm(split_heads(linear(x, **k)), **k_norm, eps=eps, offset=offset)  # [b, kv, s, hd]
     vh = split_heads(linear(x, **v))  # [b, kv, s, hd]
     qh, kh = apply_rotary(qh, *rotary), apply_rotary(kh, *rotary)
-    group = cfg.num_heads // cfg.num_kv_heads
+    group = cfg.num_heads // cfg.kv_heads
     kh, vh = np.repeat(kh, group, axis=1), np.repeat(vh, group, axis=1)  # [b, kv, s, hd] -> [b, h, s, hd]
-    scores = qh @ kh.swapaxes(-1, -2) * np.float32(cfg.attention_scale)  # -> [b, h, s, s]
+    scores = qh @ kh.swapaxes(-1, -2) * np.float32(cfg.scale)  # -> [b, h, s, s]
     heads = softmax(scores + bias) @ vh  # [b, h, s, s] @ [b, h, s, hd] -> [b, h, s, hd]
     merged = heads.transpose(0, 2, 1, 3).reshape(b, s, -1)  # -> [b, s, h, hd] -> [b, s, h·hd]
     return linear(merged, **out)  # [b, s, h·hd] -> [b, s, d]
 
 
 def decoder_layer(x: np.ndarray, bias: np.ndarray, rotary: tuple[np.ndarray, np.ndarray],
-                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg,
+                  ln_attn: dict, attn: dict, ln_ffn: dict, ffn: dict, cfg: EncoderConfig,
                   ln_attn_out: dict | None = None, ln_ffn_out: dict | None = None) -> np.ndarray:
     """One pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x)). Gemma also
     normalizes each sublayer's output before adding it (ln_attn_out, ln_ffn_out)."""
     def norm(t, w):
-        return rms_norm(t, **w, eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
+        return rms_norm(t, **w, eps=cfg.layer_norm_eps, offset=cfg.norm_offset)
 
     a = grouped_query_attention(norm(x, ln_attn), bias, rotary, **attn, cfg=cfg)
     x = x + (a if ln_attn_out is None else norm(a, ln_attn_out))
@@ -321,24 +454,23 @@ def decoder_layer(x: np.ndarray, bias: np.ndarray, rotary: tuple[np.ndarray, np.
     return x + (f if ln_ffn_out is None else norm(f, ln_ffn_out))
 
 
-def embed_scaled(ids: np.ndarray, word: np.ndarray, cfg) -> np.ndarray:
+def embed_scaled(ids: np.ndarray, word: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
     """The token vectors, times cfg.embedding_scale (Gemma: √d, rounded to float32 as the
     weights are; Qwen3: 1). No position table: positions enter attention as rotations."""
     return word[ids] * np.float32(cfg.embedding_scale)  # [b, s] -> [b, s, d]
 
 
-def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg) -> np.ndarray:
+def decode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig) -> np.ndarray:
     """A decoder embedder: token ids [b, s] and mask [b, s] (real tokens first, padding
     after) -> token vectors [b, s, d], zeros at padded places.
 
-    Positions are 0..s-1 in every text. Each kind of layer (cfg.layer_kinds: "full" or
-    "sliding") has its own visibility and its own rotary θ, computed once here."""
+    Positions are 0..s-1 in every text. Each layer has its window (cfg.layer_window: 0 for a
+    global layer) and its rotary base (cfg.layer_rope_theta)."""
     s = ids.shape[1]
-    kinds = {kind: (visibility_bias(mask, cfg.layer_window(kind), cfg.causal),
-                    rotary_embedding(s, cfg.head_dim, cfg.rope_theta(kind)))
-             for kind in set(cfg.layer_kinds)}
     x = embed_scaled(ids, **params["embeddings"], cfg=cfg)  # [b, s, d]
-    for layer, kind in zip(params["layers"], cfg.layer_kinds):
-        x = decoder_layer(x, *kinds[kind], **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
-    x = rms_norm(x, **params["final_norm"], eps=cfg.rms_norm_eps, offset=cfg.norm_offset)
+    for i, layer in enumerate(params["layers"]):
+        bias = visibility_bias(mask, cfg.layer_window(i), cfg.causal)  # [b, 1, s, s]
+        rotary = rotary_embedding(s, cfg.head_dim, cfg.layer_rope_theta(i), cfg.rope_scale)
+        x = decoder_layer(x, bias, rotary, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
+    x = rms_norm(x, **params["final_norm"], eps=cfg.layer_norm_eps, offset=cfg.norm_offset)
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]

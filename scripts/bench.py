@@ -95,7 +95,7 @@ if engine == "minisbert":
     t_load = time.time()
     encode = model.encode
     import numpy
-    from minisbert.parallel import describe_blas
+    from minisbert.threads import describe_blas
     version = f"NumPy {numpy.__version__}, {describe_blas()}"
 else:
     import torch
@@ -140,7 +140,7 @@ def matmul_peak(threads: int) -> tuple[float, str]:
     """FLOP/s of a large float32 NumPy matmul with this thread count, in a fresh process with
     the same environment as the minisbert worker (so the same BLAS kernels), and those kernels."""
     code = ("import json, time, numpy as np\n"
-            "from minisbert.parallel import describe_blas\n"
+            "from minisbert.threads import describe_blas\n"
             "a = np.random.default_rng(0).standard_normal((4096, 768), dtype=np.float32)\n"
             "b = np.random.default_rng(1).standard_normal((768, 3072), dtype=np.float32)\n"
             "a @ b\nbest = 1e9\n"

@@ -17,7 +17,7 @@ threads), with --workers 1 and --workers 2; sentence-transformers' encode (batch
 on all cores) followed by np.save, texts read the same way.
 
 Then, on minisbert's index: 1000 query texts that are not in it (the next lines of the same
-catalogs), exact top-10 (search.semantic_search over the index, a block at a time) against
+catalogs), exact top-10 (util.semantic_search over the index, a block at a time) against
 usearch's HNSW graph (ann.py) at several expansion_search settings: recall@10, and the latency
 of one query at a time (median of 100) and of the 1000 in one call.
 """
@@ -125,7 +125,7 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
 
     import numpy as np
-    from minisbert.parallel import describe_blas
+    from minisbert.threads import describe_blas
     print(f"{time.strftime('%Y-%m-%d')}; {machine()}; NumPy {np.__version__}, {describe_blas()}")
     texts = corpus_lines(args.texts)
     corpus, queries = texts[:args.texts], texts[args.texts:]

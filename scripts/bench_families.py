@@ -1,112 +1,143 @@
-"""Benchmark the decoder embedders at their real shapes: Qwen3-Embedding-0.6B and
-EmbeddingGemma-300m, random weights in one bfloat16 folder each, minisbert against
-sentence-transformers (float32, as minisbert computes) loading the same folder.
+"""minisbert against sentence-transformers on a ModernBERT at gte-modernbert-base's real shape
+(22 layers × 768, local windows of 128 tokens in two layers of three, random weights, a
+ModernBERT-style BPE vocabulary trained on the catalogs), each engine in its own fresh
+process, as scripts/bench.py runs them:
 
-    python scripts/bench_families.py                 # both models, the real shapes
-    python scripts/bench_families.py --tiny          # a check that the script runs
+    python scripts/bench_families.py                 # the three cases below
+    python scripts/bench_families.py --n 200 --repeat 1 --cases short   # a quick check
 
-Prints the machine and BLAS kernels, then for each model and engine: texts/s on short texts
-and on 512-token texts, single-query latency, and peak resident memory (each engine runs in
-its own process, so the peaks are its own).
+Cases: `short` English catalog messages; `512` messages joined into texts of ~512 tokens;
+`8192` one text of ~8,192 tokens (the model's limit). Each prints texts/s and tokens/s, cold
+start and peak RSS (ru_maxrss, weights included) of both engines, and minisbert's share of
+this machine's float32 matmul peak (scripts/bench.py says how it is measured), with the CPU
+and the BLAS kernels NumPy runs.
+
+The folder is built once into weights/bench-gte-modernbert-base (tests/encoder_families.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench  # noqa: E402  (scripts/bench.py: workers, matmul peak, tables)
+
+FOLDER = ROOT / "weights" / "bench-gte-modernbert-base"
 
 
-def build(kind: str, folder: Path, tiny: bool) -> Path:
-    import decoder_families as fam
-    if kind == "qwen3":
-        keys = {} if tiny else {k: fam.QWEN3_EMBEDDING_0_6B[k] for k in (
-            "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "head_dim", "intermediate_size")}
-        return fam.make_qwen3_embedding(folder, dtype="bfloat16", std=0.03,
-                                        max_seq_length=512, **keys)
-    keys = {} if tiny else {k: fam.EMBEDDINGGEMMA_300M[k] for k in (
-        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-        "head_dim", "intermediate_size", "sliding_window", "query_pre_attn_scalar",
-        "layer_types")}
-    return fam.make_embeddinggemma(folder, dtype="bfloat16", std=0.03, max_seq_length=512,
-                                   dense_width=64 if tiny else 3072, **keys)
+def build_folder() -> Path:
+    """gte-modernbert-base's layout with random weights, built once, in a process of its own:
+    a child process starts with its parent's peak RSS (Linux keeps ru_maxrss across fork),
+    so the workers' parent must never hold torch's model."""
+    if not (FOLDER / "model.safetensors").exists():
+        subprocess.run([sys.executable, __file__, "--build"], check=True)
+    return FOLDER
 
 
-def texts(n_short: int, n_long: int) -> tuple[list[str], list[str]]:
+def _build() -> None:
+    import encoder_families
+    staging = FOLDER.parent / "bench-gte-modernbert-base-staging"
+    ours, _ = encoder_families.make_folders(staging, "gte-modernbert-base", "real",
+                                            tokenizer_cache=staging / "tokenizers")
+    ours.rename(FOLDER)  # the hub-style folder: sentence-transformers reads ModernBERT's too
+
+
+def joined_texts(model, n: int, tokens: int) -> list[str]:
+    """English messages glued together until each text is just under `tokens` tokens."""
     import corpus
-    english = corpus.english("ja")
-    short = corpus.spread([t for t in english if 20 < len(t) < 120], n_short)
-    long = [" ".join(english[i:i + 200]) for i in range(0, 200 * n_long, 200)]  # > 512 tokens
-    return short, long
-
-
-def run_engine(engine: str, folder: str, texts_file: str) -> dict:
-    """In this process: load, then time short texts, long texts and one query. The texts come
-    from a file, so reading the catalogs does not count in this process's peak memory."""
-    import warnings
-    warnings.simplefilter("ignore")
-    short, long = json.loads(Path(texts_file).read_text())
-    if engine == "minisbert":
-        import minisbert
-        model = minisbert.load(folder)
-    else:
-        import torch
-        from sentence_transformers import SentenceTransformer
-        model = SentenceTransformer(folder, device="cpu", model_kwargs={"dtype": torch.float32})
-    model.encode(short[:4])  # warm up
-    out = {}
-    for name, batch in (("short", short), ("long", long)):
-        start = time.perf_counter()
-        model.encode(batch)
-        out[f"{name} texts/s"] = round(len(batch) / (time.perf_counter() - start), 2)
-    start = time.perf_counter()
-    for _ in range(5):
-        model.encode(short[0])
-    out["single query ms"] = round((time.perf_counter() - start) / 5 * 1000, 1)
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
-    # exec, and the parent held the models it built
-    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    out["peak RSS MB"] = round(int(hwm.split()[1]) / 1024)
+    out, current, count = [], [], 0
+    for message in corpus.english("ja") * 50:  # the catalogs hold ~1M tokens of English
+        m = " ".join(message.split())
+        k = len(model.tokenizer.tokenize(m))
+        if k > tokens - 2:
+            continue
+        if count + k > tokens - 2:
+            out.append(" ".join(current))
+            current, count = [], 0
+            if len(out) == n:
+                break
+        current.append(m)
+        count += k
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small models: check the script")
-    parser.add_argument("--engine", help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
-    parser.add_argument("--texts", help=argparse.SUPPRESS)
-    parser.add_argument("--short", type=int, default=256, help="short texts (default 256)")
-    parser.add_argument("--long", type=int, default=16, help="512-token texts (default 16)")
-    args = parser.parse_args()
-    if args.engine:  # the child process
-        print(json.dumps(run_engine(args.engine, args.folder, args.texts)))
-        return
-    from minisbert import parallel
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, python "
-          f"{platform.python_version()}; BLAS: {parallel.describe_blas()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        texts_file = Path(tmp) / "texts.json"
-        texts_file.write_text(json.dumps(texts(args.short, args.long)))
-        for kind in ("qwen3", "gemma3"):
-            folder = build(kind, Path(tmp) / kind, args.tiny)
-            size = (folder / "model.safetensors").stat().st_size / 2**20
-            print(f"\n{kind}: model.safetensors {size:.0f} MB (bfloat16)")
-            for engine in ("minisbert", "sentence-transformers"):
-                result = subprocess.run(
-                    [sys.executable, __file__, "--engine", engine, "--folder", str(folder),
-                     "--texts", str(texts_file)],
-                    capture_output=True, text=True, check=True)
-                print(f"  {engine:22s} {result.stdout.strip().splitlines()[-1]}")
+def texts_of(case: str, model, n: int) -> list[str]:
+    import corpus
+    if case == "short":
+        texts = [t.strip() for t in corpus.english("ja") if t.strip()]
+        return corpus.spread(texts, n)
+    if case == "512":
+        return joined_texts(model, max(1, n // 8), 512)
+    if case == "8192":
+        return joined_texts(model, 1, 8192)
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def encoder_flops(lengths, cfg) -> float:
+    """Multiply-adds ×2 on real tokens: per token and layer the four d×d projections and the
+    three d×ff ones of the gated feed-forward; per text and layer q·kᵀ and weights·v over the
+    keys each query reads (all of them in a global layer, 2·window + 1 in a local one)."""
+    d, ff = cfg.hidden_size, cfg.intermediate_size
+    total = 0.0
+    for i in range(cfg.num_layers):
+        w = cfg.layer_window(i)
+        for n in lengths:
+            keys = min(n, 2 * w + 1) if w else n
+            total += n * 2 * (4 * d * d + 3 * d * ff) + 4 * n * keys * d
+    return total
+
+
+def run_case(folder: Path, case: str, n: int, threads: int, repeat: int) -> dict:
+    import minisbert
+    model = minisbert.load(folder)
+    texts = texts_of(case, model, n)
+    lengths = [len(model.tokenizer.encode(t)) for t in texts]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        json.dump(texts, f, ensure_ascii=False)
+    try:
+        peak, blas = bench.matmul_peak(threads)
+        ours = bench.run_worker("minisbert", str(folder), f.name, threads, repeat)
+        ref = bench.run_worker("sentence-transformers", str(folder), f.name, threads, repeat)
+        peak = max(peak, bench.matmul_peak(threads)[0])
+    finally:
+        os.unlink(f.name)
+    return {"texts": len(texts), "tokens": sum(lengths), "max_len": max(lengths),
+            "flops": encoder_flops(lengths, model.cfg), "peak": peak, "peak_blas": blas,
+            "ours": ours, "ref": ref}
+
+
+LABELS = {"short": "gte-modernbert-base shape, short texts",
+          "512": "gte-modernbert-base shape, 512-token texts",
+          "8192": "gte-modernbert-base shape, one 8,192-token text"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", nargs="+", default=list(LABELS), choices=list(LABELS))
+    ap.add_argument("--n", type=int, default=1000, help="short texts (512-token texts: n/8)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.build:
+        return _build()
+    folder = build_folder()
+    results = []
+    for case in args.cases:
+        repeat = 1 if case == "8192" else args.repeat
+        r = run_case(folder, case, args.n, args.threads, repeat)
+        bench.print_case(LABELS[case], r, args.threads)
+        results.append((LABELS[case], r))
+    bench.print_summary(results)
 
 
 if __name__ == "__main__":

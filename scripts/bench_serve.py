@@ -44,7 +44,7 @@ import corpus  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minisbert  # noqa: E402
-from minisbert.parallel import describe_blas  # noqa: E402
+from minisbert.threads import describe_blas  # noqa: E402
 
 
 def machine() -> str:

@@ -1,6 +1,7 @@
 """Write the stored tokenizer fixtures of tests/fixtures from the reference libraries.
 
     python scripts/make_tokenizer_fixtures.py            # needs the test extras (transformers)
+    python scripts/make_tokenizer_fixtures.py roberta    # only the fixtures named (xlmr_json, ...)
 
 For each front end it picks strings (an even spread of gettext messages and the edge strings
 the tests share, tests/tokenizer_fixtures.py) and stores the ids transformers gives them:
@@ -10,9 +11,17 @@ the tests share, tests/tokenizer_fixtures.py) and stores the ids transformers gi
                    and plain SentencePiece disagree, a string is kept only if it is one of the
                    documented differences (then the stored ids are SentencePiece's, the ones
                    minisbert gives) or holds a literal special token (transformers' ids);
+  xlmr_json.json   the same SentencePiece model converted to tokenizer.json by transformers'
+                   XLMRobertaTokenizer (xlmr/tokenizer.json, written compactly), and the ids
+                   the `tokenizers` library gives on xlmr.json's strings;
   japanese.json    BertJapaneseTokenizer (MeCab with ipadic + WordPiece), cased and lowercase,
                    with a 32,000-entry vocabulary made from the Japanese messages
-                   (japanese/vocab.txt).
+                   (japanese/vocab.txt);
+  roberta.json     RobertaTokenizer (transformers' AutoTokenizer, as sentence-transformers loads
+                   it) around an 8,000-symbol byte-level BPE vocabulary it trains with
+                   `tokenizers` on the catalogs of English and 22 languages, as
+                   tests/roberta_folder.py does (roberta/vocab.json, merges.txt and RoBERTa's
+                   two tokenizer configs).
 minisbert is not run. The model, the vocabulary and the ids all follow from this machine's
 catalogs and library versions, which each JSON file records.
 """
@@ -30,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import corpus  # noqa: E402
 import japanese_folder  # noqa: E402
+import roberta_folder  # noqa: E402
 import tokenizer_fixtures as fx  # noqa: E402
 import xlmr_folder  # noqa: E402
 
@@ -98,6 +108,28 @@ def xlmr() -> dict:
             "max_length": xlmr_folder.MAX_LEN, "cases": cases}
 
 
+def xlmr_json() -> dict:
+    import json
+    import tokenizers
+    import hf_tokenizers
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = hf_tokenizers.train_xlmr_tokenizer(Path(tmp) / "tok", fx.SP_MODEL)
+        spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    fx.XLMR_JSON.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")),
+                            encoding="utf-8")
+    ref = tokenizers.Tokenizer.from_file(str(fx.XLMR_JSON))
+    ref.no_padding()
+    ref.enable_truncation(xlmr_folder.MAX_LEN)
+    texts = [case["text"] for case in fx.read("xlmr")["cases"]]
+    return {"made_by": MADE_BY, "reference": "tokenizers Tokenizer.from_file on xlmr/"
+            "tokenizer.json, which transformers' XLMRobertaTokenizer wrote from "
+            "xlmr/sentencepiece.bpe.model; " + versions("tokenizers", "transformers"),
+            "files": {fx.XLMR_JSON.name: fx.sha256(fx.XLMR_JSON),
+                      fx.SP_MODEL.name: fx.sha256(fx.SP_MODEL)},
+            "max_length": xlmr_folder.MAX_LEN,
+            "cases": [{"text": t, "ids": e.ids} for t, e in zip(texts, ref.encode_batch(texts))]}
+
+
 def japanese() -> dict:
     import re
     vocab = japanese_folder.build_vocab(32000)
@@ -119,12 +151,42 @@ def japanese() -> dict:
                        "ids_lowercase": lower(t, truncation=True)["input_ids"]} for t in texts]}
 
 
-def main():
-    for name, make in (("wordpiece", wordpiece), ("xlmr", xlmr), ("japanese", japanese)):
+def roberta() -> dict:
+    import shutil
+    import transformers
+    folder = fx.ROBERTA_DIR
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    roberta_folder.train_bpe(folder, vocab_size=fx.ROBERTA_VOCAB_SIZE)
+    roberta_folder.write_tokenizer_config(folder)
+    print(f"trained {folder} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+    ref = transformers.AutoTokenizer.from_pretrained(folder)
+    texts = corpus.spread(corpus.english("ja"), 60)
+    for lang in roberta_folder.LANGS:
+        texts += corpus.spread(corpus.translations(lang), 12)
+    texts = list(dict.fromkeys(texts + list(fx.ROBERTA_EDGE.values())))
+    ids = ref(texts, truncation=True, max_length=512)["input_ids"]
+    return {"made_by": MADE_BY, "reference": f"transformers AutoTokenizer ({type(ref).__name__}) "
+            "of vocab.json + merges.txt trained by tokenizers; "
+            + versions("transformers", "tokenizers"),
+            "files": {p.name: fx.sha256(p) for p in fx.ARTIFACTS["roberta"]},
+            "training": {"vocab_size": fx.ROBERTA_VOCAB_SIZE,
+                         "langs": ["en", *roberta_folder.LANGS]},
+            "max_length": 512, "cases": [{"text": t, "ids": i} for t, i in zip(texts, ids)]}
+
+
+MAKERS = {"wordpiece": wordpiece, "xlmr": xlmr, "xlmr_json": xlmr_json, "japanese": japanese,
+          "roberta": roberta}
+
+
+def main(names: list[str]):
+    """Regenerate every fixture, or only those named: make_tokenizer_fixtures.py roberta"""
+    for name in names or MAKERS:
+        make = MAKERS[name]
         data = make()
         n = len(data["cases"])
         print(f"wrote {fx.write(name, data).relative_to(ROOT)}: {n} strings")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -7,6 +7,7 @@ tests that use them, one by one, when it is missing; the others need only what
 `pip install -e '.[xlmr,ja]' pytest` installs.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -86,6 +87,22 @@ def xlmr_tokenizer_folder(tmp_path_factory, sp_model) -> Path:
     as paraphrase-multilingual-mpnet-base-v2 ships them."""
     import xlmr_folder
     return xlmr_folder.write_tokenizer_files(tmp_path_factory.mktemp("xlmr_tokenizer"), sp_model)
+
+
+@pytest.fixture(scope="session")
+def xlmr_json_folder(tmp_path_factory) -> Path:
+    """The stored tokenizer.json made from sp_model by transformers (tests/fixtures/xlmr), with
+    XLM-R's tokenizer_config.json: the folder of a model whose tokenizer needs no SentencePiece."""
+    import shutil
+
+    import xlmr_folder
+    tokenizer_fixtures.check_artifact("xlmr_json")
+    folder = tmp_path_factory.mktemp("xlmr_json")
+    shutil.copy(tokenizer_fixtures.XLMR_JSON, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {**xlmr_folder.SPECIAL_TOKENS, "model_max_length": 512,
+         "tokenizer_class": "XLMRobertaTokenizer"}))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ default test run stays fast; the real widths are for --slow and the benchmark.
     with Alibaba's keys) and NomicBERT's is nomic's remote code (GPT-2 style keys:
     n_embd, n_layer, ...); `transformers_config` translates each to transformers' own.
 
-Weights are drawn larger than at initialization (std 1.4/sqrt(hidden)), so that attention is
+Weights are drawn larger than at initialization (std 1.4/sqrt(hidden), 1.0/sqrt(hidden) at the
+real widths), so that attention is
 sharp and a wrong position, window or transpose changes the output visibly; norm scales around 1.
 Weights are saved by transformers' save_pretrained, which writes the hub's tensor names (it
 reverses its own renaming on save), so the names minisbert reads are the real files' names.
@@ -53,7 +54,9 @@ class Layout:
     config: dict  # config.json as the hub folder holds it
     pooling: str  # 1_Pooling's mode
     normalize: bool  # a Normalize module after pooling
-    tokenizer: str  # the tokenizer style (tests/hf_tokenizers.py, or "wordpiece-vocab", "xlmr-sp")
+    # the tokenizer style: one of tests/hf_tokenizers.py's, or "wordpiece-vocab" (BERT's
+    # uncased vocab.txt), "xlmr-sp" (XLM-R's SentencePiece model), "ruri" (see below)
+    tokenizer: str
     max_seq_length: int = 8192
     prompts: dict = field(default_factory=dict)  # config_sentence_transformers.json's prompts
     # The widths of the default (fast) run; vocab_size is set to the tokenizer's.
@@ -81,7 +84,7 @@ LAYOUTS = {
         {**_MODERNBERT_BASE, "intermediate_size": 3072, "num_hidden_layers": 25,
          "vocab_size": 102400, "pad_token_id": 3, "bos_token_id": 1, "eos_token_id": 2,
          "cls_token_id": 1, "sep_token_id": 2},
-        "mean", False, "llama",
+        "mean", False, "ruri",
         prompts={"query": "検索クエリ: ", "document": "検索文書: ", "topic": "トピック: "},
         small={"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 4,
                "num_attention_heads": 4, "local_attention": 12}),
@@ -187,8 +190,9 @@ def hidden_size(hub: dict) -> int:
     return hub.get("hidden_size") or hub["n_embd"]
 
 
-def random_model(family: str, hub: dict, seed: int = 0):
-    """transformers' model of the family with the hub config's settings, random weights."""
+def random_model(family: str, hub: dict, seed: int = 0, sharpness: float = 1.4):
+    """transformers' model of the family with the hub config's settings, random weights of
+    std sharpness/sqrt(hidden)."""
     import torch
     import transformers
     classes = {"modernbert": ("ModernBertConfig", "ModernBertModel"),
@@ -199,7 +203,7 @@ def random_model(family: str, hub: dict, seed: int = 0):
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     model = model_class(config).eval()
-    std = 1.4 / math.sqrt(hidden_size(hub))
+    std = sharpness / math.sqrt(hidden_size(hub))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         norms = {name for name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
@@ -216,9 +220,9 @@ def random_model(family: str, hub: dict, seed: int = 0):
 
 # ---------------------------------------------------------------------------- tokenizers
 
-def write_tokenizer(folder: Path, style: str, cache: Path) -> int:
-    """The layout's tokenizer files into folder, trained once into `cache`; returns its vocab
-    size (ids the model must embed)."""
+def write_tokenizer(folder: Path, style: str, cache: Path):
+    """The layout's tokenizer files into folder, trained once into `cache`; returns
+    transformers' tokenizer of the folder."""
     cache.mkdir(parents=True, exist_ok=True)
     made = cache / style
     if not made.exists():
@@ -232,6 +236,8 @@ def write_tokenizer(folder: Path, style: str, cache: Path) -> int:
             import tokenizer_fixtures
             import xlmr_folder
             xlmr_folder.write_tokenizer_files(made, tokenizer_fixtures.SP_MODEL)
+        elif style == "ruri":
+            train_ruri_tokenizer(made)
         else:  # a tokenizer.json style
             import hf_tokenizers
             hf_tokenizers.STYLES[style](made)
@@ -242,7 +248,29 @@ def write_tokenizer(folder: Path, style: str, cache: Path) -> int:
     config["model_max_length"] = 8192
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
     import transformers
-    return len(transformers.AutoTokenizer.from_pretrained(folder))
+    return transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def train_ruri_tokenizer(out_dir: Path) -> Path:
+    """A SentencePiece-style BPE as ruri-v3's (Japanese) folders ship one in tokenizer.json:
+    the Llama-style file of tests/hf_tokenizers.py with a <pad> token and the text between
+    <s> and </s>, read through PreTrainedTokenizerFast (which keeps the file's template)."""
+    import hf_tokenizers
+    from tokenizers import AddedToken, Tokenizer, processors
+    hf_tokenizers.train_llama_tokenizer(out_dir)
+    tok = Tokenizer.from_file(str(out_dir / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+        special_tokens=[("<s>", 1), ("</s>", 2)])
+    tok.save(str(out_dir / "tokenizer.json"))
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                "pad_token": "<pad>", "cls_token": "<s>", "sep_token": "</s>"}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(
+        {**specials, "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 8192},
+        indent=2))
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    return out_dir
 
 
 # ---------------------------------------------------------------------------- folders
@@ -255,20 +283,36 @@ def write_st_files(folder: Path, layout: Layout, dim: int) -> None:
          "similarity_fn_name": "cosine"}, indent=2, ensure_ascii=False))
 
 
-def make_folders(root: Path, name: str, size: str = "small", *, tokenizer_cache: Path,
+def make_folders(root: Path, name: str, size: str = "small", *, tokenizer_cache: Path | None,
                  seed: int = 0, overrides: dict | None = None) -> tuple[Path, Path]:
     """(the hub-style folder minisbert loads, the transformers-config folder the reference
-    loads), both with the same random weights, the layout's tokenizer and modules."""
+    loads), both with the same random weights, the layout's tokenizer and modules.
+    tokenizer_cache None: no tokenizer (for tests that feed token ids), a vocabulary of 1,000
+    ids in the small size, ids 0-2 special."""
     layout = LAYOUTS[name]
     ours, ref = root / name, root / f"{name}-transformers"
     for folder in (ours, ref):
         folder.mkdir(parents=True, exist_ok=True)
-    vocab = write_tokenizer(ref, layout.tokenizer, tokenizer_cache)
     hub = layout_config(name, size)
+    if tokenizer_cache is not None:
+        tok = write_tokenizer(ref, layout.tokenizer, tokenizer_cache)
+        vocab, specials = len(tok), {"pad_token_id": tok.pad_token_id,
+                                     "cls_token_id": tok.cls_token_id,
+                                     "sep_token_id": tok.sep_token_id,
+                                     "bos_token_id": tok.bos_token_id,
+                                     "eos_token_id": tok.eos_token_id}
+    else:
+        vocab, specials = 1000, {"pad_token_id": 0, "cls_token_id": 1, "sep_token_id": 2,
+                                 "bos_token_id": 1, "eos_token_id": 2}
     # The embedding table holds the tokenizer's ids, rounded up as real vocabularies are.
     hub["vocab_size"] = max(vocab, hub["vocab_size"]) if size == "real" else -(-vocab // 64) * 64
+    if layout.family == "modernbert":  # the special ids live in ModernBERT's config
+        hub.update({k: v for k, v in specials.items() if v is not None})
     hub.update(overrides or {})
-    model = random_model(layout.family, hub, seed)
+    # At the real widths, 1.4/sqrt(hidden) makes NomicBERT's 12 post-LN layers amplify float32
+    # rounding until torch's own float32 output is 9e-5 from its float64 one (measured), too
+    # near the tolerance for a comparison to mean anything; 1.0 keeps attention sharp.
+    model = random_model(layout.family, hub, seed, sharpness=1.4 if size == "small" else 1.0)
     model.save_pretrained(ref)  # model.safetensors in the hub's names, and its own config.json
     for item in ref.iterdir():
         if item.name != "config.json" and item.is_file():

@@ -40,7 +40,7 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
                  r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
-def training_lines(per_lang: int = 1500) -> list[str]:
+def training_lines(per_lang: int = 800) -> list[str]:
     """Lines spread over English and every language's catalogs."""
     lines = corpus.spread(corpus.lines(corpus.english("ja")), per_lang)
     for lang in LANGS:

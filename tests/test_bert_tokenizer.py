@@ -1,5 +1,5 @@
-"""English WordPiece ids against HuggingFace's tokenizer of the real all-MiniLM-L6-v2 (without
-the reference: tests/test_tokenizer_fixtures.py)."""
+"""English WordPiece ids against HuggingFace's tokenizer of the real all-MiniLM-L6-v2, through
+both of minisbert's front ends for it (without the reference: tests/test_tokenizer_fixtures.py)."""
 
 import pytest
 
@@ -7,10 +7,18 @@ import corpus
 from reference import first_mismatches
 from tokenizer_fixtures import WORDPIECE_EDGE
 
-@pytest.fixture(scope="module")
-def tokenizers(minilm, minilm_path):
+@pytest.fixture(scope="module", params=["tokenizer.json", "vocab.txt"])
+def tokenizers(request, minilm, minilm_path):
+    """minisbert's two front ends for the folder: the tokenizer.json pipeline (what load picks,
+    the folder having that file) and BertTokenizer on vocab.txt (folders without it)."""
     transformers = pytest.importorskip("transformers")
-    ours = minilm.tokenizer
+    if request.param == "tokenizer.json":
+        ours = minilm.tokenizer
+    else:
+        from minisbert.folder import read_json
+        from minisbert.tokenizer.bert import BertTokenizer
+        ours = BertTokenizer(minilm_path, read_json(minilm_path / "tokenizer_config.json"),
+                             minilm.max_seq_length)
     ref = transformers.AutoTokenizer.from_pretrained(minilm_path)
     return ours, ref
 

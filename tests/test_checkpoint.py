@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minisbert
-from minisbert import checkpoint
+from minisbert import weights
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_dtypes_read_as_torch_reads_them(reference_tensors, safetensors_torch, t
     path = tmp_path / "model.safetensors"
     safetensors_torch.save_file({k: v.to(dtype) if v.is_floating_point() else v
                                  for k, v in reference_tensors.items()}, str(path))
-    ours = checkpoint.read_safetensors(path)
+    ours = weights.read_safetensors(path)
     ref = safetensors_torch.load_file(str(path))
     assert ours.keys() == ref.keys()
     for name, t in ref.items():
@@ -41,7 +41,7 @@ def test_dtypes_read_as_torch_reads_them(reference_tensors, safetensors_torch, t
 
 
 def test_f32_weights_are_memory_mapped_not_copied(minilm_path, minilm):
-    tensors = checkpoint.read_safetensors(minilm_path / "model.safetensors")
+    tensors = weights.read_safetensors(minilm_path / "model.safetensors")
     word = tensors["embeddings.word_embeddings.weight"]
     assert not word.flags.owndata and not word.flags.writeable  # a read-only view of the map
     table = minilm.params["embeddings"]["word"]

@@ -19,7 +19,7 @@ import pytest
 import corpus
 import decoder_families as fam
 from minisbert import checkpoint, encoder, textbook
-from minisbert.model import decoder_config
+from minisbert.families import encoder_config
 from minisbert.folder import read_json
 from reference import compare
 
@@ -81,11 +81,11 @@ def test_token_vectors_match_transformers(case):
         refs.append(out[i][real])
     ref_tokens = np.concatenate(refs)
 
-    cfg = decoder_config(read_json(folder / "config.json"), folder / "config.json")
+    cfg = encoder_config(read_json(folder / "config.json"), folder / "config.json")
     weights = folder / "model.safetensors"
     for form, run, params in [
-            ("textbook", textbook.decode_tokens, checkpoint.load_decoder_params(weights, cfg, False)),
-            ("fast", encoder.decode_tokens, checkpoint.load_decoder_params(weights, cfg))]:
+            ("textbook", textbook.encode_tokens, checkpoint.load_params(weights, cfg)),
+            ("fast", encoder.encode_tokens, checkpoint.load_params(weights, cfg, keep_bf16=True))]:
         got = run(ids, mask, params, cfg)
         ours = np.concatenate([got[i, :n] for i, n in enumerate(lengths)])
         compare(f"{family} {dtype} {form} token vectors", ours, ref_tokens)
@@ -134,17 +134,19 @@ def test_ids_match_sentence_transformers(case):
 def test_config_reads_the_real_layouts(tmp_path):
     """Qwen3-Embedding-0.6B's and EmbeddingGemma's settings as their config.json files state
     them (transformers 4.x keys: rope_theta, rope_local_base_freq), no torch needed."""
-    qwen = decoder_config({"model_type": "qwen3", **fam.QWEN3_EMBEDDING_0_6B}, tmp_path)
-    assert (qwen.num_heads, qwen.num_kv_heads, qwen.head_dim) == (16, 8, 128)
-    assert qwen.causal and qwen.layer_kinds == ("full",) * 28 and qwen.sliding_window is None
-    assert qwen.rope_theta_full == 1e6 and qwen.attention_scale == 128 ** -0.5
-    assert qwen.layer_window("full") is None and qwen.norm_offset == 0
-    gemma = decoder_config({"model_type": "gemma3_text", **fam.EMBEDDINGGEMMA_300M}, tmp_path)
-    assert not gemma.causal and gemma.layer_kinds.count("full") == 4
-    assert (gemma.rope_theta_full, gemma.rope_theta_sliding) == (1e6, 1e4)
-    assert gemma.layer_window("sliding") == 256 and gemma.layer_window("full") is None
+    qwen = encoder_config({"model_type": "qwen3", **fam.QWEN3_EMBEDDING_0_6B}, tmp_path)
+    assert (qwen.num_heads, qwen.kv_heads, qwen.head_dim) == (16, 8, 128)
+    assert qwen.blocks.layer == "decoder" and qwen.blocks.norm == "rms"
+    assert qwen.causal and qwen.layer_kinds == ("global",) * 28 and qwen.window == 0
+    assert qwen.rope_theta == 1e6 and qwen.scale == 128 ** -0.5
+    assert qwen.layer_window(0) == 0 and qwen.norm_offset == 0
+    gemma = encoder_config({"model_type": "gemma3_text", **fam.EMBEDDINGGEMMA_300M}, tmp_path)
+    assert not gemma.causal and gemma.layer_kinds.count("global") == 4
+    assert gemma.blocks.output_norms and not qwen.blocks.output_norms
+    assert (gemma.layer_rope_theta(5), gemma.layer_rope_theta(0)) == (1e6, 1e4)
+    assert gemma.layer_window(0) == 256 and gemma.layer_window(5) == 0
     assert gemma.embedding_scale == np.float32(768 ** 0.5) and gemma.norm_offset == 1
-    assert gemma.attention_scale == 256 ** -0.5 and gemma.hidden_act == "gelu_pytorch_tanh"
+    assert gemma.scale == 256 ** -0.5 and gemma.hidden_act == "gelu_pytorch_tanh"
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 
 import corpus
 import minisbert
-from minisbert import model
+from minisbert import families
 from reference import compare, encode_both, write_sentence_transformers_files
 
 LAYOUTS = {
@@ -143,17 +143,17 @@ def test_sinusoidal_positions_when_the_checkpoint_lacks_them(minilm_path, tmp_pa
 def test_config_errors_name_distilberts_keys(tmp_path):
     config = {"model_type": "distilbert", "dim": 64, "n_layers": 2, "n_heads": 4,
               "hidden_dim": 128, "vocab_size": 100, "max_position_embeddings": 64}
-    cfg = model.encoder_config(config, tmp_path / "config.json")
+    cfg = families.encoder_config(config, tmp_path / "config.json")
     assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
             cfg.type_vocab_size, cfg.layer_norm_eps, cfg.hidden_act) == (64, 2, 4, 128, 0, 1e-12,
                                                                          "gelu")
     for key in ("dim", "n_layers", "n_heads", "hidden_dim"):
         broken = {k: v for k, v in config.items() if k != key}
         with pytest.raises(minisbert.ConfigError, match=rf"config.json has no '{key}'"):
-            model.encoder_config(broken, tmp_path / "config.json")
-    with pytest.raises(minisbert.UnsupportedModelError, match="activation 'tanh'"):
-        model.encoder_config({**config, "activation": "tanh"}, tmp_path / "config.json")
+            families.encoder_config(broken, tmp_path / "config.json")
+    with pytest.raises(minisbert.UnsupportedModelError, match="activation 'mish'"):
+        families.encoder_config({**config, "activation": "mish"}, tmp_path / "config.json")
     with pytest.raises(minisbert.ConfigError, match="'sinusoidal_pos_embds' is 1.*true or false"):
-        model.encoder_config({**config, "sinusoidal_pos_embds": 1}, tmp_path / "config.json")
+        families.encoder_config({**config, "sinusoidal_pos_embds": 1}, tmp_path / "config.json")
     with pytest.raises(minisbert.UnsupportedModelError, match="dim 64 does not divide into 5"):
-        model.encoder_config({**config, "n_heads": 5}, tmp_path / "config.json")
+        families.encoder_config({**config, "n_heads": 5}, tmp_path / "config.json")

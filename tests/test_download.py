@@ -31,8 +31,9 @@ import numpy as np
 import pytest
 
 import minisbert
-from minisbert import checkpoint
+from minisbert.weights import WEIGHT_FILES, read_safetensors
 from minisbert import download as hub
+from minisbert import locate
 from minisbert.errors import DownloadError, ModelFileMissing
 
 from cli_support import EXAMPLE, assert_one_line_error, run_cli
@@ -220,13 +221,13 @@ def test_find_model_lookup_order(tmp_path, minilm_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ModelFileMissing, match=f"run `minisbert download {NAME}`"):
-        hub.find_model(NAME)
+        locate.find_model(NAME)
     places = [tmp_path / "cache" / NAME, Path("weights/all-MiniLM-L6-v2"), Path("weights") / NAME]
     for place in places:  # each new one takes precedence over those before
         place.parent.mkdir(parents=True, exist_ok=True)
         place.symlink_to(minilm_path, target_is_directory=True)
-        assert hub.find_model(NAME) == place
-    assert hub.find_model(str(minilm_path)) == minilm_path  # a folder is used as is
+        assert locate.find_model(NAME) == place
+    assert locate.find_model(str(minilm_path)) == minilm_path  # a folder is used as is
     # A download still in progress is not mistaken for a model.
     (tmp_path / "weights" / NAME).unlink()
     (tmp_path / "weights" / "all-MiniLM-L6-v2").unlink()
@@ -234,7 +235,7 @@ def test_find_model_lookup_order(tmp_path, minilm_path, monkeypatch):
     (tmp_path / "cache" / NAME).mkdir()
     (tmp_path / "cache" / NAME / "model.safetensors.part").write_bytes(b"x")
     with pytest.raises(ModelFileMissing, match="incomplete"):
-        hub.find_model(NAME)
+        locate.find_model(NAME)
 
 
 # ---------------------------------------------------------------------------- integrity
@@ -320,16 +321,18 @@ def test_download_of_a_model_already_complete_says_so_offline(tmp_path, minilm_p
 
 def test_missing_files_names_what_load_would_lack(tmp_path, minilm_path):
     folder = shutil.copytree(minilm_path, tmp_path / "m")
-    assert hub.missing_files(folder) == []
+    assert locate.missing_files(folder) == []
     (folder / "1_Pooling" / "config.json").unlink()
     (folder / "vocab.txt").unlink()
-    assert hub.missing_files(folder) == ["1_Pooling/config.json",
+    assert locate.missing_files(folder) == ["1_Pooling/config.json"]  # tokenizer.json will do
+    (folder / "tokenizer.json").unlink()
+    assert locate.missing_files(folder) == ["1_Pooling/config.json",
                                          "vocab.txt or sentencepiece.bpe.model or "
-                                         "vocab.json + merges.txt"]
+                                         "vocab.json + merges.txt or tokenizer.json"]
     (folder / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
-    assert "model.safetensors (a Git LFS pointer)" in hub.missing_files(folder)
+    assert "model.safetensors (a Git LFS pointer)" in locate.missing_files(folder)
     (folder / "config.json.part").write_bytes(b"{")
-    assert hub.missing_files(folder) == ["config.json.part"]
+    assert locate.missing_files(folder) == ["config.json.part"]
 
 
 # ---------------------------------------------------------------------------- other layouts
@@ -350,7 +353,7 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def minilm_tensors(minilm_path: Path) -> dict[str, np.ndarray]:
-    tensors = checkpoint.read_safetensors(minilm_path / "model.safetensors")
+    tensors = read_safetensors(minilm_path / "model.safetensors")
     return {name: np.array(t, dtype=np.float32) for name, t in tensors.items()}
 
 
@@ -405,7 +408,7 @@ def bin_folder(minilm_path: Path, folder: Path) -> Path:
     torch = pytest.importorskip("torch")
     dense_folder(minilm_path, folder)
     for weights in list(folder.rglob("model.safetensors")):
-        tensors = checkpoint.read_safetensors(weights)
+        tensors = read_safetensors(weights)
         torch.save({n: torch.from_numpy(np.array(t)) for n, t in tensors.items()},
                    weights.parent / "pytorch_model.bin")
         weights.unlink()
@@ -451,13 +454,13 @@ def test_download_then_load_offline_in_each_weight_layout(tmp_path, minilm_path,
     for prefix in {f.rpartition("/")[0] for f in WEIGHTS[layout]}:
         prefix = f"{prefix}/" if prefix else ""
         asked = [f for f in server.log if f[0].startswith(prefix)
-                 and f[0].removeprefix(prefix) in checkpoint.WEIGHT_FILES]
+                 and f[0].removeprefix(prefix) in WEIGHT_FILES]
         got_format = next(f for f in WEIGHTS[layout] if f.startswith(prefix)
-                          and f.removeprefix(prefix) in checkpoint.WEIGHT_FILES)
-        order = list(checkpoint.WEIGHT_FILES)
+                          and f.removeprefix(prefix) in WEIGHT_FILES)
+        order = list(WEIGHT_FILES)
         skipped = order[:order.index(got_format.removeprefix(prefix))]
         assert [f[0] for f in asked if f[2] == 404] == [prefix + f for f in skipped]
-    assert hub.missing_files(folder) == []
+    assert locate.missing_files(folder) == []
 
     # With the hub stopped: download finds the folder complete, and load reads it.
     log = io.StringIO()
@@ -500,15 +503,15 @@ def test_shard_names_leading_outside_the_folder_are_refused(tmp_path, minilm_pat
 
 def test_missing_files_knows_shards_dense_weights_and_bin(tmp_path, minilm_path):
     sharded = sharded_folder(minilm_path, tmp_path / "sharded")
-    assert hub.missing_files(sharded) == []
+    assert locate.missing_files(sharded) == []
     (sharded / "model-00002-of-00003.safetensors").unlink()
-    assert hub.missing_files(sharded) == ["model-00002-of-00003.safetensors"]
+    assert locate.missing_files(sharded) == ["model-00002-of-00003.safetensors"]
 
     dense = dense_folder(minilm_path, tmp_path / "dense")
-    assert hub.missing_files(dense) == []
+    assert locate.missing_files(dense) == []
     (dense / "2_Dense" / "model.safetensors").unlink()
     (dense / "2_Dense" / "config.json").unlink()
-    assert hub.missing_files(dense) == [
+    assert locate.missing_files(dense) == [
         "2_Dense/config.json", "2_Dense/model.safetensors (or model.safetensors.index.json, "
         "pytorch_model.bin, pytorch_model.bin.index.json)"]
 
@@ -516,6 +519,6 @@ def test_missing_files_knows_shards_dense_weights_and_bin(tmp_path, minilm_path)
     (dense / "model.safetensors").rename(dense / "pytorch_model.bin")
     (dense / "2_Dense" / "config.json").write_text("{}")
     (dense / "2_Dense" / "pytorch_model.bin").write_bytes(b"PK")
-    assert hub.missing_files(dense) == []
+    assert locate.missing_files(dense) == []
     (dense / "pytorch_model.bin").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
-    assert hub.missing_files(dense) == ["pytorch_model.bin (a Git LFS pointer)"]
+    assert locate.missing_files(dense) == ["pytorch_model.bin (a Git LFS pointer)"]

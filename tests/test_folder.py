@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import minisbert
-from minisbert.checkpoint import read_safetensors_header
+from minisbert.weights import read_safetensors_header
 from minisbert.errors import (ConfigError, DownloadError, MinisbertError, ModelFileMissing,
                               UnsupportedModelError)
 from minisbert.folder import Module, parse_modules, read_json, read_modules
-from minisbert.model import encoder_config
+from minisbert.families import encoder_config
 
 TRANSFORMER = "sentence_transformers.models.Transformer"
 POOLING = "sentence_transformers.models.Pooling"

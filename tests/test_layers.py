@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from minisbert import encoder
+from minisbert import activations, encoder
 
 rng = np.random.default_rng(0)
 
@@ -36,7 +36,7 @@ def check(name, ours, ref, atol, rtol=0.0):
 
 def test_erfc_is_accurate_to_1e7():
     z = np.linspace(0, 10, 200_001)
-    ours = encoder.erfc_nonnegative(z)
+    ours = activations.erfc_nonnegative(z)
     exact = np.array([math.erfc(v) for v in z])
     diff, rel = np.abs(ours - exact).max(), np.abs(ours / exact - 1).max()
     print(f"\nerfc: maxdiff vs math.erfc = {diff:.2e}, relative {rel:.2e}")
@@ -47,7 +47,7 @@ def test_erfc_is_accurate_to_1e7():
 def test_gelu_exact_form_within_1e7_of_exact():
     x = np.concatenate([np.linspace(-10, 10, 100_001), rand(10_000, scale=3)]).astype(np.float32)
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
-    ours = encoder.gelu(x)
+    ours = activations.gelu(x)
     # the only error beyond erf's is float32 rounding of the result itself
     ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     err = np.abs(ours - exact)
@@ -58,7 +58,7 @@ def test_gelu_exact_form_within_1e7_of_exact():
 
 def test_gelu_against_torch(torch, F):
     x = np.concatenate([np.linspace(-10, 10, 100_001), rand(10_000, scale=3)]).astype(np.float32)
-    ours = encoder.gelu(x)
+    ours = activations.gelu(x)
     # torch's float32 GELU computes 1 + erf(x/√2), which cancels for x < -3 and leaves it ~1e-6
     # from the exact value there (ours is within 1e-7 of exact, checked above).
     check("gelu vs F.gelu", ours, F.gelu(torch.from_numpy(x)), atol=2e-6, rtol=1e-6)
@@ -76,17 +76,17 @@ def test_gelu_against_torch(torch, F):
 def test_activations(F, torch, name, ref):
     x = rand(64, 3072, scale=4)
     # a few float32 ulps: values reach |x| ~ 16, where one ulp is ~1e-6
-    check(name, encoder.ACTIVATIONS[name](x), ref(F, torch.from_numpy(x)), atol=1e-6, rtol=1e-6)
+    check(name, activations.ACTIVATIONS[name](x), ref(F, torch.from_numpy(x)), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(encoder.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_activation_in_place_gives_the_same_values(name):
     # The feed-forward layer calls act(h, out=h). More than one GELU block, and a last block
     # that is not full, so every block is checked for reading x before overwriting it.
-    x = rand(3 * encoder._BLOCK + 1001, scale=4)
-    expected = encoder.ACTIVATIONS[name](x)
+    x = rand(3 * activations._BLOCK + 1001, scale=4)
+    expected = activations.ACTIVATIONS[name](x)
     y = x.copy()
-    got = encoder.ACTIVATIONS[name](y, out=y)
+    got = activations.ACTIVATIONS[name](y, out=y)
     assert got is y
     np.testing.assert_array_equal(got, expected)
 
@@ -94,7 +94,7 @@ def test_activation_in_place_gives_the_same_values(name):
 def test_activations_survive_extreme_inputs():
     x = np.array([-1e4, -100, -20, 0, 20, 100, 1e4], dtype=np.float32)
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
-        for name, fn in encoder.ACTIVATIONS.items():
+        for name, fn in activations.ACTIVATIONS.items():
             assert np.all(np.isfinite(fn(x))), name
 
 

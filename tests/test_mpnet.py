@@ -14,11 +14,12 @@ import pytest
 import corpus
 import minisbert
 import mpnet_folder
-from minisbert import encoder, model, textbook
-from minisbert.checkpoint import read_safetensors
-from minisbert.encoder import relative_position_bias, relative_position_buckets
+from minisbert import encoder, families, textbook
+from minisbert.weights import read_safetensors
+from minisbert.textbook import relative_position_bias, relative_position_buckets
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.bert import BertTokenizer
+from minisbert.tokenizer.tokenizer_json import TokenizerJson
 from reference import compare, encode_both, first_mismatches
 
 
@@ -87,13 +88,20 @@ def english():
     return texts
 
 
-def test_ids_match_reference_on_english_catalog(mpnet_path, english):
-    """Every English catalog message, and literal special tokens, through minisbert's front end
-    and through transformers' MPNetTokenizer (the one sentence-transformers runs)."""
+@pytest.mark.parametrize("front_end", ["tokenizer.json", "vocab.txt"])
+def test_ids_match_reference_on_english_catalog(mpnet_path, english, front_end):
+    """Every English catalog message, and literal special tokens, through minisbert's front ends
+    (the folder's tokenizer.json, which load_tokenizer picks; and vocab.txt with BertTokenizer,
+    for folders without it) and through transformers' MPNetTokenizer (the one
+    sentence-transformers runs)."""
     transformers = pytest.importorskip("transformers")
     hf = transformers.AutoTokenizer.from_pretrained(mpnet_path)
-    ours = load_tokenizer(mpnet_path, MAX_SEQ_LENGTH)
-    assert isinstance(ours, BertTokenizer)
+    if front_end == "tokenizer.json":
+        ours = load_tokenizer(mpnet_path, MAX_SEQ_LENGTH)
+        assert isinstance(ours, TokenizerJson)
+    else:
+        config = json.loads((mpnet_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+        ours = BertTokenizer(mpnet_path, config, MAX_SEQ_LENGTH)
     # all-mpnet-base-v2 has two unknown tokens: [UNK] (104), the one WordPiece uses, and
     # "<unk>" (3), an added token marked "normalized", so "<UNK>" in the text is it too.
     literal = ["<s>", "</s>", "<pad>", "<unk>", "<UNK>", "a<Unk>b", "[UNK]", "[unk]", "<mask>",
@@ -106,7 +114,7 @@ def test_ids_match_reference_on_english_catalog(mpnet_path, english):
     ref = hf(texts, truncation=True, max_length=MAX_SEQ_LENGTH)["input_ids"]
     print(f"\n{len(texts)} texts: minisbert {mid - start:.1f}s, transformers "
           f"{time.perf_counter() - mid:.1f}s; {sum(len(r) == MAX_SEQ_LENGTH for r in ref)} cut at "
-          f"{MAX_SEQ_LENGTH}; {sum(ours.wordpiece.unk_id in r for r in ref)} with [UNK]")
+          f"{MAX_SEQ_LENGTH}; {sum(hf.unk_token_id in r for r in ref)} with [UNK]")
     assert not first_mismatches(texts, mine, ref)
     assert ours.encode("<UNK>") == [0, 3, 2] and ours.encode("[UNK]") == [0, 104, 2]
 
@@ -171,11 +179,11 @@ def test_config_errors_name_the_key(mpnet_path, tmp_path):
     for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
         broken = {k: v for k, v in config.items() if k != key}
         with pytest.raises(minisbert.ConfigError, match=rf"config.json has no '{key}'"):
-            model.encoder_config(broken, tmp_path / "config.json")
+            families.encoder_config(broken, tmp_path / "config.json")
     few = {**config, "relative_attention_num_buckets": 16}
     with pytest.raises(minisbert.UnsupportedModelError, match="at least 32"):
-        model.encoder_config(few, tmp_path / "config.json")
-    cfg = model.encoder_config(config, tmp_path / "config.json")
+        families.encoder_config(few, tmp_path / "config.json")
+    cfg = families.encoder_config(config, tmp_path / "config.json")
     assert (cfg.type_vocab_size, cfg.pad_token_id, cfg.layer_norm_eps,
             cfg.relative_attention_buckets) == (0, 1, 1e-5, 32)
 

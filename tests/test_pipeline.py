@@ -18,7 +18,7 @@ import minisbert
 import st_folder
 from minisbert import pooling
 from minisbert.errors import ConfigError, PromptError, UnsupportedModelError
-from minisbert.index import model_fingerprint
+from minisbert.fingerprint import model_fingerprint
 from reference import compare
 
 E5_PROMPTS = {"query": "query: ", "passage": "passage: "}

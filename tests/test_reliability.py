@@ -20,7 +20,8 @@ Texts
 
 Model folders: one exception of a minisbert.errors type, whose message names the file and what to do
 - folder does not exist: test_folder_error (API); test_cli.py::test_user_errors_are_one_line
-- missing config.json, model.safetensors, vocab.txt: [missing ...], [only a broken pytorch_model.bin],
+- missing config.json, model.safetensors, vocab.txt (tokenizer.json removed too, so that the
+  vocab.txt front end reads the folder): [missing ...], [only a broken pytorch_model.bin],
   [no tokenizer files at all]
 - missing sentencepiece.bpe.model: test_xlmr.py::test_missing_model_file; command line here
 - truncated safetensors, header length beyond the file, header not JSON, a Git LFS pointer:
@@ -37,7 +38,8 @@ Model folders: one exception of a minisbert.errors type, whose message names the
   checks the install hint); command line here
 - invalid JSON in config.json, JSON of the wrong kind in any JSON file: [config.json ...],
   test_broken_json_file
-- broken vocab.txt (LFS pointer, no [CLS], not UTF-8), max_seq_length beyond the position
+- broken vocab.txt (LFS pointer, no [CLS], not UTF-8), broken tokenizer.json (LFS pointer,
+  truncated, an unknown component), max_seq_length beyond the position
   table: [vocab.txt ...], [max_seq_length ...]
 
 Command line: one line on stderr, exit status 1, no traceback
@@ -182,18 +184,32 @@ def minilm_cases(src: Path) -> dict[str, tuple[dict, type, str, tuple[str, ...]]
             {"model.safetensors": lfs}, CheckpointError, "model.safetensors",
             ("Git LFS pointer", "git lfs pull")),
         "missing vocab.txt": (
-            {"vocab.txt": None}, ModelFileMissing, "vocab.txt", ("no such file", "download")),
+            {"vocab.txt": None, "tokenizer.json": None}, ModelFileMissing, "vocab.txt",
+            ("no such file", "download")),
         "no tokenizer files at all": (
-            {"vocab.txt": None, "tokenizer_config.json": None}, ModelFileMissing, "",
-            ("none of vocab.txt", "sentencepiece.bpe.model", "merges.txt", "download")),
+            {"vocab.txt": None, "tokenizer_config.json": None, "tokenizer.json": None},
+            ModelFileMissing, "", ("none of tokenizer.json, vocab.txt", "sentencepiece.bpe.model",
+                                   "merges.txt", "download")),
         "vocab.txt a Git LFS pointer": (
-            {"vocab.txt": lfs}, TokenizerError, "vocab.txt", ("Git LFS pointer", "git lfs pull")),
+            {"vocab.txt": lfs, "tokenizer.json": None}, TokenizerError, "vocab.txt",
+            ("Git LFS pointer", "git lfs pull")),
         "vocab.txt without [CLS]": (
-            {"vocab.txt": (src / "vocab.txt").read_bytes().replace(b"[CLS]\n", b"[CLX]\n")},
+            {"vocab.txt": (src / "vocab.txt").read_bytes().replace(b"[CLS]\n", b"[CLX]\n"),
+             "tokenizer.json": None},
             TokenizerError, "vocab.txt", ("['[CLS]']", "download")),
         "vocab.txt not UTF-8": (
-            {"vocab.txt": b"[PAD]\n\xff\xfe\n"}, TokenizerError, "vocab.txt",
+            {"vocab.txt": b"[PAD]\n\xff\xfe\n", "tokenizer.json": None}, TokenizerError, "vocab.txt",
             ("not UTF-8", "download")),
+        "tokenizer.json a Git LFS pointer": (
+            {"tokenizer.json": lfs}, TokenizerError, "tokenizer.json",
+            ("Git LFS pointer", "git lfs pull")),
+        "tokenizer.json truncated": (
+            {"tokenizer.json": (src / "tokenizer.json").read_bytes()[:4000]}, TokenizerError,
+            "tokenizer.json", ("not valid JSON", "download")),
+        "tokenizer.json names an unknown component": (
+            {"tokenizer.json": (src / "tokenizer.json").read_bytes().replace(
+                b'"BertPreTokenizer"', b'"UnicodeScripts"')}, TokenizerError, "tokenizer.json",
+            ("pre-tokenizer type 'UnicodeScripts'", "cannot run this tokenizer")),
         "max_seq_length beyond the position table": (
             {"sentence_bert_config.json": b'{"max_seq_length": 1000}'}, ConfigError,
             "sentence_bert_config.json", ("max_seq_length=1000", "512")),

@@ -20,6 +20,7 @@ import pytest
 
 import corpus
 import roberta_folder
+import tokenizer_fixtures as fx
 from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.bpe import BYTE_TO_CHAR, RobertaTokenizer, gpt2_words
 from minisbert.errors import ModelFileMissing, TokenizerError
@@ -176,36 +177,7 @@ def test_ids_match_reference_on_corpus(layouts, corpus_share, request):
     assert not bad
 
 
-EDGE = {
-    "empty": "",
-    "spaces": "   ",
-    "  leading": "  leading and trailing  ",
-    "space runs": "a  b   c    d",
-    "tabs and newlines": "a\tb\n\nc\r\nd \t \n e\x0b\x0cf",
-    "unicode white space": "a\u00a0b\u3000c\u2028d\u2029e\u202ff \u205f g\x85h\u1680i",
-    "not white space": "a\x1cb\x1dc\x1ed\x1fe\u200bf\u180eg",
-    "digits": "1234567890 3.14159 1,000,000 ٣٤٥ १२३ ½ ² ① Ⅻ",
-    "long number": "1234567890" * 60,
-    "contractions": "it's they're we've I'm you'll he'd don't 's 't IT'S O'Neil ''s '",
-    "quotes": "‘curly’ “double” «guillemets» 'single' \"double\"",
-    "emoji": "I ❤️ NumPy 🐍🚀 🤷🏽‍♀️",
-    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
-    "flags and keycaps": "🇯🇵🇫🇷 🏳️\u200d🌈 1️⃣#️⃣",
-    "combining marks": "e\u0301 a\u0308\u0304 Z\u0351\u0358\u0334a\u0338l\u0350g\u0313o",
-    "CJK": "日本語のテキストを処理します。中文文本，한국어 텍스트",
-    "mixed scripts": "Straße Ελληνικά русский עברית العربية हिन्दी ไทย",
-    "special tokens": "<s>hello</s> <pad> a <mask> b\t<mask>c <unk><unk> <mask",
-    "mask at start": "<mask> first",
-    "long run": "x" * 3000,
-    "long word run": "abc" * 1000,
-    "punctuation run": "!?" * 500 + " ...---...",
-    "code": "def f(x):\n    return x**2  # square\n\tpass",
-    "url": "https://example.com/a_b?c=1&d=%20#frag",
-    "NUL and BOM": "\x00a\ufeffb\ufffdc",
-    "private use and noncharacter": "\ue000\U000f0000 \ufdd0\uffff",
-    "astral letters": "𝐇𝐞𝐥𝐥𝐨 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁",
-    "long text": " ".join(corpus.translations("ru")[:200]),
-}
+EDGE = {**fx.ROBERTA_EDGE, "long text": " ".join(corpus.translations("ru")[:200])}
 
 
 @pytest.mark.parametrize("name", EDGE)
@@ -243,69 +215,77 @@ def test_truncation_counts_special_tokens(layouts):
 # ---------------------------------------------------------------------------- bad files
 
 @pytest.fixture
-def plain_folder(bpe_files, tmp_path):
-    folder = tmp_path / "tok"
-    shutil.copytree(bpe_files, folder)
-    return roberta_folder.write_tokenizer_config(folder)
+def plain_folder(tmp_path):
+    """A copy of the stored RoBERTa tokenizer folder (tests/fixtures/roberta): no training, so
+    these tests run without the `tokenizers` library."""
+    return shutil.copytree(fx.ROBERTA_DIR, tmp_path / "tok")
 
 
 def _load(folder):
     return RobertaTokenizer(folder, read_json(folder / "tokenizer_config.json"), MAX_LEN)
 
 
-def test_bad_merges_line_names_file_and_line(plain_folder):
-    path = plain_folder / "merges.txt"
+def _merges_line_6_not_a_pair(folder):
+    path = folder / "merges.txt"
     lines = path.read_text(encoding="utf-8").split("\n")
     lines[5] = "abc"
     path.write_text("\n".join(lines), encoding="utf-8")
-    with pytest.raises(TokenizerError, match=r"merges.txt, line 6: 'abc' is not a pair"):
-        _load(plain_folder)
 
 
-def test_merge_outside_vocabulary_is_reported(plain_folder):
-    path = plain_folder / "merges.txt"
+def _merge_outside_vocabulary(folder):
+    path = folder / "merges.txt"
     path.write_text(path.read_text(encoding="utf-8") + "\nzzq qzz\n", encoding="utf-8")
-    with pytest.raises(TokenizerError, match="'zzqqzz', which the vocabulary lacks"):
-        _load(plain_folder)
 
 
-def test_vocab_not_json_is_reported(plain_folder):
-    (plain_folder / "vocab.json").write_text("{\"a\": 1,")
-    with pytest.raises(TokenizerError, match="vocab.json is not valid JSON"):
-        _load(plain_folder)
-
-
-def test_vocab_of_wrong_shape_is_reported(plain_folder):
-    (plain_folder / "vocab.json").write_text('{"a": "one"}')
-    with pytest.raises(TokenizerError, match="vocab.json is not a vocabulary"):
-        _load(plain_folder)
-
-
-def test_lfs_pointer_merges_is_reported(plain_folder):
-    (plain_folder / "merges.txt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\n")
-    with pytest.raises(TokenizerError, match="Git LFS pointer"):
-        _load(plain_folder)
-
-
-def test_missing_merges_names_the_file(plain_folder):
-    (plain_folder / "merges.txt").unlink()
-    with pytest.raises(ModelFileMissing, match="merges.txt: no such file"):
-        _load(plain_folder)
-
-
-def test_special_token_outside_vocabulary_is_reported(plain_folder):
-    config = json.loads((plain_folder / "tokenizer_config.json").read_text())
-    (plain_folder / "special_tokens_map.json").unlink()
+def _mask_token_outside_vocabulary(folder):
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "special_tokens_map.json").unlink()
     config["mask_token"] = "[MASK]"
-    (plain_folder / "tokenizer_config.json").write_text(json.dumps(config))
-    with pytest.raises(TokenizerError, match=r"special token '\[MASK\]'.*not in the vocabulary"):
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+# What is done to a good tokenizer folder -> the error loading it must raise, and its message.
+BROKEN = {
+    "merges line not a pair": (_merges_line_6_not_a_pair, TokenizerError,
+                               r"merges.txt, line 6: 'abc' is not a pair"),
+    "merge outside vocabulary": (_merge_outside_vocabulary, TokenizerError,
+                                 "'zzqqzz', which the vocabulary lacks"),
+    "vocab not JSON": (lambda f: (f / "vocab.json").write_text('{"a": 1,'), TokenizerError,
+                       "vocab.json is not valid JSON"),
+    "vocab of wrong shape": (lambda f: (f / "vocab.json").write_text('{"a": "one"}'),
+                             TokenizerError, "vocab.json is not a vocabulary"),
+    "merges a Git LFS pointer": (lambda f: (f / "merges.txt").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0\n"), TokenizerError,
+        "Git LFS pointer"),
+    "merges missing": (lambda f: (f / "merges.txt").unlink(), ModelFileMissing,
+                       "merges.txt: no such file"),
+    "special token outside vocabulary": (_mask_token_outside_vocabulary, TokenizerError,
+                                         r"special token '\[MASK\]'.*not in the vocabulary"),
+}
+
+
+def test_the_stored_folder_loads_before_it_is_broken(plain_folder):
+    assert _load(plain_folder).encode("hello world")[0] == 0  # <s> first
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_broken_tokenizer_file_is_reported(case, plain_folder):
+    damage, error, message = BROKEN[case]
+    damage(plain_folder)
+    with pytest.raises(error, match=message) as raised:
         _load(plain_folder)
+    print(f"\n{case}: {raised.value}")
 
 
 # ---------------------------------------------------------------------------- embeddings
 
 def test_load_tokenizer_picks_the_bpe_front_end(tmp_path, bpe_files):
-    folder = roberta_folder.write_layout(tmp_path / "tok", bpe_files, "all-distilroberta-v1")
+    """Folders without tokenizer.json get RobertaTokenizer; with it, the tokenizer.json
+    pipeline (tests/test_tokenizer_json.py)."""
+    from minisbert.tokenizer.tokenizer_json import TokenizerJson
+    with_json = roberta_folder.write_layout(tmp_path / "json", bpe_files, "all-distilroberta-v1")
+    assert isinstance(load_tokenizer(with_json, MAX_LEN), TokenizerJson)
+    folder = roberta_folder.write_layout(tmp_path / "tok", bpe_files, "no-tokenizer-json")
     assert isinstance(load_tokenizer(folder, MAX_LEN), RobertaTokenizer)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     del config["tokenizer_class"]  # an older folder: its files say which tokenizer it is

@@ -14,7 +14,8 @@ import pytest
 
 import minisbert
 from minisbert.errors import SearchIndexError
-from minisbert.index import check_model, model_fingerprint, model_identity, read_index, write_index
+from minisbert.fingerprint import model_fingerprint
+from minisbert.index import check_model, model_identity, read_index, write_index
 
 from cli_support import EXAMPLE, assert_one_line_error, run_cli
 

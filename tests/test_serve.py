@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -166,13 +167,27 @@ def _post(server, path, body=None, *, key=KEY, content=None, timeout=120):
                       timeout=timeout)
 
 
-def _metric(server, line_start: str) -> float:
+def _parse_metrics(text: str) -> tuple[dict, dict]:
+    """/metrics read by Prometheus' own parser: ({(sample name, labels): value}, {family: type})."""
+    from prometheus_client.parser import text_string_to_metric_families
+    samples, kinds = {}, {}
+    for family in text_string_to_metric_families(text):
+        kinds[family.name] = family.type
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples, kinds
+
+
+def _metrics(server) -> dict:
     import httpx
-    text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"},
-                     timeout=30).text
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith(line_start + " ")]
-    return values[0] if values else 0.0
+    r = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return _parse_metrics(r.text)[0]
+
+
+def _metric(server, name: str, **labels) -> float:
+    """One sample of /metrics; 0 if the series has not started yet."""
+    return _metrics(server).get((name, frozenset(labels.items())), 0.0)
 
 
 def _worst(name, got, want) -> float:
@@ -433,7 +448,7 @@ def test_concurrent_clients_each_get_their_own_vectors(client, server, local):
     n_threads, n_requests = 64, 10
     failures, worst = [], [0.0]
     lock = threading.Lock()
-    batches_before = _metric(server, f'minisbert_batch_size_count{{model="{MAIN}"}}')
+    batches_before = _metric(server, "minisbert_batch_size_count", model=MAIN)
 
     def client_thread(t):
         rng = np.random.default_rng(t)
@@ -460,29 +475,94 @@ def test_concurrent_clients_each_get_their_own_vectors(client, server, local):
     for t in threads:
         t.join(timeout=max(1.0, 300 - (time.monotonic() - start)))
     assert not any(t.is_alive() for t in threads), "requests still running after 300 s"
-    batches = _metric(server, f'minisbert_batch_size_count{{model="{MAIN}"}}') - batches_before
+    batches = _metric(server, "minisbert_batch_size_count", model=MAIN) - batches_before
     print(f"\n{n_threads * n_requests} requests in {time.monotonic() - start:.1f} s, "
           f"{batches:.0f} encoder batches, worst difference {worst[0]:.3e}")
     assert not failures, failures[:5]
     assert batches < n_threads * n_requests  # requests shared batches
 
 
-def test_metrics_in_prometheus_text_format(server):
+def test_metrics_parse_as_prometheus_and_count_the_requests_served(server):
     import httpx
-    _post(server, "/v1/embeddings", {"input": ["a", "b"]})
+    before = _metrics(server)
+    texts = ["a man eats", "two dogs run in the park", "b"]
+    answer = _post(server, "/v1/embeddings", {"input": texts}).json()
     r = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    text = r.text
-    for fragment in ('# TYPE minisbert_requests_total counter',
-                     'minisbert_requests_total{route="/v1/embeddings",status="200"}',
-                     f'minisbert_texts_total{{model="{MAIN}"}}',
-                     f'minisbert_queue_depth{{model="{MAIN}"}} 0',
-                     f'minisbert_batch_size_bucket{{model="{MAIN}",le="+Inf"}}',
-                     'minisbert_request_duration_seconds_bucket{route="/v1/embeddings",le="0.05"}'):
-        assert fragment in text, fragment
-    for line in text.splitlines():  # every sample line: name{labels} value
-        if not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1])
+    after, kinds = _parse_metrics(r.text)
+    # prometheus_client adds a `<name>_created` gauge beside each counter and histogram
+    kinds = {name: kind for name, kind in kinds.items() if not name.endswith("_created")}
+    print(f"\nmetric families: {kinds}")
+    assert kinds == {"minisbert_requests": "counter", "minisbert_request_duration_seconds":
+                     "histogram", "minisbert_texts": "counter", "minisbert_tokens": "counter",
+                     "minisbert_texts_dropped": "counter", "minisbert_queue_depth": "gauge",
+                     "minisbert_batch_size": "histogram"}
+
+    def grew(name, **labels):
+        key = name, frozenset(labels.items())
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    route = "/v1/embeddings"
+    assert grew("minisbert_requests_total", route=route, status="200") == 1
+    assert grew("minisbert_requests_total", route="/metrics", status="200") == 1  # the first scrape
+    assert grew("minisbert_request_duration_seconds_count", route=route) == 1
+    assert grew("minisbert_request_duration_seconds_bucket", route=route, le="+Inf") == 1
+    assert grew("minisbert_request_duration_seconds_sum", route=route) > 0
+    assert grew("minisbert_texts_total", model=MAIN) == 3
+    assert grew("minisbert_tokens_total", model=MAIN) == answer["usage"]["total_tokens"]
+    assert grew("minisbert_batch_size_sum", model=MAIN) == 3  # the 3 texts, in 1 to 3 batches
+    assert 1 <= grew("minisbert_batch_size_count", model=MAIN) <= 3
+    assert grew("minisbert_texts_total", model=SECOND) == 0
+    assert after["minisbert_queue_depth", frozenset({("model", MAIN)})] == 0
+    assert after["minisbert_texts_dropped_total", frozenset({("model", MAIN)})] == 0
+
+
+# ---------------------------------------------------------------- the app in this process
+
+def test_each_text_is_tokenized_once_and_no_thread_pool_starts_per_batch(folders, monkeypatch):
+    _need_serving_stack()
+    import minisbert
+    from minisbert import threads
+    from minisbert.serve import create_app
+    from starlette.testclient import TestClient
+    model = minisbert.load(folders[MAIN])
+    tokenized = []
+    encode_with_cut = model.tokenizer.encode_with_cut  # tokenizer.encode calls it too
+
+    def counted(text):
+        tokenized.append(text)
+        return encode_with_cut(text)
+
+    monkeypatch.setattr(model.tokenizer, "encode_with_cut", counted)
+    from test_threads import counting_pools
+    pools = counting_pools(monkeypatch)
+    with TestClient(create_app({MAIN: model})) as http:
+        assert http.post("/v1/embeddings", json={"input": "warm up"}).status_code == 200
+        threads_before, tokenized[:] = threading.active_count(), []
+        for i in range(20):
+            texts = [f"{text} ({i})" for text in TEXTS[:3]]
+            r = http.post("/v1/embeddings" if i % 2 else "/embed",
+                          json={"input": texts} if i % 2 else {"inputs": texts})
+            assert r.status_code == 200, r.text
+        threads_after = threading.active_count()
+    print(f"\n60 texts: tokenized {len(tokenized)} times; thread pools started: {len(pools)} "
+          f"(threads.workers() = {threads.workers()}); threads {threads_before} -> "
+          f"{threads_after}")
+    assert len(tokenized) == 60
+    assert pools == [] and threads_after == threads_before
+
+
+def test_two_apps_in_one_process_keep_their_own_metrics(local):
+    _need_serving_stack()
+    from minisbert.serve import create_app
+    from starlette.testclient import TestClient
+    with TestClient(create_app({MAIN: local[MAIN]})) as first, \
+            TestClient(create_app({MAIN: local[MAIN]})) as second:
+        assert first.post("/v1/embeddings", json={"input": ["one", "two"]}).status_code == 200
+        seen = [_parse_metrics(c.get("/metrics").text)[0] for c in (first, second)]
+    texts = [m.get(("minisbert_texts_total", frozenset({("model", MAIN)})), 0) for m in seen]
+    print(f"\ntexts counted by the first app, the second: {texts}")
+    assert texts == [2, 0]
 
 
 # ---------------------------------------------------------------- overload, leaving, stopping
@@ -502,7 +582,7 @@ def _busy(server, n_texts: int, min_queued: int):
     thread = threading.Thread(target=send)
     thread.start()
     deadline = time.monotonic() + 60
-    while _metric(server, f'minisbert_queue_depth{{model="{MAIN}"}}') < min_queued:
+    while _metric(server, "minisbert_queue_depth", model=MAIN) < min_queued:
         assert time.monotonic() < deadline and thread.is_alive(), "the queue never filled"
         time.sleep(0.01)
     return thread, result
@@ -525,11 +605,11 @@ def test_full_queue_503_and_a_client_that_leaves_costs_nothing(small_server):
     thread.join(300)
     assert result["response"].status_code == 200 and len(result["response"].json()["data"]) == 96
     deadline = time.monotonic() + 10
-    while _metric(small_server, f'minisbert_texts_dropped_total{{model="{MAIN}"}}') < 5:
+    while _metric(small_server, "minisbert_texts_dropped_total", model=MAIN) < 5:
         assert time.monotonic() < deadline, "the texts of the client that left were encoded"
         time.sleep(0.05)
-    assert _metric(small_server, f'minisbert_texts_dropped_total{{model="{MAIN}"}}') == 5
-    assert _metric(small_server, f'minisbert_texts_total{{model="{MAIN}"}}') == 96
+    assert _metric(small_server, "minisbert_texts_dropped_total", model=MAIN) == 5
+    assert _metric(small_server, "minisbert_texts_total", model=MAIN) == 96
 
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(small_server):
@@ -542,14 +622,6 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(small_server):
 
 
 # ---------------------------------------------------------------------------- without a server
-
-def test_import_minisbert_does_not_load_the_server_stack():
-    code = ("import sys, minisbert, minisbert.cli; "
-            "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out
-
 
 def test_serve_without_the_extra_names_the_install_line(minilm_path):
     # sys.modules[name] = None makes `import name` fail, as if it were not installed.
@@ -575,19 +647,29 @@ def test_warning_when_reachable_from_other_machines_without_a_key():
 # ---------------------------------------------------------------------------- the batcher alone
 
 class _CountingModel:
-    """Stands in for a SentenceModel: text "17" -> vector [17, 0]; encode waits for `gate`."""
+    """Stands in for a SentenceModel: a text's ids [17, 17, ...] -> vector [17, 0]; a batch waits
+    for `gate`. Its prompt's length is the prompt's number of characters."""
     dim, max_batch_tokens, normalize = 2, 2048, False
+    pooling = types.SimpleNamespace(include_prompt=False)
 
     def __init__(self):
         self.gate = threading.Event()
-        self.batches = []
-        self.prompts = []  # the prompt of each batch
+        self.batches = []  # the first id of each text, per batch
+        self.prompt_lengths = []  # what pooling was told to leave out, per batch
 
-    def encode(self, texts, batch_size, prompt=None):
+    def prompt_length(self, prompt):
+        return len(prompt)
+
+    def _embed_batch(self, ids, prompt_length):
         assert self.gate.wait(60)
-        self.batches.append(list(texts))
-        self.prompts.append(prompt)
-        return np.array([[float(t), 0.0] for t in texts], np.float32)
+        self.batches.append([int(x[0]) for x in ids])
+        self.prompt_lengths.append(prompt_length)
+        return np.array([[float(x[0]), 0.0] for x in ids], np.float32)
+
+
+def _ids(numbers, length):
+    """Token ids of texts `length` tokens long, text n all n's."""
+    return [np.full(length, n, np.int32) for n in numbers]
 
 
 def _job_done():
@@ -596,38 +678,38 @@ def _job_done():
 
 
 def test_batches_keep_encodes_caps_and_rows_go_to_their_own_job():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     model = _CountingModel()
     model.gate.set()
     batcher = Batcher(model, workers=2, max_wait=0.002)
     long_done, on_long = _job_done()
     short_done, on_short = _job_done()
-    long_job = batcher.submit([str(i) for i in range(100)], [100] * 100, on_long)
-    short_job = batcher.submit([str(1000 + i) for i in range(50)], [10] * 50, on_short)
+    long_job = batcher.submit(_ids(range(100), 100), on_long)
+    short_job = batcher.submit(_ids(range(1000, 1050), 10), on_short)
     assert long_done.wait(60) and short_done.wait(60)
     batcher.close()
     for batch in model.batches:
-        width = max(100 if int(t) < 1000 else 10 for t in batch)
+        width = max(100 if t < 1000 else 10 for t in batch)
         assert len(batch) <= 32 and len(batch) * width <= 2048, (len(batch), width)
     assert long_job.vectors[:, 0].tolist() == list(range(100))
     assert short_job.vectors[:, 0].tolist() == list(range(1000, 1050))
 
 
 def test_full_queue_refuses_and_cancel_drops_waiting_texts():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     from minisbert.errors import QueueFull
     model = _CountingModel()  # gate closed: the worker holds its first batch
     batcher = Batcher(model, workers=1, max_wait=0, max_queued=10)
     first_done, on_first = _job_done()
-    batcher.submit([str(i) for i in range(40)], [10] * 40, on_first)  # empty queue: admitted
+    batcher.submit(_ids(range(40), 10), on_first)  # empty queue: admitted
     deadline = time.monotonic() + 30
     while batcher.queued != 8:  # the worker took 32, 8 wait
         assert time.monotonic() < deadline
         time.sleep(0.01)
     with pytest.raises(QueueFull):
-        batcher.submit(["1", "2", "3"], [3] * 3, lambda job: None)  # 8 + 3 > 10
+        batcher.submit(_ids([1, 2, 3], 3), lambda job: None)  # 8 + 3 > 10
     called = []
-    gone = batcher.submit(["7", "8"], [3, 3], called.append)  # 8 + 2 fits
+    gone = batcher.submit(_ids([7, 8], 3), called.append)  # 8 + 2 fits
     batcher.cancel(gone)
     assert batcher.queued == 8 and batcher.dropped == 2
     model.gate.set()
@@ -637,19 +719,18 @@ def test_full_queue_refuses_and_cancel_drops_waiting_texts():
 
 
 def test_a_batch_holds_texts_of_one_prompt():
-    from minisbert.batching import Batcher
+    from minisbert.request_batcher import Batcher
     model = _CountingModel()  # gate closed until all three jobs wait
     batcher = Batcher(model, workers=1, max_wait=0)
     events = []
-    for texts, prompt in ((["1", "2"], "query: "), (["3"], "passage: "), (["4", "5"], "query: ")):
+    for texts, prompt in (([1, 2], "query: "), ([3], "passage: "), ([4, 5], "query: ")):
         done, on_done = _job_done()
-        events.append((done, batcher.submit(texts, [5] * len(texts), on_done, prompt)))
+        events.append((done, batcher.submit(_ids(texts, 5), on_done, prompt)))
     model.gate.set()
     assert all(done.wait(60) for done, _ in events)
     batcher.close()
-    print(f"\nbatches {model.batches}, prompts {model.prompts}")
-    for batch, prompt in zip(model.batches, model.prompts):
-        want = {t: p for texts, p in ((("1", "2", "4", "5"), "query: "), (("3",), "passage: "))
-                for t in texts}
-        assert {want[t] for t in batch} == {prompt}
+    print(f"\nbatches {model.batches}, prompt lengths {model.prompt_lengths}")
+    for batch, prompt_length in zip(model.batches, model.prompt_lengths):
+        want = {1: "query: ", 2: "query: ", 4: "query: ", 5: "query: ", 3: "passage: "}
+        assert {len(want[t]) for t in batch} == {prompt_length}
     assert [job.vectors[:, 0].tolist() for _, job in events] == [[1, 2], [3], [4, 5]]

@@ -1,5 +1,6 @@
-"""The package's shape: no import cycle inside minisbert/, `import minisbert` needs only NumPy,
-and every subpackage is listed for packaging. Pure Python; no model, no reference library."""
+"""The package's shape: no import cycle inside minisbert/, the textbook independent of the fast
+encoder, `import minisbert` loads nothing but the standard library and NumPy, and every
+subpackage is listed for packaging. Pure Python; no model, no reference library."""
 
 from __future__ import annotations
 
@@ -93,17 +94,50 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_import_needs_only_numpy():
-    # A fresh interpreter: the test process has long imported torch and the rest.
-    code = ("import sys, minisbert, minisbert.tokenizer.xlmr, minisbert.tokenizer.japanese\n"
-            "print(' '.join(m for m in ('sentencepiece', 'fugashi', 'torch', 'transformers')"
-            " if m in sys.modules))")
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_reachable_follows_imports():
+    assert reachable({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}, "a") == {"b", "c"}
+
+
+def test_textbook_needs_nothing_from_the_fast_encoder():
+    # The plain maths must not lean on the speed code: encoder.py may import textbook.py, never
+    # the other way round, directly or through another module.
+    graph = import_graph()
+    needs = reachable(graph, "minisbert.textbook")
+    print(f"\ntextbook.py imports {sorted(needs)}")
+    assert "minisbert.encoder" not in needs
+    assert "minisbert.textbook" in graph["minisbert.encoder"]  # the direction that is allowed
+
+
+def test_import_loads_only_the_standard_library_and_numpy():
+    # A fresh interpreter: the test process has long imported torch and the rest. What the
+    # package's import loads, with the optional front ends and the command line (which imports
+    # the server, the index and the rest lazily), beyond what the interpreter had at start.
+    code = ("import sys\n"
+            "before = set(sys.modules)\n"
+            "import minisbert, minisbert.cli, minisbert.tokenizer.xlmr, minisbert.tokenizer.japanese\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [], f"import minisbert also imported {out.stdout.strip()}"
+    loaded = out.stdout.split()
+    others = [m for m in loaded
+              if m not in ("numpy", "minisbert") and m not in sys.stdlib_module_names]
+    print(f"\nimport minisbert loads {len(loaded)} top-level modules")
+    assert "numpy" in loaded and "minisbert" in loaded  # the check sees what was imported
+    assert others == [], f"import minisbert also loads {others}; only NumPy may be needed"
 
 
 def test_every_subpackage_is_packaged():

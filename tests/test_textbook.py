@@ -13,8 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from minisbert import encoder, pooling, textbook
+from minisbert import activations, encoder, pooling, textbook
 from minisbert.encoder import EncoderConfig
+from minisbert.families import Blocks
 from reference import compare
 
 FAMILIES = {
@@ -35,22 +36,26 @@ FAMILIES = {
     # a local layer between global ones whose window (3 on each side) is shorter than most
     # texts here, so the window shows
     "modernbert": dict(type_vocab_size=0, layer_norm_eps=1e-5, pad_token_id=0,
-                       positions_after_padding_idx=False, positions="rotary",
-                       norm_placement="pre", rope_theta=160000.0, local_rope_theta=10000.0,
-                       layer_kinds=("global", "local", "global"), window=3),
+                       positions_after_padding_idx=False, rope_theta=160000.0,
+                       local_rope_theta=10000.0, layer_kinds=("global", "local", "global"),
+                       window=3, norm_bias=False, attention_bias=False, up_bias=False,
+                       down_bias=False,
+                       blocks=Blocks(norm_placement="pre", positions="rotary",
+                                     feed_forward="gated", first_attention_norm=False)),
     # GTE: rotary positions with scaled frequencies (its NTK form), post-LN, gated up
     "gte": dict(type_vocab_size=1, layer_norm_eps=1e-12, pad_token_id=1,
-                positions_after_padding_idx=False, positions="rotary", rope_theta=160000.0,
-                rope_scale=8 ** (2 / 8)),
+                positions_after_padding_idx=False, rope_theta=160000.0, rope_scale=8 ** (2 / 8),
+                up_bias=False, blocks=Blocks(positions="rotary", feed_forward="gated")),
     # NomicBERT: rotary positions (base 1000), post-LN, SwiGLU, no linear biases
     "nomic": dict(type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
-                  positions_after_padding_idx=False, positions="rotary", rope_theta=1000.0),
+                  positions_after_padding_idx=False, rope_theta=1000.0, attention_bias=False,
+                  up_bias=False, down_bias=False,
+                  blocks=Blocks(positions="rotary", feed_forward="gated")),
 }
 # The rotary families' parameter trees differ from BERT's: no position table, gated
-# feed-forwards, linears without bias (None) where the family has none, and for ModernBERT
-# no norm before the first attention, norms without bias and a final norm.
+# feed-forwards, linears and norms without bias (None) where the family has none, and for
+# ModernBERT no norm before the first attention and a final norm.
 ROTARY = {"modernbert", "gte", "nomic"}
-NO_LINEAR_BIAS = {"modernbert": "all", "nomic": "all", "gte": "gated"}
 MAX_TOKENS = 40  # the longest text the position table holds, in every family
 # Ragged and unsorted; equal neighbours make runs of equal length in encoder.Layout.
 LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
@@ -73,27 +78,24 @@ def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
     def normal(*shape, scale=std):
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
-    family = cfg.architecture
-    no_bias = NO_LINEAR_BIAS.get(family)
-
-    def linear(n_in, n_out, gated=False):  # stored [out, in] as torch does; used transposed
-        bias = not (no_bias == "all" or (no_bias == "gated" and gated))
+    def linear(n_in, n_out, bias=True):  # stored [out, in] as torch does; used transposed
         return {"w": normal(n_out, n_in).T, "b": normal(n_out) if bias else None}
 
     def norm():  # LayerNorm scales around 1
-        bias = family != "modernbert"
-        return {"g": 1 + normal(d, scale=0.2), "b": normal(d, scale=0.2) if bias else None}
+        return {"g": 1 + normal(d, scale=0.2),
+                "b": normal(d, scale=0.2) if cfg.norm_bias else None}
 
-    if family in ROTARY:
+    if cfg.architecture in ROTARY:
         embeddings = {"word": normal(cfg.vocab_size, d, scale=0.05), "ln": norm()}
-        layers = [{"attn": {"q": linear(d, d), "k": linear(d, d), "v": linear(d, d),
-                            "out": linear(d, d)},
-                   "ln_attn": None if (family == "modernbert" and i == 0) else norm(),
-                   "ffn": {"gate": linear(d, ff, gated=True), "up": linear(d, ff, gated=True),
-                           "down": linear(ff, d)},
+        attn = cfg.attention_bias
+        layers = [{"attn": {"q": linear(d, d, attn), "k": linear(d, d, attn),
+                            "v": linear(d, d, attn), "out": linear(d, d, attn)},
+                   "ln_attn": norm() if i or cfg.blocks.first_attention_norm else None,
+                   "ffn": {"gate": linear(d, ff, cfg.up_bias), "up": linear(d, ff, cfg.up_bias),
+                           "down": linear(ff, d, cfg.down_bias)},
                    "ln_ffn": norm()} for i in range(cfg.num_layers)]
         params = {"embeddings": embeddings, "layers": layers}
-        if cfg.norm_placement == "pre":
+        if cfg.blocks.norm_placement == "pre":
             params["final_norm"] = norm()
         if cfg.type_vocab_size:
             params["embeddings"]["token_type"] = normal(cfg.type_vocab_size, d, scale=0.05)
@@ -141,7 +143,7 @@ def assert_tokens_close(name, ours, ref, mask):
     assert worst <= 1e-4
 
 
-@pytest.mark.parametrize("act", sorted(encoder.ACTIVATIONS))
+@pytest.mark.parametrize("act", sorted(activations.ACTIVATIONS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fast_encoder_equals_textbook(family, act):
     cfg = config(family, act)
@@ -206,11 +208,11 @@ def test_positions_are_the_familys(family):
 
 
 def test_textbook_activations_are_the_fast_ones():
-    assert textbook.ACTIVATIONS.keys() == encoder.ACTIVATIONS.keys()
+    assert textbook.ACTIVATIONS.keys() == activations.ACTIVATIONS.keys()
     x = np.concatenate([np.linspace(-100, 100, 200_001),
                         np.random.default_rng(3).standard_normal(10_000) * 4]).astype(np.float32)
     for name, act in textbook.ACTIVATIONS.items():
-        ours, fast = act(x), encoder.ACTIVATIONS[name](x)
+        ours, fast = act(x), activations.ACTIVATIONS[name](x)
         assert ours.dtype == np.float32, name
         diff = np.abs(ours.astype(np.float64) - fast)
         print(f"\n{name}: textbook vs fast maxdiff = {diff.max():.2e}")
@@ -242,19 +244,16 @@ def test_softmax_and_layer_norm_by_definition():
                                / (x.astype(np.float64).var(axis=-1) + 1e-5), rtol=1e-5)
 
 
-@pytest.mark.parametrize("scores", [4096, None])
+@pytest.mark.parametrize("scores", [4096, 16384])
 @pytest.mark.parametrize("family", sorted(ROTARY))
 def test_long_texts_a_block_of_queries_at_a_time(family, scores, monkeypatch):
     # Texts whose scores do not fit one block go a block of queries at a time (a local layer's
     # block reading only its window): the same numbers as the textbook's whole [s, s] scores.
-    # With blocks of at most 4096 scores, 300 tokens make 19 blocks of 16 queries per head in a
-    # global layer and 5 of 61 in a local one; with the real budget a 1100-token text goes in
-    # blocks of 238 queries.
-    if scores:
-        monkeypatch.setattr(encoder, "_SCORES", scores)
-        lengths = [300, 130, 130, 2, 61]
-    else:
-        lengths = [1100, 4]
+    # With a budget of 4096 scores, 300 tokens make 2 blocks (218 queries) per head in a
+    # global layer and 5 (61 queries) in a local one; with 16384, 1100 tokens make 5 blocks
+    # (238 queries) in a global layer.
+    monkeypatch.setattr(encoder, "_SCORES", scores)
+    lengths = [300, 130, 130, 2, 61] if scores == 4096 else [1100, 4]
     cfg = config(family)
     cfg = EncoderConfig(**{**cfg.__dict__, "max_position_embeddings": max(lengths)})
     params = random_params(cfg)
@@ -291,8 +290,8 @@ def test_local_window_counts():
 def _decoder_case(model_type: str):
     """A small Qwen3 (causal, 4 query heads over 2 key/value heads) or Gemma 3 (bidirectional,
     sliding window of 8 on every other layer, 3 query heads over 1) config, and a random tree
-    with bfloat16-exact weights, as checkpoint.load_decoder_params lays it out."""
-    from minisbert.model import decoder_config
+    with bfloat16-exact weights, as checkpoint.load_params(keep_bf16=True) lays it out."""
+    from minisbert.families import FAMILIES, encoder_config
     keys = dict(hidden_size=48, num_hidden_layers=4, intermediate_size=80, vocab_size=97,
                 max_position_embeddings=64, rms_norm_eps=1e-6)
     if model_type == "qwen3":
@@ -302,15 +301,15 @@ def _decoder_case(model_type: str):
                     sliding_window=8, query_pre_attn_scalar=24,
                     use_bidirectional_attention=True,
                     layer_types=["sliding_attention", "full_attention"] * 2)
-    cfg = decoder_config({"model_type": model_type, **keys}, "config.json")
+    cfg = encoder_config({"model_type": model_type, **keys}, "config.json")
     rng = np.random.default_rng(7)
-    from minisbert.checkpoint import DECODER_NAMES, decoder_shapes
+    from minisbert.checkpoint import tree_shapes
 
     def bits(shape, std):  # bfloat16 bit patterns of N(0, std²) (centre 1 for Qwen3's norms)
         x = rng.standard_normal(shape).astype(np.float32) * std
         return (x.view(np.uint32) >> 16).astype(np.uint16)
 
-    outside, layer = decoder_shapes(cfg)
+    outside, layer = tree_shapes(cfg)
 
     def tree(shapes):
         out = {}
@@ -324,17 +323,17 @@ def _decoder_case(model_type: str):
                 if cfg.norm_offset == 0:
                     w = encoder.widen_bf16(w) + 1
                     w = (w.view(np.uint32) >> 16).astype(np.uint16)
-                node[leaf] = {"w": w}
+                node[leaf] = {"g": w, "b": None}
             elif path == "embeddings.word":
                 node[leaf] = bits(shape, 1.0)
             else:
-                node[leaf] = {"w": bits(shape, 0.15).T}  # [in, out] view, as the loader's
+                node[leaf] = {"w": bits(shape, 0.15).T, "b": None}  # [in, out] view, as the loader's
         return out
 
     params = tree(outside)
     params["layers"] = [tree(layer) for _ in range(cfg.num_layers)]
     assert set(params["layers"][0]) >= {"ln_attn", "attn", "ln_ffn", "ffn"}
-    assert DECODER_NAMES[model_type]
+    assert set(layer) <= set(FAMILIES[model_type].names)
     return cfg, params
 
 
@@ -358,5 +357,6 @@ def test_decoder_textbook_matches_fast(model_type):
             encoder.Layout.from_mask(mask).to_packed(plain))
     np.testing.assert_allclose(fast, plain, atol=1e-4, rtol=1e-5)
     # the window and the causal rule matter here: a layer that saw everything would differ
-    wide = dataclasses.replace(cfg, sliding_window=None, causal=not cfg.causal)
+    wide = dataclasses.replace(cfg, window=0, blocks=dataclasses.replace(
+        cfg.blocks, attention="bidirectional" if cfg.causal else "causal"))
     assert np.abs(encoder.decode_tokens(ids, mask, bf16, wide) - fast).max() > 1e-2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 
@@ -37,9 +38,9 @@ ADDED_EDGE = ["[CLS]x[SEP]", "a [MASK] b", "a  [MASK]", "[MASK][MASK]", "<|endof
 
 
 def all_languages(share) -> list[str]:
-    texts = share(corpus.english("ja"), 1500)
+    texts = share(corpus.english("ja"), 600)
     for lang in hf_tokenizers.LANGS:
-        texts += share(corpus.translations(lang), 300)
+        texts += share(corpus.translations(lang), 120)
     return texts
 
 
@@ -180,3 +181,183 @@ def test_bad_tokenizer_json_is_one_clear_error(case, minilm_path, tmp_path):
         load_tokenizer(folder, MAX_LENGTH)
     assert str(folder / "tokenizer.json") in str(e.value)
     print(f"\n{case}: {e.value}", end="")
+
+
+# ---------------------------------------------------------------------------- whole folders
+
+def _vocab_size(folder) -> int:
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    ids = range(len(vocab)) if isinstance(vocab, list) else vocab.values()
+    return max([*ids, *(t["id"] for t in spec["added_tokens"])]) + 1
+
+
+def _folder_only_tokenizer_json(family, style_folder, tmp_path):
+    """A sentence-transformers folder whose only tokenizer file is tokenizer.json (with
+    tokenizer_config.json), around a small random model of `family`."""
+    folder = tmp_path / family
+    if family == "bert":
+        shutil.copytree(style_folder("minilm"), folder)
+        (folder / "vocab.txt").unlink()
+        return folder
+    from reference import save_random_roberta, write_sentence_transformers_files
+    tokenizer = style_folder({"roberta": "roberta", "xlm-roberta": "xlmr"}[family])
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer / name, folder)
+    save_random_roberta(folder, family, vocab_size=_vocab_size(folder), hidden=64, layers=2,
+                        heads=4, intermediate=128, max_position_embeddings=130)
+    write_sentence_transformers_files(folder, dim=64, max_seq_length=MAX_LENGTH, normalize=True)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])
+def test_folder_with_only_tokenizer_json_gives_sentence_transformers_vectors(
+        family, style_folder, tmp_path):
+    """minisbert.load on the folder and sentence-transformers on the same folder: the same
+    ids, and normalized vectors within 1e-5, on stripped texts of many languages."""
+    st = pytest.importorskip("sentence_transformers")
+    import minisbert
+    from reference import compare
+    if family == "xlm-roberta":
+        pytest.importorskip(NEEDS["xlmr"])
+    folder = _folder_only_tokenizer_json(family, style_folder, tmp_path)
+    assert not {"vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model"} & {
+        p.name for p in folder.iterdir()}
+    ours = minisbert.load(folder)
+    assert isinstance(ours.tokenizer, TokenizerJson)
+    ref = st.SentenceTransformer(str(folder), device="cpu")
+    texts = corpus.spread(corpus.english("ja"), 40)
+    for lang in ("ja", "ar", "hi", "ru", "de", "th"):
+        texts += corpus.spread(corpus.translations(lang), 20)
+    texts = [t.strip() for t in texts + ["a <mask> b", "x " * 300]]
+    want_ids = ref.tokenizer(texts, truncation=True, max_length=ours.max_seq_length)["input_ids"]
+    assert not first_mismatches(texts, ours.tokenize(texts), want_ids)
+    with warnings.catch_warnings():  # the long text is cut, as intended
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)
+        vectors = ours.encode(texts, normalize_embeddings=True)
+    maxdiff, _ = compare(family, vectors,
+                         ref.encode(texts, normalize_embeddings=True))
+    assert maxdiff <= 1e-5
+
+
+def test_xlmr_folder_with_tokenizer_json_runs_without_sentencepiece(tmp_path, monkeypatch):
+    """NumPy alone: an XLM-R folder whose tokenizer is the stored tokenizer.json (no
+    sentencepiece.bpe.model) loads and embeds with SentencePiece unimportable, and its ids are
+    the ones stored from `tokenizers` (tests/fixtures/xlmr_json.json)."""
+    pytest.importorskip("minisbert.tokenizer.precompiled")
+    import sys
+
+    import numpy as np
+
+    import minisbert
+    import tokenizer_fixtures as fx
+    import xlmr_folder
+    fx.check_artifact("xlmr_json")
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)  # `import sentencepiece` fails
+    folder = xlmr_folder.make_numpy_xlmr_folder(
+        tmp_path / "xlmr", None, hidden=32, layers=2, heads=4, intermediate=64,
+        max_seq_length=128, tokenizer_json=fx.XLMR_JSON)
+    model = minisbert.load(folder)
+    assert isinstance(model.tokenizer, TokenizerJson)
+    data = fx.read("xlmr_json")
+    cases = [c for c in data["cases"] if c["text"] == c["text"].strip()][:100]
+    texts = [c["text"] for c in cases]
+    want = [c["ids"][:127] + [2] if len(c["ids"]) > 128 else c["ids"] for c in cases]
+    assert not first_mismatches(texts, model.tokenize(texts), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", minisbert.TruncationWarning)
+        vectors = model.encode(texts)
+    assert vectors.shape == (len(texts), 32) and np.isfinite(vectors).all()
+
+
+# ---------------------------------------------------------------------------- components alone
+
+def _component_texts() -> list[str]:
+    texts = corpus.spread(corpus.english("ja"), 300)
+    for lang in hf_tokenizers.LANGS:
+        texts += corpus.spread(corpus.translations(lang), 40)
+    return texts + WORDPIECE_EDGE + list(XLMR_EDGE.values()) + ADDED_EDGE + [
+        "a-b--c", "-a-", "--", "x1y22z333", "¹²³ ½ Ⅻ ٣٤", "a_b __c", "Ⓐⓑ ⓒ", "a\u200db",
+        "\x1c\x1d\x1e\x1f mixed\x1fseparators", "▁already▁spaced", " ▁x", "tab\tand  two"]
+
+
+def _spec(kind: str, component) -> dict:
+    """The JSON `tokenizers` writes for one component (as it appears in tokenizer.json)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    setattr(tok, kind, component)
+    return json.loads(tok.to_str())[kind]
+
+
+def _pre_tokenizers():
+    from tokenizers import Regex, pre_tokenizers as pt
+    behaviors = ("removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous")
+    out = {"Whitespace": pt.Whitespace(), "WhitespaceSplit": pt.WhitespaceSplit(),
+           "BertPreTokenizer": pt.BertPreTokenizer(),
+           "Digits": pt.Digits(individual_digits=False),
+           "Digits individual": pt.Digits(individual_digits=True),
+           "CharDelimiterSplit": pt.CharDelimiterSplit("-"),
+           "ByteLevel": pt.ByteLevel(add_prefix_space=False, use_regex=True),
+           "ByteLevel prefix space": pt.ByteLevel(add_prefix_space=True, use_regex=True),
+           "ByteLevel no regex": pt.ByteLevel(add_prefix_space=False, use_regex=False),
+           "Sequence": pt.Sequence([pt.WhitespaceSplit(), pt.Digits(individual_digits=True),
+                                    pt.Metaspace(prepend_scheme="first")])}
+    for scheme in ("always", "first", "never"):
+        for split in (True, False):
+            out[f"Metaspace {scheme} split={split}"] = pt.Metaspace(prepend_scheme=scheme,
+                                                                    split=split)
+    for b in behaviors:
+        out[f"Punctuation {b}"] = pt.Punctuation(behavior=b)
+        for invert in (False, True):
+            out[f"Split '-' {b} invert={invert}"] = pt.Split("-", behavior=b, invert=invert)
+            out[f"Split regex {b} invert={invert}"] = pt.Split(
+                Regex(r"\s+|\p{N}|[^\s\p{L}\p{N}]+"), behavior=b, invert=invert)
+    out["Split Qwen2"] = pt.Split(Regex(hf_tokenizers.QWEN2_PATTERN), behavior="isolated")
+    return out
+
+
+def test_each_pre_tokenizer_cuts_as_tokenizers_does():
+    """Every pre-tokenizer type and option, alone, on text of every language: the same words
+    as `tokenizers`' pre_tokenize_str."""
+    pytest.importorskip("tokenizers")
+    from minisbert.tokenizer.pre_tokenizers import build_pre_tokenizer
+    texts, bad = _component_texts(), {}
+    for name, ref in _pre_tokenizers().items():
+        ours = build_pre_tokenizer(_spec("pre_tokenizer", ref))
+        got = [ours.pre_tokenize([t], True)[0] if t else [] for t in texts]
+        want = [[w for w, _ in ref.pre_tokenize_str(t)] for t in texts]
+        wrong = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+        if wrong:
+            bad[name] = (texts[wrong[0]], got[wrong[0]], want[wrong[0]])
+    print(f"\n{len(_pre_tokenizers())} pre-tokenizers × {len(texts)} texts; differ: {bad}")
+    assert not bad
+
+
+def _normalizers():
+    from tokenizers import Regex, normalizers as nm
+    return {"NFC": nm.NFC(), "NFD": nm.NFD(), "NFKC": nm.NFKC(), "NFKD": nm.NFKD(),
+            "Lowercase": nm.Lowercase(), "StripAccents": nm.Sequence([nm.NFD(), nm.StripAccents()]),
+            "BertNormalizer": nm.BertNormalizer(),
+            "BertNormalizer cased": nm.BertNormalizer(lowercase=False),
+            "BertNormalizer no cleaning": nm.BertNormalizer(clean_text=False,
+                                                            strip_accents=False),
+            "BertNormalizer no CJK": nm.BertNormalizer(handle_chinese_chars=False),
+            "Replace string": nm.Replace(" ", "▁"),
+            "Replace regex": nm.Replace(Regex(r" {2,}|\p{N}+"), "\\1#"),
+            "Prepend": nm.Prepend("▁"), "Strip": nm.Strip(),
+            "Strip left": nm.Strip(left=True, right=False),
+            "Sequence": nm.Sequence([nm.NFKC(), nm.Lowercase(), nm.Replace(" ", "▁")])}
+
+
+def test_each_normalizer_normalizes_as_tokenizers_does():
+    pytest.importorskip("tokenizers")
+    from minisbert.tokenizer.normalizers import build_normalizer
+    texts, bad = _component_texts(), {}
+    for name, ref in _normalizers().items():
+        ours = build_normalizer(_spec("normalizer", ref))
+        wrong = [t for t in texts if ours.normalize(t) != ref.normalize_str(t)]
+        if wrong:
+            bad[name] = (wrong[0], ours.normalize(wrong[0]), ref.normalize_str(wrong[0]))
+    print(f"\n{len(_normalizers())} normalizers × {len(texts)} texts; differ: {bad}")
+    assert not bad

@@ -12,8 +12,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from minisbert import checkpoint
-from minisbert.model import encoder_config
+from minisbert import checkpoint, weights
+from minisbert.families import encoder_config
 from minisbert.errors import CheckpointError, ModelFileMissing
 
 
@@ -51,8 +51,8 @@ def test_torch_save_and_safetensors_read_bit_identical(tmp_path, dtype_name, pro
     safetensors_torch.save_file({k: v.detach().contiguous().clone() for k, v in state.items()},
                                 str(tmp_path / "model.safetensors"))
 
-    from_bin = checkpoint.read_pytorch_bin(tmp_path / "pytorch_model.bin")
-    from_safetensors = checkpoint.read_safetensors(tmp_path / "model.safetensors")
+    from_bin = weights.read_pytorch_bin(tmp_path / "pytorch_model.bin")
+    from_safetensors = weights.read_safetensors(tmp_path / "model.safetensors")
     assert list(from_bin) == list(state)  # every tensor, in the file's order
     for name, t in state.items():
         want = _as_numpy(t)
@@ -68,7 +68,7 @@ def test_module_state_dict_with_metadata(tmp_path):
     torch = pytest.importorskip("torch")
     model = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.LayerNorm(3))
     torch.save(model.state_dict(), tmp_path / "m.bin")
-    ours = checkpoint.read_pytorch_bin(tmp_path / "m.bin")
+    ours = weights.read_pytorch_bin(tmp_path / "m.bin")
     assert ours.keys() == model.state_dict().keys()
     for name, t in model.state_dict().items():
         np.testing.assert_array_equal(ours[name], _as_numpy(t))
@@ -81,8 +81,8 @@ def test_real_model_weights_through_pytorch_model_bin(minilm_path, tmp_path):
     safetensors_torch = pytest.importorskip("safetensors.torch")
     torch.save(safetensors_torch.load_file(str(minilm_path / "model.safetensors")),
                tmp_path / "pytorch_model.bin")
-    from_bin = checkpoint.read_pytorch_bin(tmp_path / "pytorch_model.bin")
-    reference = checkpoint.read_safetensors(minilm_path / "model.safetensors")
+    from_bin = weights.read_pytorch_bin(tmp_path / "pytorch_model.bin")
+    reference = weights.read_safetensors(minilm_path / "model.safetensors")
     assert from_bin.keys() == reference.keys()
     for name in reference:
         assert from_bin[name].tobytes() == reference[name].tobytes(), name
@@ -119,7 +119,7 @@ def test_legacy_format_gets_a_conversion_hint(tmp_path):
     path = tmp_path / "pytorch_model.bin"
     torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError, match=r"legacy checkpoint format.*torch < 1\.6.*save_file"):
-        checkpoint.read_pytorch_bin(path)
+        weights.read_pytorch_bin(path)
 
 
 def test_broken_archives_are_named(tmp_path):
@@ -157,7 +157,7 @@ def test_broken_archives_are_named(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"these bytes are not a checkpoint\n" * 4)
     for name, (path, message) in cases.items():
         with pytest.raises(CheckpointError, match=message) as e:
-            checkpoint.read_pytorch_bin(path)
+            weights.read_pytorch_bin(path)
         assert str(path) in str(e.value), name
         print(f"\n{name}: {e.value}")
 
@@ -177,7 +177,7 @@ def test_out_of_bounds_layout_is_refused(tmp_path):
             z.writestr(n, data)
     with pytest.raises(CheckpointError, match=r"size \[200\] at offset 0 reaches element 199 of a "
                                               r"storage of 10 elements"):
-        checkpoint.read_pytorch_bin(tmp_path / "bad.bin")
+        weights.read_pytorch_bin(tmp_path / "bad.bin")
 
 
 # ---------------------------------------------------------------------------- hostile pickles
@@ -256,7 +256,7 @@ def test_hostile_pickles_are_refused_and_nothing_runs(tmp_path, container):
             _torch_shaped_zip(path, payload)
         refused = rf"asks for {spelled}\b.*refused it and ran nothing"
         with pytest.raises(CheckpointError, match=refused):
-            checkpoint.read_pytorch_bin(path)
+            weights.read_pytorch_bin(path)
         time.sleep(0.01 if "Popen" not in name else 0.3)  # a spawned process would have run by now
         assert not target.exists(), f"{name}: the payload ran"
     print(f"\n{container}: {len(cases)} hostile pickles refused, none ran")
@@ -299,8 +299,8 @@ def test_sharded_safetensors_as_transformers_writes_them(tmp_path):
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert len(shards) > 2 and not (tmp_path / "model.safetensors").exists()
-    assert checkpoint.find_weights(tmp_path) == tmp_path / "model.safetensors.index.json"
-    ours = checkpoint.read_tensors(checkpoint.find_weights(tmp_path))
+    assert weights.find_weights(tmp_path) == tmp_path / "model.safetensors.index.json"
+    ours = weights.read_tensors(weights.find_weights(tmp_path))
     state = model.state_dict()
     assert ours.keys() == set(index["weight_map"]) <= state.keys()
     for name in ours:
@@ -318,7 +318,7 @@ def test_sharded_pytorch_model_bin(tmp_path):
         torch.save({n: state[n] for n in part}, tmp_path / shard)
         weight_map.update(dict.fromkeys(part, shard))
     (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    ours = checkpoint.read_tensors(checkpoint.find_weights(tmp_path))
+    ours = weights.read_tensors(weights.find_weights(tmp_path))
     assert ours.keys() == state.keys()
     for name, t in state.items():
         assert ours[name].tobytes() == _as_numpy(t).tobytes(), name
@@ -334,28 +334,28 @@ def test_sharded_checkpoint_errors_name_the_shard_and_tensor(tmp_path):
     (tmp_path / shard).rename(tmp_path / "moved")
     with pytest.raises(ModelFileMissing, match=rf"{shard}: no such file, but {index_path.name} "
                                                r"says it holds \d+ tensor"):
-        checkpoint.read_tensors(index_path)
+        weights.read_tensors(index_path)
     (tmp_path / "moved").rename(tmp_path / shard)
 
     index["weight_map"]["encoder.layer.9.output.dense.weight"] = shard
     index_path.write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match=rf"{shard} lacks 1 tensor\(s\) that "
                                               r".*: encoder\.layer\.9\.output\.dense\.weight"):
-        checkpoint.read_tensors(index_path)
+        weights.read_tensors(index_path)
 
     index["weight_map"] = {name: "../elsewhere.safetensors"}
     index_path.write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="not a file name in the same folder"):
-        checkpoint.read_tensors(index_path)
+        weights.read_tensors(index_path)
 
     index_path.write_text(json.dumps({"metadata": {}}))
     with pytest.raises(CheckpointError, match="no weight_map"):
-        checkpoint.read_tensors(index_path)
+        weights.read_tensors(index_path)
 
 
 def test_find_weights_order_and_missing(tmp_path):
     with pytest.raises(ModelFileMissing, match="holds no weights: none of model.safetensors"):
-        checkpoint.find_weights(tmp_path)
-    for name in reversed(checkpoint.WEIGHT_FILES):
+        weights.find_weights(tmp_path)
+    for name in reversed(weights.WEIGHT_FILES):
         (tmp_path / name).write_bytes(b"")
-        assert checkpoint.find_weights(tmp_path) == tmp_path / name  # the earlier one wins
+        assert weights.find_weights(tmp_path) == tmp_path / name  # the earlier one wins

@@ -96,15 +96,16 @@ def test_one_weight_changed_on_one_side_fails(labse, monkeypatch, capsys):
     assert worst and any(text in worst[0] for text in verify.sample_texts())
 
 
-def test_vocab_that_no_longer_matches_tokenizer_json_fails(labse, tmp_path, capsys):
-    """transformers reads tokenizer.json, minisbert reads vocab.txt: with two vocab.txt lines
-    swapped, the ids differ and verify shows the first differing text with both id lists.
-    (The command runs in this process: test_cli_passes_on_minilm runs it as a user would.)"""
-    folder = shutil.copytree(labse, tmp_path / "swapped")
-    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    i, j = vocab.index("the"), vocab.index("to")
-    vocab[i], vocab[j] = vocab[j], vocab[i]
-    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+def test_tokenizer_json_that_no_longer_matches_its_config_fails(labse, tmp_path, capsys):
+    """transformers 5 rebuilds BERT's normalizer from tokenizer_config.json (do_lower_case:
+    true here), minisbert runs the one tokenizer.json names: with the file's BertNormalizer
+    switched to keep case, the ids differ and verify shows the first differing text with both
+    id lists. (The command runs in this process: test_cli_passes_on_minilm runs it as a user
+    would.)"""
+    folder = shutil.copytree(labse, tmp_path / "cased")
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"]["lowercase"] = False
+    (folder / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     status = cli.main(["verify", str(folder), "-n", "12"])
     out = capsys.readouterr().out
     print(out)
@@ -113,8 +114,8 @@ def test_vocab_that_no_longer_matches_tokenizer_json_fails(labse, tmp_path, caps
     assert "first differing text #0: 'The train to the airport" in out
     ours, ref = (json.loads(line.split(maxsplit=1)[1]) for line in out.splitlines()
                  if line.strip().startswith(("minisbert  [", "reference  [")))
-    # [CLS] query : the ...: minisbert reads "the" as the id "to" had, and the other way round
-    assert (ref[3], ref[5]) == (i, j) and (ours[3], ours[5]) == (j, i)
+    # [CLS] query : the ...: minisbert keeps "The", which the uncased vocabulary lacks
+    assert ref[3] == spec["model"]["vocab"]["the"] and ours[3] == spec["model"]["vocab"]["[UNK]"]
 
 
 def test_texts_file_and_count(labse, tmp_path, capsys):

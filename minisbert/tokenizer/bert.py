@@ -37,7 +37,7 @@ _SPACES = frozenset("\t\n\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u20
                     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def _is_dropped(c: str) -> bool:

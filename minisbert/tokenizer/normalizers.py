@@ -5,7 +5,7 @@ Each class is one normalizer `type` of tokenizer.json, built from its JSON objec
 
     NFC, NFD, NFKC, NFKD  Unicode normalization forms (`unicodedata`)
     Lowercase             each character lowercased on its own (no Greek final-sigma rule)
-    StripAccents          nonspacing marks (category Mn) dropped; usually after NFD
+    StripAccents          combining marks (categories Mn, Mc, Me) dropped; usually after NFD
     BertNormalizer        BERT's cleaning, CJK spacing, accent stripping and lowercasing
                           (the same character tables as bert.py)
     Precompiled           SentencePiece's compiled character map, stored in the file (precompiled.py)
@@ -29,11 +29,13 @@ from ..errors import TokenizerError
 from . import bert
 from .base import CharTable
 from .bpe import WHITE_SPACE
+from .unicode_regex import compile_pattern
 
 # Per character, as the Rust library lowercases (Python's str.lower would apply the final-sigma
 # rule to a whole word).
 LOWER = CharTable(str.lower)
-NO_MARKS = CharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
+# StripAccents drops every combining mark (Mn, Mc, Me); BertNormalizer only nonspacing ones (Mn).
+NO_MARKS = CharTable(lambda c: "" if unicodedata.category(c)[0] == "M" else c)
 CJK_APART = CharTable(lambda c: f" {c} " if bert._is_cjk(c) else c)
 
 
@@ -153,7 +155,6 @@ def compile_regex(pattern: dict):
     if not isinstance(source, str):
         raise TokenizerError(f"the pattern {pattern!r} is neither {{\"String\": ...}} nor "
                              "{\"Regex\": ...}")
-    from .unicode_regex import compile_pattern
     try:
         return compile_pattern(source)
     except TokenizerError:

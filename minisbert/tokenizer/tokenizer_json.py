@@ -41,10 +41,10 @@ from pathlib import Path
 
 from ..errors import TokenizerError
 from ..folder import read_json
-from .base import Tokenizer, read_special_tokens, well_formed
+from .base import Tokenizer, read_special_tokens, truncate_pair, well_formed
 from .bpe import WHITE_SPACE
 from .normalizers import Lowercase, Sequence, build_normalizer
-from .post_processors import build_post_processor, truncate_pair
+from .post_processors import build_post_processor
 from .pre_tokenizers import CLASSES, build_pre_tokenizer
 from .subword_models import build_model
 
@@ -176,6 +176,30 @@ class TokenizerJson(Tokenizer):
             if self.pre_tokenizer is not None:
                 words, _ = self.pre_tokenizer.pre_tokenize(words, at_start and m == 0)
             ids += chain.from_iterable(map(self.model.tokenize, words))
+
+    def explain(self, text: str) -> list[tuple[str, object]]:
+        """Each stage's output for one text, for reading (scripts/explain_tokenizer.py prints
+        it): [(stage, value)], added tokens shown as (token, id)."""
+        pieces, words, ids = [], [], []
+        for n, (piece, token_id) in enumerate(self.raw_tokens.split(well_formed(text))):
+            if token_id is not None:
+                pieces.append((piece, token_id))
+                words.append((piece, token_id))
+                continue
+            normalized = self.normalizer.normalize(piece) if self.normalizer else piece
+            for m, (part, part_id) in enumerate(self.normalized_tokens.split(normalized)):
+                pieces.append(part if part_id is None else (part, part_id))
+                if part_id is not None:
+                    words.append((part, part_id))
+                elif self.pre_tokenizer is not None:
+                    words += self.pre_tokenizer.pre_tokenize([part], n == 0 and m == 0)[0]
+                else:
+                    words.append(part)
+        model_ids = [[w[1]] if isinstance(w, tuple) else list(self.model.tokenize(w))
+                     for w in words]
+        ids = self.encode(text)
+        return [("added tokens + normalizer", pieces), ("pre-tokenizer", words),
+                ("model", model_ids), ("post-processor", ids)]
 
     # ------------------------------------------------------------------------ the interface
 

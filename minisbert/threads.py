@@ -12,6 +12,10 @@ The thread count is the BLAS's own (OPENBLAS_NUM_THREADS, else the CPUs). Changi
 time needs OpenBLAS's C API, found in the library NumPy loaded; with any other BLAS (MKL,
 Accelerate) batches run one after another, as before. While an encode runs, other NumPy code
 in the process gets a single-threaded BLAS too.
+
+The threads are started once per process, by the first encode that needs them, and reused by
+every encode after it (a server runs thousands): starting and joining a pool per call would
+cost more than a short batch. A fork gets a pool of its own when it first needs one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Callable, Iterable
@@ -118,20 +122,87 @@ def single_threaded_blas():
                 set_(_saved)
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}  # thread count -> the process's pool of that size
+_pools_lock = threading.Lock()
+_local = threading.local()  # .in_pool: this thread is one of the pools' workers
+
+
+def _mark_pool_thread() -> None:
+    _local.in_pool = True
+
+
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    """The process's pool of n_threads threads, started on first use and kept. (A pool per size:
+    one that is replaced while another encode still submits to it would refuse that encode.)"""
+    with _pools_lock:
+        if n_threads not in _pools:
+            _pools[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="minisbert-batch",
+                                                   initializer=_mark_pool_thread)
+        return _pools[n_threads]
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist here, so start afresh."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 def run_batches(work: Callable, batches: Iterable, done: Callable[[int], object] = lambda n: None):
     """Call work(rows) for each batch of text indices, one batch per core at a time, and
     done(len(rows)) as each batch finishes (in order), e.g. to move a progress bar.
 
-    With one text, or when the BLAS's threads cannot be changed, batches run one after
-    another on this thread, and the BLAS keeps its threads.
+    With one text, when the BLAS's threads cannot be changed, or when called from inside a
+    batch (an encode within `work`: waiting on the pool from its own thread could wait forever),
+    batches run one after another on this thread, and the BLAS keeps its threads.
     """
     batches = list(batches)  # a few small index arrays; the pool would take them all at once
     n_workers = workers()
-    if n_workers > 1 and sum(len(rows) for rows in batches) > 1:
-        with single_threaded_blas(), ThreadPoolExecutor(n_workers) as pool:
-            for rows, _ in zip(batches, pool.map(work, batches)):
-                done(len(rows))
+    nested = getattr(_local, "in_pool", False)
+    if n_workers > 1 and sum(len(rows) for rows in batches) > 1 and not nested:
+        pool = _pool(n_workers)
+        with single_threaded_blas():
+            futures = [pool.submit(work, rows) for rows in batches]
+            try:
+                for rows, future in zip(batches, futures):
+                    future.result()  # raises what work raised
+                    done(len(rows))
+            finally:  # on an error (or Ctrl-C): drop the batches not started, wait for the rest
+                for future in futures:
+                    future.cancel()
+                wait(futures)
     else:
         for rows in batches:
             work(rows)
             done(len(rows))
+
+
+def run_tasks(work: Callable, tasks: Iterable) -> None:
+    """Call work(task) for each task, in threads (one per core, each with a single-threaded
+    BLAS) when this thread is not already one of several batches run_batches runs at once;
+    otherwise one after another. The tasks must write disjoint outputs. The encoder uses it
+    for the heads of one long text, where one batch alone would leave all but BLAS on one
+    core."""
+    tasks = list(tasks)
+    with _lock:
+        busy = _users > 0  # batches (of this or another encode) already use the cores
+    nested = getattr(_local, "in_pool", False)
+    n_workers = 1 if busy or nested else workers()
+    if n_workers > 1 and len(tasks) > 1:
+        pool = _pool(n_workers)
+        with single_threaded_blas():
+            futures = [pool.submit(work, task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()  # raises what work raised
+            finally:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+    else:
+        for task in tasks:
+            work(task)
