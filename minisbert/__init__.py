@@ -1,23 +1,26 @@
 """minisbert: Sentence-BERT inference in NumPy.
 
-    import minisbert
-    model = minisbert.load("weights/all-MiniLM-L6-v2")
+    from minisbert import SentenceTransformer      # was: from sentence_transformers import ...
+    model = SentenceTransformer("all-MiniLM-L6-v2")  # a folder, or a model in weights/ or the cache
     vectors = model.encode(["A man is eating food.", "Someone is having a meal."])
+    scores = model.similarity(vectors, vectors)      # [2, 2] cosine similarities
+
+`minisbert.load(folder)` is the same model, loaded from a folder (it never downloads).
 
 `import minisbert` needs only NumPy; the SentencePiece and MeCab front ends import their
 libraries when a model that needs them is loaded.
 """
 
-from .errors import (CheckpointError, ConfigError, DiskFullError, DownloadError,
+from .errors import (ArgumentError, CheckpointError, ConfigError, DiskFullError, DownloadError,
                      EmbeddingInputError, InputFileError,
                      MinisbertError, MissingDependencyError, ModelFileMissing, PromptError,
                      QueueFull, SearchIndexError, TokenizerError, TruncationWarning,
                      UnsupportedModelError)
-from .model import SentenceModel, load
+from .model import SentenceModel, SentenceTransformer, load
 from .util import cos_sim, semantic_search
 
-__all__ = ["load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
-           "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
+__all__ = ["SentenceTransformer", "load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
+           "ArgumentError", "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
            "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
            "DownloadError", "DiskFullError", "EmbeddingInputError", "PromptError", "QueueFull",
            "TruncationWarning"]
