@@ -19,9 +19,9 @@ from .errors import (ArgumentError, CheckpointError, ConfigError, DiskFullError,
 from .model import SentenceModel, SentenceTransformer, load
 from .util import cos_sim, semantic_search
 
-__all__ = ["SentenceTransformer", "load", "SentenceModel", "cos_sim", "semantic_search", "MinisbertError",
-           "ArgumentError", "ModelFileMissing", "CheckpointError", "ConfigError", "UnsupportedModelError",
-           "TokenizerError", "MissingDependencyError", "InputFileError", "SearchIndexError",
-           "DownloadError", "DiskFullError", "EmbeddingInputError", "PromptError", "QueueFull",
-           "TruncationWarning"]
+__all__ = ["SentenceTransformer", "load", "SentenceModel", "cos_sim", "semantic_search",
+           "MinisbertError", "ArgumentError", "ModelFileMissing", "CheckpointError",
+           "ConfigError", "UnsupportedModelError", "TokenizerError", "MissingDependencyError",
+           "InputFileError", "SearchIndexError", "DownloadError", "DiskFullError",
+           "EmbeddingInputError", "PromptError", "QueueFull", "TruncationWarning"]
 __version__ = "0.1.0"
