@@ -14,9 +14,9 @@ Routes:
 
 Texts of concurrent requests share encoder batches (see request_batcher.py); each text is
 tokenized once, here, and the batcher encodes those ids. The metrics are kept by metrics.py.
-The vectors are those of `SentenceModel.encode` for the same texts, so the folder's default prompt
-(config_sentence_transformers.json `default_prompt_name`) is put before each text, as encode
-puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
+The vectors are those of `SentenceTransformer.encode` for the same texts, so the folder's
+default prompt (config_sentence_transformers.json `default_prompt_name`) is put before each
+text, as encode puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
 encode's prompt_name does. `dimensions` cuts the vectors and normalizes the cut. Texts are
 stripped, as encode strips them, and a text longer than the model's max_seq_length (prompt
 included) is cut to it on /v1/embeddings (`usage` counts the tokens embedded: prompt and special
@@ -56,7 +56,7 @@ import numpy as np
 from . import locate, pooling
 from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFull
 from .metrics import CONTENT_TYPE, Metrics
-from .model import SentenceModel, load
+from .model import SentenceTransformer, load
 from .request_batcher import Batcher
 
 try:
@@ -103,7 +103,7 @@ class ApiError(Exception):
 @dataclass
 class Served:
     name: str
-    model: SentenceModel
+    model: SentenceTransformer
     batcher: Batcher
     created: int  # when it was loaded, Unix seconds (OpenAI's `created`)
 
@@ -114,7 +114,7 @@ def model_name(model_arg: str) -> str:
     return Path(os.path.abspath(path)).name if path.is_dir() else model_arg
 
 
-def _tokenize(model: SentenceModel, texts: list[str],
+def _tokenize(model: SentenceTransformer, texts: list[str],
               prompt: str = "") -> tuple[list[np.ndarray], list[int]]:
     """(each text's token ids as int32, tokens cut from each) as encode tokenizes them: the
     prompt put before the stripped text, special tokens added, cut at max_seq_length. The
@@ -403,7 +403,7 @@ class App:
         return Route(path, endpoint, methods=methods)
 
 
-def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
+def create_app(models: dict[str, SentenceTransformer], api_key: str | None = None, *,
                max_wait: float = 0.005, max_queued: int = 4096) -> Starlette:
     """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
     after encoding what is queued."""
