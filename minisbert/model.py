@@ -35,7 +35,7 @@ from .dense import Dense, load_dense
 from .encoder import encode_tokens
 from .errors import (ArgumentError, ConfigError, EmbeddingInputError, MissingDependencyError,
                      ModelFileMissing, PromptError, TruncationWarning, UnsupportedModelError)
-from .families import FAMILIES, EncoderConfig, encoder_config
+from .families import FAMILIES, EncoderConfig, encoder_config, is_sequence_classifier
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import load_tokenizer
 
@@ -503,28 +503,19 @@ def _transformer(folder: ModelFolder, max_seq_length: int | None, do_lower_case:
     by the position table, as sentence-transformers does)."""
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
-    cfg = encoder_config(read_json(config_path, required=True), config_path)
+    config = read_json(config_path, required=True)
+    cfg = encoder_config(config, config_path)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        raise UnsupportedModelError(
+            f"{config_path} describes {config['architectures'][0]}, a cross-encoder: it scores "
+            "pairs of texts instead of embedding them. Load it with minisbert.CrossEncoder.")
     family = FAMILIES[cfg.architecture]
     if folder.modules_json is None:
         warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
                       f"folder; creating a model with {'+'.join(family.pooling)} pooling, as "
                       "sentence-transformers does.", stacklevel=4)  # the caller of load/__init__
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
-    tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
-
-    if max_seq_length is not None:
-        check_max_seq_length(max_seq_length, cfg)
-    else:
-        max_seq_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
-        if max_seq_length is None:
-            max_seq_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)),
-                                 cfg.max_tokens)
-            source = "tokenizer_config.json"
-        try:
-            check_max_seq_length(max_seq_length, cfg)
-        except ArgumentError as e:
-            raise ConfigError(f"{transformer_dir / source}: {e} Fix the file, or pass "
-                              "max_seq_length to load().") from None
+    max_seq_length = resolve_max_length(transformer_dir, cfg, max_seq_length, sbert)
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
     tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case,
@@ -539,6 +530,28 @@ def check_max_seq_length(n, cfg: EncoderConfig) -> None:
         raise ArgumentError(f"max_seq_length={n!r} is out of range: this model's position "
                             f"table holds at most {cfg.max_tokens} tokens (and 2 are special "
                             "tokens).")
+
+
+def resolve_max_length(transformer_dir: Path, cfg: EncoderConfig, max_length: int | None,
+                       sbert: dict) -> int:
+    """Truncation length, special tokens included: the caller's `max_length`, else the
+    folder's (sentence_bert_config.json, `sbert`), else the tokenizer's model_max_length
+    capped by the position table (what sentence-transformers does); checked to fit the table."""
+    source = None  # the file the length comes from, if not from the caller
+    if max_length is None:
+        max_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
+    if max_length is None:
+        tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
+        max_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
+        source = "tokenizer_config.json"
+    try:
+        check_max_seq_length(max_length, cfg)
+    except ArgumentError as e:
+        if source is None:  # the caller's value
+            raise
+        raise ConfigError(f"{transformer_dir / source}: {e} Fix the file, or pass "
+                          "max_seq_length to load() (max_length to CrossEncoder).") from None
+    return max_length
 
 
 def _modules(folder: ModelFolder, hidden_size: int, default_pooling: pooling.PoolingConfig):
