@@ -31,7 +31,7 @@ from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
 from .families import FAMILIES, EncoderConfig, encoder_config
 from .folder import ModelFolder, read_json, read_modules
-from .tokenizer import Tokenizer, load_tokenizer
+from .tokenizer import Tokenizer, load_tokenizer, read_token_config
 
 def length_batches(lengths: list[int], batch_size: int, max_tokens: int):
     """Yield arrays of text indices, longest texts first, each batch at most batch_size texts
@@ -291,7 +291,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
                       f"folder; creating a model with {'+'.join(family.pooling)} pooling, as "
                       "sentence-transformers does.", stacklevel=2)
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
-    tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
+    tok_cfg = read_token_config(transformer_dir / "tokenizer_config.json")  # types checked
 
     # Truncation length: the caller's, else the folder's, else the tokenizer's
     # model_max_length capped by the position table (what sentence-transformers does).
@@ -312,7 +312,7 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
     tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case,
-                               model_type=cfg.architecture)
+                               model_type=cfg.architecture, rows=cfg.vocab_size)
     params = checkpoint.load_params(weights.find_weights(transformer_dir), cfg)
     pool_cfg, token_modules, modules = _modules(folder, cfg.hidden_size,
                                                 pooling.PoolingConfig(family.pooling))
@@ -375,8 +375,8 @@ def read_prompts(path: Path) -> tuple[dict[str, str], str | None]:
                           'to texts, e.g. {"query": "query: "}. Fix the file.')
     prompts = {name: text or "" for name, text in prompts.items()}
     default = config.get("default_prompt_name")
-    if default is not None and default not in prompts:
-        raise ConfigError(f"{path}: default_prompt_name is {json.dumps(default)}, which is not "
+    if default is not None and (not isinstance(default, str) or default not in prompts):
+        raise ConfigError(f"{path}: default_prompt_name is {json.dumps(default)[:80]}, which is not "
                           f"one of its prompts ({', '.join(map(repr, prompts)) or 'none'}). "
                           "Fix the file.")
     return prompts, default
