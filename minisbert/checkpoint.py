@@ -120,19 +120,26 @@ MAX_SINUSOIDAL_NUMBERS = 2**26
 
 def _check_layers(path, tensors: dict, cfg: EncoderConfig) -> None:
     """Refuse a config that asks for more layers than the weights hold, before the expected
-    shapes of all of them are listed (num_hidden_layers 10**7 would list 160 million)."""
+    shapes of all of them are listed (num_hidden_layers 10**7 would list 160 million): the
+    message counts the missing tensors and names the first missing layer's."""
     family = FAMILIES[cfg.architecture]
     template = next(n for n in family.names.values() if "{i}" in n)  # a tensor of each layer
     before, after = template.split("{i}")  # "encoder.layer.", ".attention.self.query"
-    layer = re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + r"\.")
-    held = {int(m.group(1)) for name in tensors if (m := layer.match(name))}
-    if cfg.num_layers > len(held):
-        source = family.config["num_layers"]
-        key = source[0] if isinstance(source, tuple) else "the number of layers"
-        raise CheckpointError(
-            f"{path} does not match config.json: {key} is {cfg.num_layers}, but the weights "
-            f"hold {len(held)} layer(s). Check that config.json and the weights come from the "
-            "same model.")
+    layer_of = re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + r"\.")
+    held = {int(m.group(1)) for name in tensors if (m := layer_of.match(name))}
+    if cfg.num_layers <= len(held):  # check_tensors names any tensor missing or unexpected
+        return
+    first = next(i for i in range(cfg.num_layers) if i not in held)  # at most len(held) steps
+    absent = cfg.num_layers - sum(i < cfg.num_layers for i in held)  # whole layers missing
+    _, layer = tree_shapes(cfg)
+    names = [n for path, shape in layer.items()
+             for n in _tensors_of(family.names[path].format(i=first), shape)]
+    source = family.config["num_layers"]
+    key = source[0] if isinstance(source, tuple) else "the number of layers"
+    raise CheckpointError(
+        f"{path} does not match config.json ({key} {cfg.num_layers}; the weights hold "
+        f"{len(held)} layer(s)): missing {len(names) * absent} tensor(s): "
+        f"{_listed(names)}. Check that config.json and the weights come from the same model.")
 
 
 def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:

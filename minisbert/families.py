@@ -271,10 +271,10 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
         value = settings[name] = _setting(config, path, key, kind, default)
         least = _LEAST.get(name, 1)
         # JSON as Python reads it allows NaN, Infinity and 1e309 (= inf): a norm's eps of
-        # those, or of 0 or less, would make every vector NaN without a word.
-        if kind is float and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{path}: {key!r} is {value}; it must be a number above 0 "
-                              "(BERT's is 1e-12). Fix the file, or download it again.")
+        # those, or below 0, would make every vector NaN without a word.
+        if kind is float and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{path}: {key!r} is {value}; it must be a finite number, 0 or "
+                              "more (BERT's is 1e-12). Fix the file, or download it again.")
         if kind is int and value < least:
             raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
                               "file, or download it again.")
