@@ -190,13 +190,19 @@ async def _read_json(request: Request, timeout: float = READ_TIMEOUT_SECONDS):
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout  # for the whole body, however slowly it trickles
+    chunks = request.stream().__aiter__()
     try:
-        async with asyncio.timeout(timeout):  # the whole body, however slowly it trickles
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise too_large
-    except TimeoutError:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), deadline - loop.time())
+            except StopAsyncIteration:
+                break
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except asyncio.TimeoutError:
         raise ApiError(408, f"The request body did not arrive within {timeout:g} s; the "
                        "connection is closed.", code="request_timeout",
                        headers={"Connection": "close"}) from None

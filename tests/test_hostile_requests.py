@@ -235,11 +235,14 @@ def test_the_key_from_a_file_is_required_and_not_in_the_process_list(server):
 
 
 def test_a_bearer_without_key_is_refused(server):
-    import httpx
-    for header in ("Bearer ", "Bearer", "Bearer  "):
-        r = httpx.post(server.url + "/v1/embeddings", json={"input": "a"},
-                       headers={"Authorization": header}, timeout=30)
-        assert r.status_code == 401, header
+    """`Authorization: Bearer ` (sent raw: httpx refuses a header ending in a space)."""
+    body = b'{"input": "a"}'
+    for header in (b"Bearer ", b"Bearer", b"Bearer  "):
+        with _connect(server) as s:
+            s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+                      + header + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401"), (header, answer[:200])
 
 
 @pytest.mark.parametrize("how", ["MINISBERT_API_KEY=", "--api-key ''", "an empty key file",
