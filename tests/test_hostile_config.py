@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +29,7 @@ from minisbert.families import encoder_config
 from minisbert.folder import read_modules
 
 from cli_support import assert_one_line_error, run_cli
-from test_hostile_files import _bounded
+from test_hostile_files import _bounded, _run_in_child
 
 ROOT = Path(minisbert.__file__).resolve().parents[1]  # the minisbert under test
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat"]
@@ -122,16 +119,8 @@ print(json.dumps(outcome))
 
 def _load_in_child(folder: Path, seconds: float = 60, address_space_gb: float = 3) -> dict:
     """minisbert.load(folder) in a child limited in time and address space: what happened."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
-           "OMP_NUM_THREADS": "1"}
     code = _CHILD.format(limit=int(address_space_gb * 2**30))
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
-                              text=True, timeout=seconds, env=env)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"loading {folder} did not finish within {seconds} s")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    outcome = _run_in_child(code, folder, seconds, root=ROOT)
     print(f"\n{folder.name}: {outcome}")
     return outcome
 
