@@ -6,7 +6,9 @@ weights.py reads a weight file into {name: float32 array}. This module
      skipping the tensors the family ignores (pooler, task heads, position_ids buffers);
   2. checks that exactly the tensors the config implies are there, each with its shape
      (`check_tensors`, also used for Dense modules), and refuses anything else, naming it;
-  3. transposes each linear weight once (torch stores them [out, in]; we multiply x @ W with W
+  3. for a cross-encoder, does the same for the classification head's tensors (`head_shapes`),
+     which a sentence encoder skips;
+  4. transposes each linear weight once (torch stores them [out, in]; we multiply x @ W with W
      [in, out]), as a view, so no weight is copied.
 
 Left out: tensors of blocks no family uses (cross attention, adapters) and writing checkpoints.
@@ -20,7 +22,7 @@ import re
 import numpy as np
 
 from .errors import CheckpointError
-from .families import FAMILIES, EncoderConfig
+from .families import FAMILIES, EncoderConfig, HeadConfig
 from .weights import read_tensors
 
 _LAYER_NORMS = ("embeddings.ln", "ln_attn", "ln_ffn")  # the paths that are norms
@@ -72,6 +74,20 @@ def expected_shapes(cfg: EncoderConfig) -> Shapes:
     for i in range(cfg.num_layers):
         for path, shape in layer.items():
             shapes.update(_tensors_of(names[path].format(i=i), shape))
+    return shapes
+
+
+def head_shapes(cfg: EncoderConfig, head: HeadConfig) -> Shapes:
+    """The classification head's tensors, by checkpoint name (prefix removed), as stored."""
+    d, names = cfg.hidden_size, FAMILIES[cfg.architecture].head.names
+    shapes = {names["dense"] + ".weight": (d, d), names["out"] + ".weight": (head.num_labels, d),
+              names["out"] + ".bias": (head.num_labels,)}
+    if head.dense_bias:
+        shapes[names["dense"] + ".bias"] = (d,)
+    if head.norm:
+        shapes[names["norm"] + ".weight"] = (d,)
+        if head.norm_bias:
+            shapes[names["norm"] + ".bias"] = (d,)
     return shapes
 
 
@@ -142,17 +158,23 @@ def _check_layers(path, tensors: dict, cfg: EncoderConfig) -> None:
         f"{_listed(names)}. Check that config.json and the weights come from the same model.")
 
 
-def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
-    """Read the weight file and arrange it as the parameter tree of `encoder.encode_tokens`."""
+def load_params(path: str | os.PathLike, cfg: EncoderConfig,
+                head: HeadConfig | None = None) -> dict:
+    """Read the weight file and arrange it as the parameter tree of `encoder.encode_tokens`;
+    with `head` (a cross-encoder), params["head"] holds the classification head's
+    (`encoder.classifier_head`'s) parameters too."""
     family = FAMILIES[cfg.architecture]
     names, ignored = family.names, re.compile("|".join(family.ignored))
+    wanted = head_shapes(cfg, head) if head is not None else {}
     tensors = {}
     for name, array in read_tensors(path).items():
         name = _canonical(name, family.prefixes)
-        if not ignored.search(name):
+        if name in wanted or not ignored.search(name):
             tensors[name] = array
     _check_layers(path, tensors, cfg)
-    want, source = expected_shapes(cfg), f"config.json ({cfg.architecture}, {cfg.num_layers} layers)"
+    want = {**expected_shapes(cfg), **wanted}
+    source = (f"config.json ({cfg.architecture}, {cfg.num_layers} layers"
+              + (f", a head of {head.num_labels} label(s))" if head else ")"))
     position = names["embeddings.position"]
     if cfg.sinusoidal_positions and position not in tensors:
         # DistilBERT with sinusoidal_pos_embds: a checkpoint saved without the fixed table. One
@@ -191,6 +213,23 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig) -> dict:
     outside, layer = tree_shapes(cfg)
     params = tree(outside)
     params["layers"] = [tree(layer, i) for i in range(cfg.num_layers)]
+    if head is not None:
+        params["head"] = _head_params(tensors, family.head.names, head)
+    return params
+
+
+def _head_params(tensors: dict, names: dict[str, str], head: HeadConfig) -> dict:
+    """The head's tree: {"dense": {w, b}, "out": {w, b}} (+ "norm": {g, b}). A layer stored
+    without a bias (ModernBERT's) gets zeros, so the head is one function for every family."""
+    def bias(name: str, width: int) -> np.ndarray:
+        return tensors.get(name + ".bias", np.zeros(width, dtype=np.float32))
+
+    params = {part: {"w": tensors[names[part] + ".weight"].T,  # [in, out], a transposed view
+                     "b": bias(names[part], tensors[names[part] + ".weight"].shape[0])}
+              for part in ("dense", "out")}
+    if head.norm:
+        weight = tensors[names["norm"] + ".weight"]
+        params["norm"] = {"g": weight, "b": bias(names["norm"], weight.shape[0])}
     return params
 
 

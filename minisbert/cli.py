@@ -4,6 +4,8 @@
     minisbert search -i input.txt -p "question"   answer one question and exit
     minisbert encode -i input.txt -o my-index     embed the file once (streamed, resumable) ...
     minisbert search --index my-index             ... and search it without embedding it again
+    minisbert search -i input.txt --rerank CROSS  ... reordering the top candidates with a reranker
+    minisbert rerank --model CROSS -q QUERY -i input.txt   score every text against a query
     minisbert download NAME                       fetch a model folder from the Hugging Face hub
     minisbert serve --model M [--model M2 ...]    an OpenAI-compatible embeddings server
     minisbert verify FOLDER                       compare a folder's results with sentence-transformers
@@ -17,7 +19,11 @@ usage errors exit with 2, as argparse does. A warning (texts cut at max_seq_leng
 `encode` reads its input as a stream (a file, or - for standard input; text lines or JSON lines)
 and resumes after an interruption: see streaming.py.
 
-Left out: PDF/HTML input, and re-ranking.
+`search --rerank CROSS` retrieves the bi-encoder's top max(k, --rerank-candidates) texts (50 by
+default), scores each against the question with the cross-encoder CROSS and prints the best k;
+`rerank` scores every text of the file, no bi-encoder involved.
+
+Left out: PDF/HTML input.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 
 from . import download as hub
 from . import locate
+from .cross_encoder import CrossEncoder
 from .errors import InputFileError, MinisbertError, ModelFileMissing
 from .index import check_model, model_identity, read_index
 from .model import load
@@ -40,6 +47,7 @@ from .textfile import BINARY_SHARE, read_texts
 DEFAULT_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
 PROMPT = "User (press q to exit): "
 QUIT = {"q", "ｑ"}  # ｑ: what a Japanese input method types for q
+RERANK_CANDIDATES = 50  # search --rerank: the bi-encoder's top texts the cross-encoder reorders
 
 # ---------------------------------------------------------------------------- commands
 
@@ -78,12 +86,22 @@ def search(args) -> int:
         corpus = model.encode(texts, prompt_name=args.corpus_prompt_name)
         texts_of = lambda rows: {r: texts[r] for r in rows}  # noqa: E731
 
+    reranker = CrossEncoder(locate.find_model(args.rerank)) if args.rerank else None
+
     def answer(query: str) -> None:
         query_vector = model.encode(query, prompt_name=args.prompt_name)
-        hits = semantic_search(query_vector, corpus, top_k=args.top_k)[0]
+        wanted = max(args.top_k, args.rerank_candidates) if reranker else args.top_k
+        hits = semantic_search(query_vector, corpus, top_k=wanted)[0]
         found = texts_of([hit["corpus_id"] for hit in hits])
-        for hit in hits:
-            print(f"Text: {found[hit['corpus_id']]} (Similarity:{hit['score']:.3f})", flush=True)
+        if reranker is None:
+            for hit in hits:
+                print(f"Text: {found[hit['corpus_id']]} (Similarity:{hit['score']:.3f})",
+                      flush=True)
+            return
+        # The cross-encoder reads the question with each candidate and reorders them.
+        candidates = [found[hit["corpus_id"]] for hit in hits]
+        for hit in reranker.rank(query, candidates, top_k=args.top_k):
+            print(f"Text: {candidates[hit['corpus_id']]} (Score:{hit['score']:.3f})", flush=True)
 
     if args.prompt is not None:
         answer(args.prompt)
@@ -100,6 +118,15 @@ def search(args) -> int:
             return 0
         if query:
             answer(query)
+
+
+def rerank(args) -> int:
+    """Every text of the file scored against the query by the cross-encoder, best first."""
+    texts = read_texts(args.input, args.split, args.encoding)
+    model = CrossEncoder(locate.find_model(args.model))
+    for hit in model.rank(args.query, texts, top_k=args.top_k):
+        print(f"Text: {texts[hit['corpus_id']]} (Score:{hit['score']:.3f})", flush=True)
+    return 0
 
 
 def encode(args) -> int:
@@ -241,7 +268,24 @@ def parser() -> argparse.ArgumentParser:
                    "question, e.g. query (default: the model's default prompt, if any)")
     s.add_argument("--corpus-prompt-name", metavar="NAME", help="the model's prompt to put "
                    "before each text of -i, e.g. passage (default: the model's default prompt)")
+    s.add_argument("--rerank", metavar="CROSS", help="a cross-encoder (reranker) folder or hub "
+                   "name: reorder the bi-encoder's top candidates by its scores")
+    s.add_argument("--rerank-candidates", type=_positive, default=RERANK_CANDIDATES,
+                   metavar="N", help="with --rerank: how many of the bi-encoder's top texts the "
+                   f"reranker scores; at least -k (default: {RERANK_CANDIDATES})")
     s.set_defaults(run=search)
+
+    r = commands.add_parser("rerank", help="score a file's texts against a query with a "
+                            "cross-encoder", description="Score every text of a file against "
+                            "the query with a cross-encoder (reranker) and print them, best "
+                            "first.")
+    add_input_options(r, required=True)
+    r.add_argument("--model", metavar="CROSS", required=True, help="cross-encoder folder or hub "
+                   "name, e.g. cross-encoder/ms-marco-MiniLM-L6-v2")
+    r.add_argument("-q", "--query", metavar="TEXT", required=True, help="the query")
+    r.add_argument("-k", "--top-k", type=_positive, metavar="K",
+                   help="how many texts to show (default: all)")
+    r.set_defaults(run=rerank)
 
     e = commands.add_parser("encode", help="embed a file's texts once and save them as an index",
                             description="Embed the texts of a file (or of standard input) and "

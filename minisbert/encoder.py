@@ -21,9 +21,13 @@ each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). 
 names differ too, which only checkpoint.py reads (from families.py). The activations are
 activations.py's.
 
-Left out on purpose: dropout (inference only), token types other than 0 (single sentences),
-relative position embeddings other than MPNet's bias, cross attention, the pooler head (mean
-pooling does not use it), and any training code.
+Cross-encoders end in a classification head instead of pooling: `classify` runs the encoder
+and `classifier_head` on it, and, as the head reads only the first token of each text, computes
+the last layer for that token alone (`first_token_layer`). Token types come as data
+(`type_ids`): a pair's second text has type 1 in BERT, every token 0 elsewhere.
+
+Left out on purpose: dropout (inference only), relative position embeddings other than MPNet's
+bias, cross attention, and any training code.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .families import EncoderConfig
+from .families import EncoderConfig, HeadConfig
 from .textbook import position_ids, relative_position_bias
 
 # EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
@@ -121,6 +125,12 @@ class Layout:
             start += texts * length
         return cls(real=np.flatnonzero(mask), groups=tuple(groups),
                    batch=mask.shape[0], width=mask.shape[1])
+
+    @property
+    def first(self) -> np.ndarray:
+        """[b] the row in x of each text's first token ([CLS], <s>); every text has one."""
+        lengths = np.diff(self.real // self.width, prepend=-1)  # nonzero where a text starts
+        return np.flatnonzero(lengths)
 
     def to_grid(self, x: np.ndarray) -> np.ndarray:
         """[n, k] packed -> [b, s, k] with zeros at padded places."""
@@ -214,24 +224,36 @@ def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn:
 
 
 def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarray, ln: dict,
-          cfg: EncoderConfig, token_type: np.ndarray | None = None) -> np.ndarray:
+          cfg: EncoderConfig, token_type: np.ndarray | None = None,
+          type_ids: np.ndarray | None = None) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position (+ type), normalized.
-    MPNet and DistilBERT have no token-type table."""
+    MPNet and DistilBERT have no token-type table. type_ids [b, s]: None for all zeros."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
     # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
     x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
-        x += token_type[0]  # single sentences: every token has type 0
+        if type_ids is None:
+            x += token_type[0]  # single sentences: every token has type 0, one row for all
+        else:
+            x += token_type[type_ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
     return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
-def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: EncoderConfig) -> np.ndarray:
-    """The whole encoder: token ids [b, s] and mask [b, s] -> token vectors [b, s, d]
-    (zeros at padded places)."""
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+                  type_ids: np.ndarray | None = None) -> np.ndarray:
+    """The whole encoder: token ids [b, s] and mask [b, s] (type_ids [b, s], None for all
+    zeros) -> token vectors [b, s, d] (zeros at padded places)."""
     layout = Layout.from_mask(mask)
-    x = embed(ids, layout, **params["embeddings"], cfg=cfg)  # [n, d]
+    x = _encode_packed(ids, layout, params, cfg, type_ids)  # [n, d]
+    return layout.to_grid(x)
+
+
+def _encode_packed(ids: np.ndarray, layout: Layout, params: dict, cfg: EncoderConfig,
+                   type_ids: np.ndarray | None, skip_last: bool = False) -> np.ndarray:
+    """The embeddings and the layers (all but the last with skip_last) on the packed real
+    tokens: [n, d]."""
+    x = embed(ids, layout, **params["embeddings"], cfg=cfg, type_ids=type_ids)  # [n, d]
     position_bias = None
     if "relative_attention_bias" in params:  # MPNet: one bias for every layer, computed once
         # Textbook: the bias of the padded grid, [h, s, s], added to every text's scores.
@@ -240,6 +262,85 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # as `attention` keeps the scores, and copied so that each row is contiguous.
         bias = relative_position_bias(params["relative_attention_bias"], layout.width)
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
-    for layer in params["layers"]:
+    layers = params["layers"][:-1] if skip_last else params["layers"]
+    for layer in layers:
         x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
-    return layout.to_grid(x)
+    return x
+
+
+# ---------------------------------------------------------------------------- the classifier head
+
+def first_token_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
+                          num_heads: int) -> np.ndarray:
+    """multi_head_attention's output at the first token of each text only: [n, d] -> [b, d].
+
+    Textbook: every token's query, [b, h, s, s] scores. The head reads only the first token
+    of the last layer, so only that token's query is needed; the keys and values are still
+    every token's. The scores are then [texts, h, 1, length] per run of texts."""
+    n, d = x.shape
+    head_dim = d // num_heads
+    first = x[layout.first]  # [b, d]
+    q_ = linear(first, **q)  # [b, d]
+    q_ *= np.float32(1 / math.sqrt(head_dim))
+    k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
+    mixed = np.empty_like(q_)  # [b, d]
+    text = 0  # the texts come in layout order, one first token each
+    for start, texts, length in layout.groups:
+        rows = slice(start, start + texts * length)
+        # [texts, length, h, hd] -> [texts, h, length, hd], views of the packed rows
+        k4, v4 = (a[rows].reshape(texts, length, num_heads, head_dim).transpose(0, 2, 1, 3)
+                  for a in (k_, v_))
+        q4 = q_[text:text + texts].reshape(texts, num_heads, 1, head_dim)  # [texts, h, 1, hd]
+        scores = q4 @ k4.swapaxes(-1, -2)  # [texts, h, 1, length]
+        scores -= scores.max(axis=-1, keepdims=True)
+        e = np.exp(scores, out=scores)
+        e /= e.sum(axis=-1, keepdims=True)
+        mixed[text:text + texts] = (e @ v4).reshape(texts, d)  # [texts, h, 1, hd] -> [texts, d]
+        text += texts
+    return linear(mixed, **out)  # [b, d] -> [b, d]
+
+
+def first_token_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
+                      ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
+    """encoder_layer's output at the first token of each text: [n, d] -> [b, d].
+
+    Textbook: the last layer on every token, then x[:, 0]. Here the feed-forward, the norms
+    and the attention's query and output run on b rows instead of n: the last layer costs
+    about a sixth of the others (the key and value projections remain)."""
+    normalize, eps = NORMS[cfg.blocks.norm], cfg.layer_norm_eps
+    feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
+    a = normalize(x[layout.first] + first_token_attention(x, layout, **attn,
+                                                          num_heads=cfg.num_heads),
+                  **ln_attn, eps=eps)  # [b, d]
+    return normalize(a + feed(a, **ffn, act=act), **ln_ffn, eps=eps)  # [b, d]
+
+
+def classifier_head(pooled: np.ndarray, dense: dict, out: dict, head: HeadConfig,
+                    norm: dict | None = None) -> np.ndarray:
+    """The sequence-classification head (families.ClassifierHead) on the pooled vectors:
+    [b, d] -> [b, labels] logits."""
+    h = ACTIVATIONS[head.activation](linear(pooled, **dense))  # [b, d] -> [b, d]
+    if norm is not None:
+        h = layer_norm(h, **norm, eps=head.norm_eps)
+    return linear(h, **out)  # [b, d] -> [b, labels]
+
+
+def classify(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+             head: HeadConfig, type_ids: np.ndarray | None = None) -> np.ndarray:
+    """A cross-encoder: token ids [b, s], mask [b, s] and type ids [b, s] of b text pairs ->
+    logits [b, labels]."""
+    layout = Layout.from_mask(mask)
+    # The shortcut reads the first token of BERT-ordered (post-norm) layers without MPNet's
+    # relative bias; any other head or layer runs the whole last layer.
+    first_only = (head.pooling == "cls" and cfg.blocks.norm_placement == "post"
+                  and "relative_attention_bias" not in params)
+    x = _encode_packed(ids, layout, params, cfg, type_ids, skip_last=first_only)  # [n, d]
+    if first_only:
+        pooled = first_token_layer(x, layout, **params["layers"][-1], cfg=cfg)  # [b, d]
+    elif head.pooling == "cls":
+        pooled = x[layout.first]  # [n, d] -> [b, d]
+    else:  # the mean of each text's real tokens
+        lengths = mask.sum(axis=1)  # [b]
+        pooled = np.add.reduceat(x, layout.first, axis=0)  # [n, d] -> [b, d]
+        pooled /= lengths[:, None].astype(np.float32)
+    return classifier_head(pooled, **params["head"], head=head)  # [b, labels]

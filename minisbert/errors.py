@@ -33,6 +33,11 @@ class PromptError(MinisbertError, ValueError):
     not define; the message lists the names it does."""
 
 
+class PairInputError(MinisbertError, ValueError):
+    """A cross-encoder was given something other than (text, text) pairs, or rank() a query
+    or documents that are not strings."""
+
+
 class TokenizerError(MinisbertError, ValueError):
     """A tokenizer file is missing its pieces or cannot be read."""
 

@@ -7,14 +7,16 @@ A family says, in one place,
   - the names its checkpoints give each tensor, the prefix task checkpoints add, and the
     tensors to skip;
   - the pooling a folder without modules.json gets, the tokenizer its folders use when
-    tokenizer_config.json names none, and the files that tokenizer is built from.
+    tokenizer_config.json names none, and the files that tokenizer is built from;
+  - the classification head its `*ForSequenceClassification` checkpoints (cross-encoders,
+    rerankers) put on the encoder (`ClassifierHead`), with its own settings (`HeadConfig`).
 checkpoint.py reads the names, model.py the pooling, tokenizer/ the front end, download.py the
 files, and both encoders (textbook.py, encoder.py) the blocks; none of them tests a model_type.
 
 Adding a family is one entry here, plus the blocks it brings if the encoders lack them (see
 "Adding a model" in docs/how-it-works.md).
 
-`encoder_config` is the config.json schema: it reads the file's settings as the family says and
+`encoder_config` is the config.json schema (`head_config` for the head): it reads the file's settings as the family says and
 checks each one's type and range, so a broken file is refused here, naming the key, rather than
 failing later inside NumPy.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .activations import ACTIVATIONS
@@ -82,6 +84,37 @@ REQUIRED = object()  # a config.json key with no default: the file must have it
 # absent or null), or a plain value the family fixes whatever the file says.
 Setting = tuple[str, object] | int | float | str | bool
 
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The settings of a sequence-classification head (see ClassifierHead), from config.json."""
+    num_labels: int  # scores per pair: 1 for a reranker (its relevance), more for classifiers
+    pooling: str = "cls"  # the token vector(s) it reads: "cls" (the first token) or "mean"
+    activation: str = "tanh"  # between its two linear layers, a key of activations.ACTIVATIONS
+    norm: bool = False  # a LayerNorm after the activation (ModernBERT's head)
+    norm_eps: float = 1e-5
+    dense_bias: bool = True  # does the first linear layer have a bias?
+    norm_bias: bool = True  # does the norm have a shift?
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    """The head `*ForSequenceClassification` puts on the encoder, as one block:
+
+        pooled = x[:, 0] (or the mean of the real tokens)   [b, s, d] -> [b, d]
+        h      = act(pooled · W_dense + b_dense)             [b, d] -> [b, d]
+        h      = norm(h)                                     only where HeadConfig.norm
+        logits = h · W_out + b_out                           [b, d] -> [b, labels]
+
+    BERT's is its pooler (dense + tanh on [CLS]) followed by `classifier`; XLM-R's is
+    `classifier.dense`, tanh, `classifier.out_proj` on <s>: the same block, other names.
+    """
+    # "dense", "out" (and "norm") -> the checkpoint's name for that linear layer or norm, with
+    # the family's task prefix removed (BERT's pooler is inside BertModel: "bert.pooler.dense")
+    names: dict[str, str]
+    # HeadConfig field -> Setting, as Family.config (num_labels is read from id2label)
+    config: dict[str, Setting] = field(default_factory=dict)
+
 # Tensors checkpoints hold that a sentence encoder's forward pass does not use: buffers of
 # position numbers, the pooler, and the heads of task models. Regular expressions over names
 # with the task prefix already removed.
@@ -108,6 +141,8 @@ class Family:
     # and the files that tokenizer is built from (download fetches them; load needs them).
     tokenizer: str = "BertTokenizer"
     tokenizer_files: tuple[str, ...] = ("vocab.txt",)
+    # The head of the family's *ForSequenceClassification (cross-encoders); None: not supported.
+    head: ClassifierHead | None = None
 
 
 # ---------------------------------------------------------------------------- the families
@@ -145,11 +180,17 @@ _BERT_NAMES = {
     "ln_ffn": "encoder.layer.{i}.output.LayerNorm",
 }
 
+# BertForSequenceClassification: the pooler (dense + tanh on [CLS]), then `classifier`.
+_BERT_HEAD = ClassifierHead(names={"dense": "pooler.dense", "out": "classifier"})
+# RobertaClassificationHead (XLM-R's too): dense + tanh on <s>, then out_proj.
+_FAIRSEQ_HEAD = ClassifierHead(names={"dense": "classifier.dense", "out": "classifier.out_proj"})
+
 FAMILIES: dict[str, Family] = {
-    "bert": Family(config=_BERT_CONFIG, names=_BERT_NAMES, prefixes=("bert.",)),
+    "bert": Family(config=_BERT_CONFIG, names=_BERT_NAMES, prefixes=("bert.",), head=_BERT_HEAD),
     "xlm-roberta": Family(
         config=_FAIRSEQ_CONFIG, names=_BERT_NAMES, prefixes=("roberta.", "xlm_roberta."),
-        tokenizer="XLMRobertaTokenizer", tokenizer_files=("sentencepiece.bpe.model",)),
+        tokenizer="XLMRobertaTokenizer", tokenizer_files=("sentencepiece.bpe.model",),
+        head=_FAIRSEQ_HEAD),
     "roberta": Family(
         config=_FAIRSEQ_CONFIG, names=_BERT_NAMES, prefixes=("roberta.",),
         tokenizer="RobertaTokenizer", tokenizer_files=("vocab.json", "merges.txt")),
@@ -293,3 +334,47 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
             f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "
             "MPNet always looks up 32 relative position buckets, so the table needs at least 32.")
     return cfg
+
+
+# ---------------------------------------------------------------------------- the head
+
+def is_sequence_classifier(config: dict) -> bool:
+    """Does config.json describe a `*ForSequenceClassification` model (a cross-encoder)?"""
+    archs = config.get("architectures") or []
+    return bool(archs) and isinstance(archs[0], str) and \
+        archs[0].endswith("ForSequenceClassification")
+
+
+def head_config(config: dict, path: Path) -> HeadConfig:
+    """The classification head's settings from config.json (at `path`), read as the head of
+    the file's family says; refused if the family has no head minisbert runs."""
+    family = family_of(config, path)
+    if family.head is None:
+        runs = ", ".join(name for name, f in FAMILIES.items() if f.head is not None)
+        raise UnsupportedModelError(
+            f"{path}: minisbert runs no sequence-classification head for model_type "
+            f"{config['model_type']!r}; cross-encoders run for {runs}.")
+    # transformers counts the labels by id2label (saved with every config); num_labels is
+    # what older files hold; 2 is PretrainedConfig's default.
+    id2label = config.get("id2label")
+    if id2label is not None and not isinstance(id2label, dict):
+        raise ConfigError(f"{path}: 'id2label' is {json.dumps(id2label)}; it must map label "
+                          "numbers to names. Fix the file, or download it again.")
+    num_labels = len(id2label) if id2label else _setting(config, path, "num_labels", int, 2)
+    if num_labels < 1:
+        raise ConfigError(f"{path}: the model has no labels; a cross-encoder needs at least one.")
+    settings = {"num_labels": num_labels}
+    for name, source in family.head.config.items():
+        if not isinstance(source, tuple):
+            settings[name] = source
+            continue
+        kind = type(HeadConfig.__dataclass_fields__[name].default)
+        settings[name] = _setting(config, path, source[0], kind, source[1])
+    head = HeadConfig(**settings)
+    if head.pooling not in ("cls", "mean"):
+        raise UnsupportedModelError(f"{path}: classifier pooling {head.pooling!r} is not "
+                                    "supported; minisbert implements cls and mean.")
+    if head.activation not in ACTIVATIONS:
+        raise UnsupportedModelError(f"{path}: classifier activation {head.activation!r} is not "
+                                    f"supported; minisbert implements {', '.join(ACTIVATIONS)}.")
+    return head

@@ -29,7 +29,7 @@ from . import checkpoint, pooling, progress, threads, weights
 from .dense import Dense, load_dense
 from .encoder import encode_tokens
 from .errors import ConfigError, PromptError, TruncationWarning, UnsupportedModelError
-from .families import FAMILIES, EncoderConfig, encoder_config
+from .families import FAMILIES, EncoderConfig, encoder_config, is_sequence_classifier
 from .folder import ModelFolder, read_json, read_modules
 from .tokenizer import Tokenizer, load_tokenizer, read_token_config
 
@@ -284,30 +284,19 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     folder = read_modules(path)
     transformer_dir = folder.transformer_dir
     config_path = transformer_dir / "config.json"
-    cfg = encoder_config(read_json(config_path, required=True), config_path)
+    config = read_json(config_path, required=True)
+    cfg = encoder_config(config, config_path)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        raise UnsupportedModelError(
+            f"{config_path} describes {config['architectures'][0]}, a cross-encoder: it scores "
+            "pairs of texts instead of embedding them. Load it with minisbert.CrossEncoder.")
     family = FAMILIES[cfg.architecture]
     if folder.modules_json is None:
         warnings.warn(f"{folder.root} has no modules.json, so it is not a sentence-transformers "
                       f"folder; creating a model with {'+'.join(family.pooling)} pooling, as "
                       "sentence-transformers does.", stacklevel=2)
     sbert = read_json(transformer_dir / "sentence_bert_config.json")
-    tok_cfg = read_token_config(transformer_dir / "tokenizer_config.json")  # types checked
-
-    # Truncation length: the caller's, else the folder's, else the tokenizer's
-    # model_max_length capped by the position table (what sentence-transformers does).
-    source = None  # the file max_seq_length comes from, if not from the caller
-    if max_seq_length is None:
-        max_seq_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
-    if max_seq_length is None:
-        max_seq_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
-        source = "tokenizer_config.json"
-    if not (isinstance(max_seq_length, int) and 2 < max_seq_length <= cfg.max_tokens):
-        problem = (f"max_seq_length={max_seq_length!r} is out of range: this model's position "
-                   f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
-        if source is None:
-            raise ValueError(problem)
-        raise ConfigError(f"{transformer_dir / source}: {problem} Fix the file, or pass "
-                          "max_seq_length to load().")
+    max_seq_length = resolve_max_length(transformer_dir, cfg, max_seq_length, sbert)
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
 
@@ -320,6 +309,28 @@ def load(path: str | os.PathLike, *, max_seq_length: int | None = None,
     return SentenceModel(tokenizer, params, cfg, pool_cfg, name=folder.root.resolve().name,
                          token_modules=token_modules, modules=modules, prompts=prompts,
                          default_prompt_name=default_prompt_name, truncate_dim=truncate_dim)
+
+
+def resolve_max_length(transformer_dir: Path, cfg: EncoderConfig, max_length: int | None,
+                       sbert: dict) -> int:
+    """Truncation length, special tokens included: the caller's `max_length`, else the
+    folder's (sentence_bert_config.json, `sbert`), else the tokenizer's model_max_length
+    capped by the position table (what sentence-transformers does); checked to fit the table."""
+    source = None  # the file the length comes from, if not from the caller
+    if max_length is None:
+        max_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
+    if max_length is None:
+        tok_cfg = read_token_config(transformer_dir / "tokenizer_config.json")  # types checked
+        max_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
+        source = "tokenizer_config.json"
+    if not (isinstance(max_length, int) and 2 < max_length <= cfg.max_tokens):
+        problem = (f"max_seq_length={max_length!r} is out of range: this model's position "
+                   f"table holds at most {cfg.max_tokens} tokens (and 2 are special tokens).")
+        if source is None:
+            raise ValueError(problem)
+        raise ConfigError(f"{transformer_dir / source}: {problem} Fix the file, or pass "
+                          "max_seq_length to load() (max_length to CrossEncoder).")
+    return max_length
 
 
 def _modules(folder: ModelFolder, hidden_size: int, default_pooling: pooling.PoolingConfig):

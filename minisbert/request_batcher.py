@@ -33,6 +33,11 @@ overloaded server answers at once instead of growing without bound; a request th
 an empty queue is always admitted, whatever its size, so no request is refused forever.
 `cancel` drops the texts of a job whose client went away, if they are still waiting.
 
+A cross-encoder (reranker) is batched the same way: its items are (query, document) pairs,
+each an int32 [tokens, 2] array of (token id, token type id) made by `CrossEncoder.tokenize`,
+so the pairs of concurrent /rerank requests share batches as texts do, under the same caps, and
+each row of a job holds the pair's raw logits ([labels]); callers apply the activation.
+
 Left out: priorities, per-client fairness (one client's 2,048 texts go before a later
 client's one), and batches shared between models (each model has its own Batcher).
 """
@@ -49,6 +54,7 @@ from typing import Callable
 import numpy as np
 
 from . import threads
+from .cross_encoder import CrossEncoder
 from .errors import QueueFull
 
 
@@ -70,12 +76,16 @@ class Batcher:
     def __init__(self, model, *, workers: int | None = None, max_wait: float = 0.005,
                  max_queued: int = 4096, batch_size: int = 32,
                  on_batch: Callable[[int, int], None] | None = None):
-        # The pooled vectors before any Normalize module: the same model with normalize off
-        # (a shallow copy shares the weights and the tokenizer).
-        self.model = copy.copy(model)
-        self.model.normalize = False
-        self.include_prompt = model.pooling.include_prompt
-        self.dim = model.dim
+        self.pairs = isinstance(model, CrossEncoder)
+        if self.pairs:  # rows are the logits of each pair
+            self.model, self.include_prompt, self.dim = model, True, model.num_labels
+        else:
+            # The pooled vectors before any Normalize module: the same model with normalize off
+            # (a shallow copy shares the weights and the tokenizer).
+            self.model = copy.copy(model)
+            self.model.normalize = False
+            self.include_prompt = model.pooling.include_prompt
+            self.dim = model.dim
         self.max_wait = max_wait
         self.max_queued = max_queued
         self.batch_size = batch_size
@@ -174,7 +184,9 @@ class Batcher:
     def _embed(self, ids: list[np.ndarray], prompt: str) -> np.ndarray:
         """The raw pooled vectors [b, dim] of one batch of token ids, as `encode` computes them
         for a batch (padding, encoder, pooling without the prompt's tokens when the folder says
-        include_prompt: false, the modules, then truncate_dim)."""
+        include_prompt: false, the modules, then truncate_dim); a cross-encoder's logits."""
+        if self.pairs:  # each item: [tokens, 2] of (id, type id)
+            return self.model.logits_batch([(x[:, 0], x[:, 1]) for x in ids])  # [b, labels]
         prompt_length = 0 if self.include_prompt else self.model.prompt_length(prompt)
         return self.model._embed_batch(ids, prompt_length)[:, :self.dim]  # [b, dim]
 

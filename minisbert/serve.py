@@ -1,4 +1,5 @@
-"""`minisbert serve`: an embeddings server that speaks the OpenAI API, on Starlette and Uvicorn.
+"""`minisbert serve`: an embeddings and reranking server that speaks the OpenAI API (and
+text-embeddings-inference's and Cohere's), on Starlette and Uvicorn.
 
 Routes:
   POST /v1/embeddings   OpenAI's embeddings API: `input` (a string or a list of strings),
@@ -7,6 +8,11 @@ Routes:
                         `dimensions`
   POST /                the same as /embed, as text-embeddings-inference answers it (what
                         huggingface_hub's InferenceClient(model=URL) posts to)
+  POST /rerank          text-embeddings-inference's reranking: `query`, `texts`, `raw_scores`,
+                        `return_text`, `truncate` -> [{"index", "score"(, "text")}], best first
+  POST /v1/rerank       Cohere's and Jina's reranking: `model`, `query`, `documents` (strings
+                        or {"text": ...}), `top_n`, `return_documents` -> {"model", "results":
+                        [{"index", "relevance_score"(, "document": {"text"})}], "usage"}
   GET  /v1/models       the served models, OpenAI's list format
   GET  /health          200 once the models are loaded
   GET  /metrics         Prometheus text format: requests, texts, tokens, batch sizes, queue
@@ -23,12 +29,20 @@ included) is cut to it on /v1/embeddings (`usage` counts the tokens embedded: pr
 tokens included); /embed answers 413 for such a text unless `"truncate": true`, as
 text-embeddings-inference does.
 
+A folder whose config.json is a `*ForSequenceClassification` model is served as a reranker
+(`CrossEncoder`); the embedding routes refuse it and the rerank routes refuse embedders. One
+server may serve both: a rerank request without `model` gets the first reranker. Pairs of
+concurrent rerank requests share batches in the same request batcher as texts; scores are
+those of `CrossEncoder.predict`: the folder's activation (Sigmoid for one label) unless
+`raw_scores`. /rerank answers 413 for a pair longer than max_length unless `"truncate": true`,
+as text-embeddings-inference does; /v1/rerank cuts long documents, as Cohere does.
+
 Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/embed: TEI's
-`{"error", "error_type"}`): 400 for a malformed request (/embed: 422 for a bad option), 401
-without the API key when one is set, 404 for an unknown model, 408 for a body not received
-within the read deadline, 413 for more than MAX_INPUTS texts or a body over MAX_BODY_BYTES,
-503 with Retry-After when the queue is full. A client that leaves before its body is read is
-not an error at all: nothing is logged.
+`{"error", "error_type"}`; /rerank likewise): 400 for a malformed request (/embed and /rerank:
+422 for a bad option), 401 without the API key when one is set, 404 for an unknown model, 408
+for a body not received within the read deadline, 413 for more than MAX_INPUTS texts or a body
+over MAX_BODY_BYTES, 503 with Retry-After when the queue is full. A client that leaves before
+its body is read is not an error at all: nothing is logged.
 
 Slow clients: a connection must deliver a request's headers within `read_timeout` seconds of
 opening (or of the previous response), and its body within `read_timeout` seconds of the
@@ -60,7 +74,10 @@ from pathlib import Path
 import numpy as np
 
 from . import locate, pooling
+from .cross_encoder import CrossEncoder
 from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFull
+from .families import is_sequence_classifier
+from .folder import read_json, read_modules
 from .metrics import CONTENT_TYPE, Metrics
 from .model import SentenceModel, load
 from .request_batcher import Batcher
@@ -111,9 +128,23 @@ class ApiError(Exception):
 @dataclass
 class Served:
     name: str
-    model: SentenceModel
+    model: SentenceModel | CrossEncoder
     batcher: Batcher
     created: int  # when it was loaded, Unix seconds (OpenAI's `created`)
+
+    @property
+    def reranker(self) -> bool:
+        return isinstance(self.model, CrossEncoder)
+
+
+def load_any(path: Path) -> SentenceModel | CrossEncoder:
+    """A sentence encoder, or a cross-encoder if config.json is a sequence classifier and no
+    Pooling module makes it a sentence encoder."""
+    folder = read_modules(path)
+    config = read_json(folder.transformer_dir / "config.json", required=True)
+    if is_sequence_classifier(config) and folder.pooling_config is None:
+        return CrossEncoder(path)
+    return load(path)
 
 
 def model_name(model_arg: str) -> str:
@@ -133,6 +164,24 @@ def _tokenize(model: SentenceModel, texts: list[str],
         ids.append(np.array(row, dtype=np.int32))
         cut.append(n_cut)
     return ids, cut
+
+
+def _tokenize_pairs(model: CrossEncoder, query: str,
+                    documents: list[str]) -> tuple[list[np.ndarray], list[int]]:
+    """(each (query, document) pair as an int32 [tokens, 2] array of (token id, type id), as
+    predict tokenizes it; the full length of each pair that was cut, 0 for the others)."""
+    items, full = [], []
+    tokenizer, query_tokens = model.tokenizer, None
+    for doc, (ids, types) in zip(documents, model.tokenize([(query, d) for d in documents])):
+        items.append(np.array([ids, types], dtype=np.int32).T)  # [2, n] -> [n, 2]
+        full.append(0)
+        if len(ids) == model.max_length:  # perhaps cut: count the pair's tokens uncut
+            if query_tokens is None:  # the query's tokens and the template's special tokens
+                query_tokens = (len(tokenizer.tokenize(query.strip()))
+                                + len(tokenizer.encode_pair("", "")[0]))
+            n = query_tokens + len(tokenizer.tokenize(doc.strip()))
+            full[-1] = n if n > model.max_length else 0
+    return items, full
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -283,6 +332,39 @@ def _texts(body, key: str) -> list[str]:
     return texts
 
 
+def _query(body) -> str:
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object with a 'query' field.", param="query")
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        what = "missing" if query is None else f"{type(query).__name__}" if not isinstance(
+            query, str) else "empty"
+        raise ApiError(400, f"'query' is {what}; give the text to rank the documents for.",
+                       param="query", tei_kind="Validation" if query is not None else "Empty")
+    return query
+
+
+def _check_truncation_direction(body: dict, what: str) -> None:
+    """TEI's truncation_direction: "right" (or "Right") only; 422 for "left" or anything else."""
+    direction = body.get("truncation_direction")
+    if isinstance(direction, str) and direction.lower() == "left":
+        raise ApiError(422, f"truncation_direction 'left' is not supported; {what} are cut at "
+                       "the end.", param="truncation_direction")
+    if direction is not None and not (isinstance(direction, str)
+                                      and direction.lower() == "right"):
+        raise ApiError(422, f"truncation_direction is {_shown(direction)}; use 'right'.",
+                       param="truncation_direction")
+
+
+def _flag(body: dict, key: str, default: bool, status: int) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(status, f"{key!r} must be true or false.", param=key)
+    return value
+
+
 class App:
     """The served models, the API key and the metrics; its methods are the routes."""
 
@@ -290,7 +372,10 @@ class App:
                  read_timeout: float = READ_TIMEOUT_SECONDS):
         self.served = served
         self.read_timeout = read_timeout
-        self.default = next(iter(served.values()))  # a request without `model` gets the first
+        # A request without `model` gets the first embedder (embedding routes) or the first
+        # reranker (rerank routes).
+        self.default = next((s for s in served.values() if not s.reranker), None)
+        self.default_reranker = next((s for s in served.values() if s.reranker), None)
         self.api_key = api_key
         self.metrics = metrics
 
@@ -307,17 +392,30 @@ class App:
             raise ApiError(401, "Incorrect API key.", code="invalid_api_key",
                            tei_kind="Unauthorized")
 
-    def pick(self, body) -> Served:
+    def pick(self, body, reranker: bool = False) -> Served:
+        """The model the body names (or the default one), of the kind the route serves."""
         name = body.get("model") if isinstance(body, dict) else None
+        kind = "reranker" if reranker else "embedding model"
         if name is None:
-            return self.default
+            served = self.default_reranker if reranker else self.default
+            if served is None:
+                raise ApiError(404, f"No {kind} is served here; served: "
+                               f"{', '.join(self.served)}.", param="model",
+                               code="model_not_found")
+            return served
         if not isinstance(name, str):
             raise ApiError(400, f"model is a JSON {type(name).__name__}; give the name of a "
                            f"served model as a string: {', '.join(self.served)}.", param="model")
         if name not in self.served:
             raise ApiError(404, f"The model {_shown(name)} is not served here; served: "
                            f"{', '.join(self.served)}.", param="model", code="model_not_found")
-        return self.served[name]
+        served = self.served[name]
+        if served.reranker != reranker:
+            route = "/rerank or /v1/rerank" if served.reranker else "/v1/embeddings or /embed"
+            raise ApiError(400, f"{name} is a {'reranker' if served.reranker else 'sentence encoder'}"
+                           f", not a{' reranker' if reranker else 'n embedding model'}; send it "
+                           f"to {route}.", param="model", code="wrong_model_kind")
+        return served
 
     def prompt(self, served: Served, body: dict, status: int) -> str:
         """The prompt text for the request's `prompt_name`, else the model's default prompt (""
@@ -351,7 +449,7 @@ class App:
         self.check_key(request)
         body = await _read_json(request, self.read_timeout)
         texts = _texts(body, "input")
-        served = self.pick(body)
+        served = self.pick(body)  # an embedding model
         fmt = _choice(body, "encoding_format", ("float", "base64"), 400)
         dims = body.get("dimensions")
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
@@ -391,14 +489,7 @@ class App:
             if not isinstance(value, bool):
                 raise ApiError(422, f"{key!r} must be true or false.", param=key)
             options[key] = value
-        direction = body.get("truncation_direction")
-        if isinstance(direction, str) and direction.lower() == "left":
-            raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
-                           "at the end.", param="truncation_direction")
-        if direction is not None and not (isinstance(direction, str)
-                                          and direction.lower() == "right"):
-            raise ApiError(422, f"truncation_direction is {_shown(direction)}; use 'right'.",
-                           param="truncation_direction")
+        _check_truncation_direction(body, "texts")
         dims = body.get("dimensions")
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
                                  or not 1 <= dims <= served.model.dim):
@@ -422,6 +513,77 @@ class App:
         self.counted(served, ids)
         return JSONResponse(vectors.tolist())
 
+    async def scores(self, served: Served, query: str, documents: list[str], request: Request,
+                     raw: bool = False, truncate: bool = True) -> tuple[np.ndarray, int]:
+        """(the score of each (query, document) pair, as predict gives it, and the pairs'
+        tokens), through the batcher; 413 for a pair past max_length unless truncate."""
+        model = served.model
+        if len(query) + sum(map(len, documents)) > TOKENIZE_INLINE_CHARS:
+            items, full = await run_in_threadpool(_tokenize_pairs, model, query, documents)
+        else:
+            items, full = _tokenize_pairs(model, query, documents)
+        if not truncate:
+            for i, n in enumerate(full):
+                if n:
+                    raise ApiError(413, f"The pair (query, texts[{i}]) has {n} tokens; "
+                                   f"{served.name} takes at most {model.max_length}. Send "
+                                   "\"truncate\": true to score its beginning.", param="texts")
+        logits = await _embed(served, items, "", request)  # [n, labels]
+        scores = logits if raw else model.scores(logits)  # [n] (or [n, labels])
+        if scores.ndim > 1:
+            scores = scores[:, 0] if scores.shape[1] == 1 else None
+        if scores is None:
+            raise ApiError(400, f"{served.name} gives {model.num_labels} scores per pair; "
+                           "ranking needs a model with one (a relevance score).", param="model")
+        return scores, self.counted(served, items)
+
+    async def rerank(self, request: Request) -> Response:
+        """text-embeddings-inference's /rerank: every text's score, best first."""
+        self.check_key(request)
+        body = await _read_json(request, self.read_timeout)
+        query = _query(body)
+        texts = _texts(body, "texts")
+        served = self.pick(body, reranker=True)
+        raw = _flag(body, "raw_scores", False, 422)
+        return_text = _flag(body, "return_text", False, 422)
+        truncate = _flag(body, "truncate", False, 422)
+        _check_truncation_direction(body, "pairs")
+        scores, _ = await self.scores(served, query, texts, request, raw, truncate)
+        order = sorted(range(len(texts)), key=lambda i: scores[i], reverse=True)
+        return JSONResponse([{"index": i, "score": float(scores[i]),
+                              **({"text": texts[i]} if return_text else {})} for i in order])
+
+    async def rerank_v1(self, request: Request) -> Response:
+        """Cohere's and Jina's /v1/rerank: the top_n documents, best first."""
+        self.check_key(request)
+        body = await _read_json(request, self.read_timeout)
+        query = _query(body)
+        if isinstance(body.get("documents"), list):  # {"text": ...} objects become their text
+            for i, d in enumerate(body["documents"]):
+                if isinstance(d, dict) and not isinstance(d.get("text"), str):
+                    raise ApiError(400, f"documents[{i}] is an object without a \"text\" "
+                                   "string; give each document as a string or {\"text\": ...}.",
+                                   param="documents")
+            body = {**body, "documents": [d["text"] if isinstance(d, dict) else d
+                                          for d in body["documents"]]}
+        documents = _texts(body, "documents")
+        served = self.pick(body, reranker=True)
+        top_n = body.get("top_n")
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int)
+                                  or top_n < 1):
+            raise ApiError(400, f"top_n is {_shown(top_n)}; give a whole number of at "
+                           "least 1.", param="top_n")
+        return_documents = _flag(body, "return_documents", False, 400)
+        scores, tokens = await self.scores(served, query, documents, request)
+        order = sorted(range(len(documents)), key=lambda i: scores[i], reverse=True)[:top_n]
+        return JSONResponse({
+            "model": served.name,
+            "results": [{"index": i, "relevance_score": float(scores[i]),
+                         **({"document": {"text": documents[i]}} if return_documents else {})}
+                        for i in order],
+            "usage": {"total_tokens": tokens},
+        })
+
     async def models(self, request: Request) -> Response:
         self.check_key(request)
         return JSONResponse({"object": "list", "data": [
@@ -437,7 +599,7 @@ class App:
 
     def route(self, path: str, handler, methods: list[str]) -> Route:
         """The handler with error bodies, request counts and latency around it."""
-        tei = path in ("/", "/embed")
+        tei = path in ("/", "/embed", "/rerank")
 
         async def endpoint(request: Request) -> Response:
             start = time.monotonic()
@@ -457,7 +619,7 @@ class App:
         return Route(path, endpoint, methods=methods)
 
 
-def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
+def create_app(models: dict[str, SentenceModel | CrossEncoder], api_key: str | None = None, *,
                max_wait: float = 0.005, max_queued: int = 4096,
                read_timeout: float = READ_TIMEOUT_SECONDS) -> Starlette:
     """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
@@ -486,6 +648,8 @@ def create_app(models: dict[str, SentenceModel], api_key: str | None = None, *,
         # text-embeddings-inference answers POST / as /embed for an embedding model; it is
         # where huggingface_hub's InferenceClient(model=URL).feature_extraction posts.
         app.route("/", app.embed, ["POST"]),
+        app.route("/rerank", app.rerank, ["POST"]),
+        app.route("/v1/rerank", app.rerank_v1, ["POST"]),
         app.route("/v1/models", app.models, ["GET"]),
         app.route("/health", app.health, ["GET"]),
         app.route("/metrics", app.metrics_text, ["GET"]),
@@ -569,10 +733,10 @@ def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
         if name in models:
             raise MinisbertError(
                 f"two --model arguments are both called {name!r}; rename one of the folders.")
-        models[name] = load(locate.find_model(arg))
-        m = models[name]
-        print(f"minisbert: serving {name} ({m.dim} dimensions, max_seq_length "
-              f"{m.max_seq_length})", file=sys.stderr, flush=True)
+        models[name] = m = load_any(locate.find_model(arg))
+        what = (f"reranker, max_length {m.max_length}" if isinstance(m, CrossEncoder) else
+                f"{m.dim} dimensions, max_seq_length {m.max_seq_length}")
+        print(f"minisbert: serving {name} ({what})", file=sys.stderr, flush=True)
     warning = exposure_warning(host, api_key)
     if warning:
         print(f"minisbert: warning: {warning}", file=sys.stderr, flush=True)

@@ -22,9 +22,13 @@ texts of equal length instead of masking, and computes GELU and softmax in place
 cache-sized blocks. tests/test_textbook.py holds the two equal. Read this file to learn the
 model; run that one.
 
-Left out, as in encoder.py: dropout (inference only), token types other than 0 (single
-sentences), relative position embeddings other than MPNet's bias, the pooler head, and any
-training code. Also left out on purpose: every speed technique. A padded position gets a vector
+A cross-encoder (reranker) reads a pair of texts as one sequence, its second text marked by
+token type 1 in BERT (`type_ids`), and ends in a classification head instead of pooling
+(`classifier_head`, `classify`): the first token's vector, a dense layer with tanh (BERT's
+"pooler"), then a linear layer to one score per label.
+
+Left out, as in encoder.py: dropout (inference only), relative position embeddings other than
+MPNet's bias, and any training code. Also left out on purpose: every speed technique. A padded position gets a vector
 computed like any other, which nothing uses; it is set to zero at the end, as encoder.py
 returns it.
 """
@@ -35,7 +39,7 @@ import math
 
 import numpy as np
 
-from .families import EncoderConfig
+from .families import EncoderConfig, HeadConfig
 
 # ---------------------------------------------------------------------------- activations
 
@@ -188,18 +192,21 @@ def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn
 
 
 def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, ln: dict, cfg: EncoderConfig,
-          token_type: np.ndarray | None = None) -> np.ndarray:
+          token_type: np.ndarray | None = None, type_ids: np.ndarray | None = None) -> np.ndarray:
     """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
-    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids)."""
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids). Token types:
+    type_ids [b, s], or every token type 0 (single sentences) when None."""
     x = word[ids] + position[position_ids(ids, cfg)]  # [b, s] -> [b, s, d]
     if token_type is not None:  # MPNet and DistilBERT have no token types
-        x = x + token_type[np.zeros_like(ids)]  # single sentences: every token has type 0
+        types = np.zeros_like(ids) if type_ids is None else type_ids
+        x = x + token_type[types]  # [b, s] -> [b, s, d]
     return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
 
 
-def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
-                  cfg: EncoderConfig) -> np.ndarray:
-    """Token ids [b, s] and mask [b, s] -> token vectors [b, s, d] (zeros at padded places)."""
+def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+                  type_ids: np.ndarray | None = None) -> np.ndarray:
+    """Token ids [b, s] and mask [b, s] (type ids [b, s]: None for all 0) -> token vectors
+    [b, s, d] (zeros at padded places)."""
     # The mask as a bias added to every score: 0 for a real key, the most negative float32
     # for a padded one, whose weight after softmax is then exactly 0.
     attention_bias = np.where(mask[:, None, None, :] > 0, np.float32(0),
@@ -208,7 +215,34 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict,
         # Added to the mask: exact at real keys (+0), still the most negative at padded ones.
         relative = relative_position_bias(params["relative_attention_bias"], ids.shape[1])
         attention_bias = attention_bias + relative[None]  # + [1, h, s, s] -> [b, h, s, s]
-    x = embed(ids, **params["embeddings"], cfg=cfg)  # [b, s] -> [b, s, d]
+    x = embed(ids, **params["embeddings"], cfg=cfg, type_ids=type_ids)  # [b, s] -> [b, s, d]
     for layer in params["layers"]:
         x = encoder_layer(x, attention_bias, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
+
+
+# ---------------------------------------------------------------------------- cross-encoders
+
+
+def classifier_head(x: np.ndarray, mask: np.ndarray, dense: dict, out: dict, head: HeadConfig,
+                    norm: dict | None = None) -> np.ndarray:
+    """A sequence-classification head on token vectors x [b, s, d] (mask [b, s]) -> logits
+    [b, labels]: pool, dense, activation (tanh in BERT and XLM-R), the norm where the family
+    has one (ModernBERT), then the output layer."""
+    if head.pooling == "cls":
+        pooled = x[:, 0]  # the first token, [CLS] or <s>: [b, s, d] -> [b, d]
+    else:  # "mean": the average of the real tokens
+        m = mask[..., None].astype(np.float32)  # [b, s, 1]
+        pooled = (x * m).sum(axis=1) / m.sum(axis=1)  # [b, s, d] -> [b, d]
+    h = ACTIVATIONS[head.activation](linear(pooled, **dense))  # [b, d] -> [b, d]
+    if norm is not None:
+        h = layer_norm(h, **norm, eps=head.norm_eps)
+    return linear(h, **out)  # [b, d] -> [b, labels]
+
+
+def classify(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderConfig,
+             head: HeadConfig, type_ids: np.ndarray | None = None) -> np.ndarray:
+    """A cross-encoder on b pairs, each one sequence (ids, mask, type ids [b, s]) -> logits
+    [b, labels]."""
+    x = encode_tokens(ids, mask, params, cfg, type_ids)  # [b, s, d]
+    return classifier_head(x, mask, **params["head"], head=head)  # [b, labels]

@@ -13,7 +13,13 @@ Here: the `Tokenizer` base class; the special tokens' spellings, read from the f
 `split_special`); `well_formed`, the surrogate repair every front end applies first; and
 WordPiece with its vocab.txt reader, which the English and Japanese front ends share.
 
-Left out: decoding ids back to text, pairs of texts, offsets, added tokens beyond the special
+Pairs of texts (cross-encoders) go through `encode_pair`: both texts' ids cut "longest first"
+to fit, then the pair template of the front end, with token type ids: BERT's
+`[CLS] A [SEP] B [SEP]` (types 0 for A and its [SEP], 1 for B and the last [SEP]), XLM-R's and
+RoBERTa's `<s> A </s></s> B </s>` (every type 0). tokenizer.json front ends use the file's
+template instead.
+
+Left out: decoding ids back to text, offsets, added tokens beyond the special
 ones, and everything a single front end needs alone (normalization, MeCab, SentencePiece).
 """
 
@@ -37,6 +43,10 @@ class Tokenizer:
     sep_id: int  # id put after it (`[SEP]`, `</s>`)
     pad_id: int  # id used to fill short rows of a batch
     specials: re.Pattern | None = None  # literal special tokens to take as such in the input
+    # The pair template, [cls] A [sep]×pair_separators B [sep]: BERT puts one separator
+    # between the texts and gives B type 1; XLM-R and RoBERTa put two, and all types are 0.
+    pair_separators: int = 1
+    second_type: int = 1
 
     def __init__(self, max_length: int, lowercase: bool = False):
         self.max_length = max_length  # most ids `encode` returns, special tokens included
@@ -69,10 +79,33 @@ class Tokenizer:
         """`encode(text)`, and how many tokens truncation cut from the end of the text."""
         return self.finish(self.tokenize(text))
 
+    def encode_pair(self, a: str, b: str) -> tuple[list[int], list[int]]:
+        """(ids, token type ids) of the pair a, b as a cross-encoder sees it: each text's ids
+        cut "longest first" until both and the special tokens fit max_length."""
+        ids_a, ids_b = self.tokenize(a), self.tokenize(b)
+        n_a, n_b = truncate_pair(len(ids_a), len(ids_b), self.max_length - 2 - self.pair_separators)
+        first = [self.cls_id, *ids_a[:n_a], *[self.sep_id] * self.pair_separators]
+        second = [*ids_b[:n_b], self.sep_id]
+        return first + second, [0] * len(first) + [self.second_type] * len(second)
+
     def finish(self, ids: list[int]) -> tuple[list[int], int]:
         """Content ids -> (truncated ids with the special tokens around them, ids cut)."""
         keep = self.max_length - 2  # the special tokens take two of the places
         return [self.cls_id, *ids[:keep], self.sep_id], max(len(ids) - keep, 0)
+
+
+def truncate_pair(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
+    """How many ids of a and of b to keep so that both fit in `budget` ("longest_first").
+
+    If the shorter one fits in half the budget, it is kept whole and the longer gets the rest;
+    otherwise each gets half (the second one the odd place)."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    short, long_ = sorted((n_a, n_b))
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short, long_ = budget // 2, budget // 2 + budget % 2
+    return (long_, short) if n_a > n_b else (short, long_)
 
 
 class CharTable(dict):

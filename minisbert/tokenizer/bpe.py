@@ -223,6 +223,8 @@ def special_tokens(folder: Path, config: dict,
 
 
 class RobertaTokenizer(Tokenizer):
+    pair_separators, second_type = 2, 0  # <s> A </s></s> B </s>, as XLM-R's
+
     def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
         """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
         super().__init__(max_length, lowercase)

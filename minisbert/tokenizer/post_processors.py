@@ -14,7 +14,7 @@ sequence (A) or a pair (A, B), each item with its token type id. For BERT,
 
 Truncation happens before the template is applied, on the text's ids, so the special tokens
 are always kept: a single text keeps its first max_length - (tokens the template adds) ids; a
-pair is cut "longest first", as the Rust library does (`truncate_pair`).
+pair is cut "longest first", as the Rust library does (`base.truncate_pair`).
 """
 
 from __future__ import annotations
@@ -119,16 +119,3 @@ def build_post_processor(spec: dict | None) -> Template:
         return IDENTITY
     return build(spec, BUILDERS, "post-processor")
 
-
-def truncate_pair(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
-    """How many ids of a and of b to keep so that both fit in `budget` ("longest_first").
-
-    If the shorter one fits in half the budget, it is kept whole and the longer gets the rest;
-    otherwise each gets half (the second one the odd place)."""
-    if n_a + n_b <= budget:
-        return n_a, n_b
-    short, long_ = sorted((n_a, n_b))
-    long_ = short if short > budget else max(short, budget - short)
-    if short + long_ > budget:
-        short, long_ = budget // 2, budget // 2 + budget % 2
-    return (long_, short) if n_a > n_b else (short, long_)

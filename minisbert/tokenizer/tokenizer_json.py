@@ -41,10 +41,10 @@ from pathlib import Path
 
 from ..errors import TokenizerError
 from ..folder import read_json
-from .base import Tokenizer, read_special_tokens, well_formed
+from .base import Tokenizer, read_special_tokens, truncate_pair, well_formed
 from .bpe import WHITE_SPACE
 from .normalizers import Lowercase, Sequence, build_normalizer
-from .post_processors import build_post_processor, truncate_pair
+from .post_processors import build_post_processor
 from .pre_tokenizers import CLASSES, build_pre_tokenizer
 from .subword_models import build_model
 

@@ -7,11 +7,11 @@ syntax Python's `re` mostly shares. What differs, and how each difference is tra
   \\p{L} \\P{N} \\p{Lu} ...   Unicode general categories (and their one-letter groups), which
                             `re` lacks: each becomes an explicit character class, built once
                             from `unicodedata` over every code point (`category_ranges`);
-  \\s \\d \\w \\h              Oniguruma's are Unicode's White_Space, Nd, Unicode's "word"
-                            (Alphabetic, marks, Nd, Pc, joiners) and ASCII hex digits; `re`'s
-                            \\s also matches U+001C..U+001F and its \\w is str.isalnum() + "_",
-                            so all four become explicit classes too (and \\b is rebuilt on
-                            Oniguruma's \\w);
+  \\s \\d \\w \\h              Oniguruma's are Unicode's White_Space, Nd, its own "word" (L,
+                            M, Nd, Nl, Pc and the few symbols of `_WORD_EXTRAS`) and ASCII hex
+                            digits; `re`'s \\s also matches U+001C..U+001F and its \\w is
+                            str.isalnum() + "_", so all four become explicit classes too (and
+                            \\b is rebuilt on Oniguruma's \\w);
   [a[b]] [a&&[^b]]           nested classes and intersections: every bracket expression is
                             resolved into code point ranges here, then written out;
   ^ $                        Oniguruma's are line anchors (what `re` calls MULTILINE);
@@ -29,10 +29,10 @@ assigned after Unicode 14 is "unassigned" (\\p{Cn}) here: the one place the two 
 Left out: Oniguruma's case-insensitive matching also folds one character to several ((?i)ss
 matches "ß", fi matches "ﬁ"); `re` folds one to one, so such a pattern can match less here (the
 contractions of the GPT-4-style patterns hold no such pair). And these, which raise
-`UnsupportedPattern` naming the construct: script and
-binary properties other than those listed in `_PROPERTIES` (\\p{Han}, \\p{Greek}, ...), \\X,
-\\K, \\G, \\N, \\O, absent operators (?~...), conditionals, callouts, option groups other than
-i, m and x at the start or with a colon.
+`UnsupportedPattern` naming the construct: scripts and the binary properties other than those
+`_named_set` knows (\\p{Han}, \\p{Greek}, \\p{Alpha}, ...), \\X, \\K, \\G, \\N, \\O, absent
+operators (?~...), conditionals, callouts, and option groups other than i, m and x at the start
+or with a colon.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _general_categories() -> dict[str, Ranges]:
     return {c: tuple((lo, hi) for lo, hi in r) for c, r in ranges.items()}
 
 
-def _union(*sets: Ranges) -> Ranges:
+def union(*sets: Ranges) -> Ranges:
     pairs = sorted(p for s in sets for p in s)
     out: list[list[int]] = []
     for lo, hi in pairs:
@@ -80,7 +80,7 @@ def _union(*sets: Ranges) -> Ranges:
     return tuple((lo, hi) for lo, hi in out)
 
 
-def _complement(s: Ranges) -> Ranges:
+def complement(s: Ranges) -> Ranges:
     out, nxt = [], 0
     for lo, hi in s:
         if lo > nxt:
@@ -91,12 +91,12 @@ def _complement(s: Ranges) -> Ranges:
     return tuple(out)
 
 
-def _intersection(a: Ranges, b: Ranges) -> Ranges:
-    return _complement(_union(_complement(a), _complement(b)))
+def intersection(a: Ranges, b: Ranges) -> Ranges:
+    return complement(union(complement(a), complement(b)))
 
 
-def _chars(text: str) -> Ranges:
-    return _union(*(((ord(c), ord(c)),) for c in text))
+def code_points(text: str) -> Ranges:
+    return union(*(((ord(c), ord(c)),) for c in text))
 
 
 _CATEGORY_NAMES = {  # Unicode's long names of the general categories, as \p{Letter} spells them
@@ -124,29 +124,28 @@ _WORD_EXTRAS = ((0xB2, 0xB3), (0xB9, 0xB9), (0xBC, 0xBE), (0x24B6, 0x24E9), (0x1
                 (0x1F150, 0x1F169), (0x1F170, 0x1F189))
 
 
-def _category(short: str) -> Ranges:
+def category_ranges(short: str) -> Ranges:
     table = _general_categories()
     if short == "LC":
-        return _union(table.get("Lu", ()), table.get("Ll", ()), table.get("Lt", ()))
-    return _union(*(r for c, r in table.items() if c.startswith(short)))
+        return union(table.get("Lu", ()), table.get("Ll", ()), table.get("Lt", ()))
+    return union(*(r for c, r in table.items() if c.startswith(short)))
 
 
 @lru_cache(maxsize=None)
 def _named_set(name: str) -> Ranges:
     """The code points of a property or class name, as Oniguruma spells them."""
     if name in ("space", "whitespace"):
-        return _chars(WHITE_SPACE)
+        return code_points(WHITE_SPACE)
     if name == "digit":
-        return _category("Nd")
+        return category_ranges("Nd")
     if name == "word":
-        return _union(_category("L"), _category("M"), _category("Nd"), _category("Nl"),
-                      _category("Pc"), _WORD_EXTRAS)
+        return union(*map(category_ranges, ("L", "M", "Nd", "Nl", "Pc")), _WORD_EXTRAS)
     if name in ("xdigit", "asciihexdigit", "hexdigit"):
-        return _chars("0123456789ABCDEFabcdef")
+        return code_points("0123456789ABCDEFabcdef")
     if name == "any":
         return ((0, MAX_CODE_POINT),)
     if name == "assigned":
-        return _complement(_category("Cn"))
+        return complement(category_ranges("Cn"))
     if name == "ascii":
         return ((0, 0x7F),)
     short = _CATEGORY_NAMES.get(name)
@@ -159,7 +158,7 @@ def _named_set(name: str) -> Ranges:
             f"\\p{{{name}}}: only Unicode general categories (L, Lu, N, Nd, P, S, Z, M, C, ... "
             "or their long names), Any, Assigned, ASCII, Space, Digit, Word and XDigit are "
             "supported; scripts (\\p{Han}, ...) and other properties are not.")
-    return _category(short)
+    return category_ranges(short)
 
 
 def _property(body: str) -> tuple[Ranges, bool]:
@@ -177,10 +176,31 @@ def _class_item(lo: int, hi: int) -> str:
     return esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}"
 
 
-def _class(ranges: Ranges, negated: bool = False) -> str:
+def _bracket(ranges: Ranges, negated: bool = False) -> str:
+    return "[" + "^" * negated + "".join(_class_item(lo, hi) for lo, hi in ranges) + "]"
+
+
+def char_class(ranges: Ranges, negated: bool = False) -> str:
+    """A character class matching the code points in `ranges` (or, negated, all others).
+
+    re looks a character up in a class of code points up to U+FFFF in one step (a bitmap), but
+    a class holding any higher code point is searched range by range: ~1 µs a character for
+    \\p{L}'s 650 ranges. So a class reaching past U+FFFF is written as two: its U+0000..U+FFFF
+    part, and its higher part behind a one-range guard, which only the rare characters above
+    U+FFFF ever reach."""
     if not ranges:
         return r"[\s\S]" if negated else "(?!)"
-    return "[" + "^" * negated + "".join(_class_item(lo, hi) for lo, hi in ranges) + "]"
+    bmp = tuple((lo, min(hi, 0xFFFF)) for lo, hi in ranges if lo <= 0xFFFF)
+    astral = tuple((max(lo, 0x10000), hi) for lo, hi in ranges if hi > 0xFFFF)
+    if not astral:
+        return _bracket(bmp, negated)  # a negated one matches every astral character, as it should
+    if not bmp:
+        return _bracket(astral, negated) if not negated else \
+            f"(?:[\\x00-\\uffff]|(?=[^\\x00-\\uffff]){_bracket(astral, True)})"
+    if negated:
+        return (f"(?:(?=[\\x00-\\uffff]){_bracket(bmp, True)}"
+                f"|(?=[^\\x00-\\uffff]){_bracket(astral, True)})")
+    return f"(?:{_bracket(bmp)}|(?=[^\\x00-\\uffff]){_bracket(astral)})"
 
 
 # ---------------------------------------------------------------------------- translation
@@ -212,7 +232,7 @@ class _Translator:
                 self.out.append(self.escape_outside())
             elif c == "[":
                 ranges, negated = self.bracket()
-                self.out.append(_class(ranges, negated))
+                self.out.append(char_class(ranges, negated))
             elif c == "(":
                 self.out.append(self.group_open())
             elif c == "^":
@@ -234,13 +254,13 @@ class _Translator:
         c = self.p[self.i]
         if c in "pP":
             ranges, negated = self.property_escape()
-            return _class(ranges, negated != (c == "P"))
+            return char_class(ranges, negated != (c == "P"))
         if c.lower() in _CLASS_ESCAPES:
             self.i += 1
-            return _class(_named_set(_CLASS_ESCAPES[c.lower()]), c.isupper())
+            return char_class(_named_set(_CLASS_ESCAPES[c.lower()]), c.isupper())
         if c in "bB":
             self.i += 1
-            w = _class(_named_set("word"))
+            w = char_class(_named_set("word"))
             boundary = f"(?:(?<={w})(?!{w})|(?<!{w})(?={w}))"
             not_boundary = f"(?:(?<={w})(?={w})|(?<!{w})(?!{w}))"
             return boundary if c == "b" else not_boundary
@@ -350,7 +370,7 @@ class _Translator:
             first = False
             if c == "&" and self.peek(2) == "&&":
                 self.i += 2
-                operands.append(_union(*items))
+                operands.append(union(*items))
                 items = []
                 continue
             if c == "[":
@@ -358,10 +378,10 @@ class _Translator:
                 if posix:
                     self.i += posix.end()
                     chars = _named_set(posix.group(2).lower())
-                    items.append(_complement(chars) if posix.group(1) else chars)
+                    items.append(complement(chars) if posix.group(1) else chars)
                 else:
                     inner, inner_negated = self.bracket()
-                    items.append(_complement(inner) if inner_negated else inner)
+                    items.append(complement(inner) if inner_negated else inner)
                 continue
             lo = self.class_atom()
             if isinstance(lo, tuple):  # a class escape: \p{..}, \s, ...
@@ -375,10 +395,10 @@ class _Translator:
                 items.append(((lo, hi),))
             else:
                 items.append(((lo, lo),))
-        operands.append(_union(*items))
+        operands.append(union(*items))
         result = operands[0]
         for other in operands[1:]:
-            result = _intersection(result, other)
+            result = intersection(result, other)
         return result, negated
 
     def class_atom(self) -> int | Ranges:
@@ -393,11 +413,11 @@ class _Translator:
         c = self.p[self.i]
         if c in "pP":
             ranges, negated = self.property_escape()
-            return _complement(ranges) if negated != (c == "P") else ranges
+            return complement(ranges) if negated != (c == "P") else ranges
         if c.lower() in _CLASS_ESCAPES:
             self.i += 1
             ranges = _named_set(_CLASS_ESCAPES[c.lower()])
-            return _complement(ranges) if c.isupper() else ranges
+            return complement(ranges) if c.isupper() else ranges
         if c == "b":  # in a class, \b is backspace
             self.i += 1
             return 8

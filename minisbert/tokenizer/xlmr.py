@@ -69,6 +69,8 @@ def _load_model(path: Path):
 
 
 class XLMRobertaTokenizer(Tokenizer):
+    pair_separators, second_type = 2, 0  # <s> A </s></s> B </s>, every token type 0
+
     def __init__(self, folder: Path, config: dict, max_length: int, lowercase: bool = False):
         """config: tokenizer_config.json; lowercase: sentence_bert_config.json's do_lower_case."""
         super().__init__(max_length, lowercase)
