@@ -120,7 +120,8 @@ class CrossEncoder:
         max_length = resolve_max_length(transformer_dir, self.cfg, max_length, sbert)
         self.tokenizer = load_tokenizer(transformer_dir, max_length,
                                         lowercase=bool(sbert.get("do_lower_case", False)),
-                                        model_type=self.cfg.architecture)
+                                        model_type=self.cfg.architecture,
+                                        rows=self.cfg.vocab_size)
         self._check_type_ids(config_path)
         self.params = checkpoint.load_params(weights.find_weights(transformer_dir), self.cfg,
                                              head=self.head)

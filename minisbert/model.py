@@ -37,7 +37,7 @@ from .errors import (ArgumentError, ConfigError, EmbeddingInputError, MissingDep
                      ModelFileMissing, PromptError, TruncationWarning, UnsupportedModelError)
 from .families import FAMILIES, EncoderConfig, encoder_config, is_sequence_classifier
 from .folder import ModelFolder, read_json, read_modules
-from .tokenizer import load_tokenizer
+from .tokenizer import load_tokenizer, read_token_config
 
 def length_batches(lengths: list[int], batch_size: int, max_tokens: int):
     """Yield arrays of text indices, longest texts first, each batch at most batch_size texts
@@ -519,7 +519,7 @@ def _transformer(folder: ModelFolder, max_seq_length: int | None, do_lower_case:
     if do_lower_case is None:
         do_lower_case = bool(sbert.get("do_lower_case", False))
     tokenizer = load_tokenizer(transformer_dir, max_seq_length, lowercase=do_lower_case,
-                               model_type=cfg.architecture)
+                               model_type=cfg.architecture, rows=cfg.vocab_size)
     return cfg, tokenizer
 
 
@@ -541,7 +541,7 @@ def resolve_max_length(transformer_dir: Path, cfg: EncoderConfig, max_length: in
     if max_length is None:
         max_length, source = sbert.get("max_seq_length"), "sentence_bert_config.json"
     if max_length is None:
-        tok_cfg = read_json(transformer_dir / "tokenizer_config.json")
+        tok_cfg = read_token_config(transformer_dir / "tokenizer_config.json")  # types checked
         max_length = min(int(tok_cfg.get("model_max_length", cfg.max_tokens)), cfg.max_tokens)
         source = "tokenizer_config.json"
     try:
@@ -616,8 +616,8 @@ def read_model_config(path: Path) -> SavedConfig:
                           'to texts, e.g. {"query": "query: "}. Fix the file.')
     prompts = {name: text or "" for name, text in prompts.items()}
     default = config.get("default_prompt_name")
-    if default is not None and default not in prompts:
-        raise ConfigError(f"{path}: default_prompt_name is {json.dumps(default)}, which is not "
+    if default is not None and (not isinstance(default, str) or default not in prompts):
+        raise ConfigError(f"{path}: default_prompt_name is {json.dumps(default)[:80]}, which is not "
                           f"one of its prompts ({', '.join(map(repr, prompts)) or 'none'}). "
                           "Fix the file.")
     similarity = config.get("similarity_fn_name")
