@@ -22,10 +22,10 @@ import re
 import numpy as np
 
 from .errors import CheckpointError
-from .families import FAMILIES, EncoderConfig, HeadConfig
+from .families import FAMILIES, EncoderConfig, HeadConfig, Part
 from .weights import read_tensors
 
-_LAYER_NORMS = ("embeddings.ln", "ln_attn", "ln_ffn")  # the paths that are norms
+_LAYER_NORMS = ("embeddings.ln", "ln_attn", "ln_ffn", "final_norm")  # the paths that are norms
 
 
 def _canonical(name: str, prefixes: tuple[str, ...]) -> str:
@@ -43,37 +43,74 @@ Shapes = dict[str, tuple[int, ...]]  # a parameter's path or a tensor's name -> 
 
 def tree_shapes(cfg: EncoderConfig) -> tuple[Shapes, Shapes]:
     """The shape of every parameter, by its path in the tree, as stored in the checkpoint
-    (torch's Linear: [out, in]; a LayerNorm: [d]): (outside the layers, in each layer)."""
+    (torch's Linear: [out, in]; a LayerNorm: [d]): (outside the layers, in each layer; see
+    `layer_paths` for a first layer without some of them)."""
     d, ff = cfg.hidden_size, cfg.intermediate_size
-    outside = {"embeddings.word": (cfg.vocab_size, d),
-               "embeddings.position": (cfg.max_position_embeddings, d),
-               "embeddings.ln": (d,)}
+    blocks = cfg.blocks
+    outside = {"embeddings.word": (cfg.vocab_size, d), "embeddings.ln": (d,)}
+    if blocks.positions == "absolute":  # rotary positions have no table
+        outside["embeddings.position"] = (cfg.max_position_embeddings, d)
     if cfg.type_vocab_size:
         outside["embeddings.token_type"] = (cfg.type_vocab_size, d)
     if cfg.relative_attention_buckets:
         outside["relative_attention_bias"] = (cfg.relative_attention_buckets, cfg.num_heads)
+    if blocks.norm_placement == "pre":  # pre-LN: one norm after the last layer
+        outside["final_norm"] = (d,)
     layer = {"attn.q": (d, d), "attn.k": (d, d), "attn.v": (d, d), "attn.out": (d, d),
              "ln_attn": (d,), "ffn.up": (ff, d), "ffn.down": (d, ff), "ln_ffn": (d,)}
+    if blocks.feed_forward == "gated":
+        layer["ffn.gate"] = (ff, d)
     return outside, layer
 
 
-def _tensors_of(name: str, shape: tuple[int, ...]) -> Shapes:
-    """The checkpoint's tensors of one parameter: itself, or a linear's / LayerNorm's two."""
+def layer_paths(cfg: EncoderConfig, i: int) -> Shapes:
+    """The parameters of layer i: every layer's, less the attention norm in a first layer
+    that has none (ModernBERT)."""
+    _, layer = tree_shapes(cfg)
+    if i == 0 and not cfg.blocks.first_attention_norm:
+        layer = {path: shape for path, shape in layer.items() if path != "ln_attn"}
+    return layer
+
+
+def has_bias(cfg: EncoderConfig, path: str) -> bool:
+    """Does the parameter at `path` (a linear or a norm) have a bias in this model?"""
+    if path in _LAYER_NORMS:
+        return cfg.norm_bias
+    if path.startswith("attn."):
+        return cfg.attention_bias
+    if path in ("ffn.up", "ffn.gate"):
+        return cfg.up_bias
+    return cfg.down_bias if path == "ffn.down" else True
+
+
+def _tensors_of(name: str | Part, shape: tuple[int, ...], bias: bool) -> Shapes:
+    """The checkpoint's tensors of one parameter: itself (an embedding table), or a linear's /
+    norm's weight and, if it has one, bias. A Part is `of` parameters stacked along the rows
+    of one tensor."""
+    if isinstance(name, Part):
+        name, shape = name.name, (name.of * shape[0], *shape[1:])
     if name.endswith(".weight"):
         return {name: shape}
-    return {name + ".weight": shape, name + ".bias": shape[:1]}
+    return {name + ".weight": shape, **({name + ".bias": shape[:1]} if bias else {})}
+
+
+def _name(names: dict, path: str, i: int = 0) -> str | Part:
+    name = names[path]
+    if isinstance(name, Part):
+        return name._replace(name=name.name.format(i=i))
+    return name.format(i=i)
 
 
 def expected_shapes(cfg: EncoderConfig) -> Shapes:
     """Every tensor the encoder needs, by its checkpoint name, with its stored shape."""
     names = FAMILIES[cfg.architecture].names
-    outside, layer = tree_shapes(cfg)
+    outside, _ = tree_shapes(cfg)
     shapes = {}
     for path, shape in outside.items():
-        shapes.update(_tensors_of(names[path], shape))
+        shapes.update(_tensors_of(_name(names, path), shape, has_bias(cfg, path)))
     for i in range(cfg.num_layers):
-        for path, shape in layer.items():
-            shapes.update(_tensors_of(names[path].format(i=i), shape))
+        for path, shape in layer_paths(cfg, i).items():
+            shapes.update(_tensors_of(_name(names, path, i), shape, has_bias(cfg, path)))
     return shapes
 
 
@@ -139,7 +176,8 @@ def _check_layers(path, tensors: dict, cfg: EncoderConfig) -> None:
     shapes of all of them are listed (num_hidden_layers 10**7 would list 160 million): the
     message counts the missing tensors and names the first missing layer's."""
     family = FAMILIES[cfg.architecture]
-    template = next(n for n in family.names.values() if "{i}" in n)  # a tensor of each layer
+    template = next(n if isinstance(n, str) else n.name  # a tensor of each layer
+                    for n in family.names.values() if "{i}" in (n if isinstance(n, str) else n.name))
     before, after = template.split("{i}")  # "encoder.layer.", ".attention.self.query"
     layer_of = re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + r"\.")
     held = {int(m.group(1)) for name in tensors if (m := layer_of.match(name))}
@@ -147,9 +185,9 @@ def _check_layers(path, tensors: dict, cfg: EncoderConfig) -> None:
         return
     first = next(i for i in range(cfg.num_layers) if i not in held)  # at most len(held) steps
     absent = cfg.num_layers - sum(i < cfg.num_layers for i in held)  # whole layers missing
-    _, layer = tree_shapes(cfg)
-    names = [n for path, shape in layer.items()
-             for n in _tensors_of(family.names[path].format(i=first), shape)]
+    names = list(dict.fromkeys(
+        n for path, shape in layer_paths(cfg, first).items()
+        for n in _tensors_of(_name(family.names, path, first), shape, has_bias(cfg, path))))
     source = family.config["num_layers"]
     key = source[0] if isinstance(source, tuple) else "the number of layers"
     raise CheckpointError(
@@ -175,7 +213,7 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig,
     want = {**expected_shapes(cfg), **wanted}
     source = (f"config.json ({cfg.architecture}, {cfg.num_layers} layers"
               + (f", a head of {head.num_labels} label(s))" if head else ")"))
-    position = names["embeddings.position"]
+    position = names.get("embeddings.position")
     if cfg.sinusoidal_positions and position not in tensors:
         # DistilBERT with sinusoidal_pos_embds: a checkpoint saved without the fixed table. One
         # saved with it is used as saved, as transformers does. Everything else is checked
@@ -192,13 +230,19 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig,
     check_tensors(path, tensors, want, source, "model")
 
     def param(path: str, i: int = 0):
-        name = names[path].format(i=i)
+        name = _name(names, path, i)
+        rows = slice(None)
+        if isinstance(name, Part):  # this parameter's block of rows of a fused tensor
+            out = tensors[name.name + ".weight"].shape[0] // name.of
+            name, rows = name.name, slice(name.index * out, (name.index + 1) * out)
         if name.endswith(".weight"):
             return tensors[name]  # an embedding table: stays memory-mapped, rows read on use
+        bias = tensors[name + ".bias"][rows] if has_bias(cfg, path) else None
         if path in _LAYER_NORMS:
-            return {"g": tensors[name + ".weight"], "b": tensors[name + ".bias"]}
+            return {"g": tensors[name + ".weight"], "b": bias}
         # Transposed view, no copy: x @ w.T runs as one BLAS call with a transposed operand.
-        return {"w": tensors[name + ".weight"].T, "b": tensors[name + ".bias"]}
+        # A fused tensor's block is a slice of its columns, still a view BLAS reads in place.
+        return {"w": tensors[name + ".weight"].T[:, rows], "b": bias}
 
     def tree(paths, i: int = 0) -> dict:  # {"attn.q": ...} -> {"attn": {"q": ...}}
         out = {}
@@ -210,9 +254,13 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig,
             node[leaf] = param(path, i)
         return out
 
-    outside, layer = tree_shapes(cfg)
+    outside, _ = tree_shapes(cfg)
     params = tree(outside)
-    params["layers"] = [tree(layer, i) for i in range(cfg.num_layers)]
+    params["layers"] = []
+    for i in range(cfg.num_layers):
+        layer = tree(layer_paths(cfg, i), i)
+        layer.setdefault("ln_attn", None)  # a first layer without an attention norm
+        params["layers"].append(layer)
     if head is not None:
         params["head"] = _head_params(tensors, family.head.names, head)
     return params

@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) as pure NumPy functions,
-fast form.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) as pure NumPy functions, fast form.
 
 `textbook.py` is the same function written plainly, on a padded [b, s, d] batch with a mask;
 read it first. This file computes the same numbers faster (tests/test_textbook.py holds the
@@ -21,6 +21,10 @@ each step of a layer uses (`cfg.blocks`, looked up in NORMS and FEED_FORWARDS). 
 names differ too, which only checkpoint.py reads (from families.py). The activations are
 activations.py's.
 
+Long texts (ModernBERT and GTE read 8,192 tokens) never build a text's whole [h, s, s]
+scores: attention goes one head and a block of queries at a time (`_query_blocks`), and a
+local layer's block reads only the keys in its window.
+
 Cross-encoders end in a classification head instead of pooling: `classify` runs the encoder
 and `classifier_head` on it, and, as the head reads only the first token of each text, computes
 the last layer for that token alone (`first_token_layer`). Token types come as data
@@ -32,42 +36,50 @@ bias, cross attention, and any training code.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import threads
 from .activations import ACTIVATIONS
 from .families import EncoderConfig, HeadConfig
-from .textbook import position_ids, relative_position_bias
+from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
+                       window_allows)
 
 # EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
-# the fast form has nothing to add are the textbook's: position numbering (position_ids) and
-# MPNet's relative position bias (relative_position_bias).
+# the fast form has nothing to add are the textbook's: position numbering (position_ids),
+# MPNet's relative position bias (relative_position_bias), the rotary angles
+# (rotary_frequencies, rotary_tables) and the rule of a local window (window_allows).
 
 
 # ---------------------------------------------------------------------------- layers
 
-def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    """Normalize each token vector over its last axis (biased variance), then scale and shift."""
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -> np.ndarray:
+    """Normalize each token vector over its last axis (biased variance), then scale and shift
+    (b None: no shift, ModernBERT's norms)."""
     # Textbook: g·(x - mean)/√(np.var(x) + eps) + b. Here: centered once, the variance as a dot
     # product of the centered rows, then scaled and shifted in place (no temporaries).
     out = x - x.mean(axis=-1, keepdims=True)  # [..., d], centered
     var = np.einsum("...i,...i->...", out, out)[..., None] / np.float32(x.shape[-1])  # [..., 1]
     out /= np.sqrt(var + np.float32(eps))
     out *= g
-    out += b
+    if b is not None:
+        out += b
     return out
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once)."""
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """x·W + b with W stored [in, out] (checkpoint.py transposes torch's [out, in] once);
+    b None: no bias (ModernBERT, NomicBERT and GTE's gated projections have none)."""
     # Textbook: x @ w + b on [b, s, in]. Here: folding [..., in] to 2-D makes this one large
     # BLAS call; NumPy runs a 3-D @ 2-D product as one small call per leading index, several
     # times slower.
     y = x.reshape(-1, x.shape[-1]) @ w  # [n, in] -> [n, out]
-    y += b
+    if b is not None:
+        y += b
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
@@ -76,7 +88,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray,
     """softmax(q·kᵀ + bias)·v for a stack of heads, written into `out`.
 
     q, k, v, out: [..., length, hd]; q already scaled by 1/√hd. `out` may be a strided view.
-    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries].
+    bias_t: MPNet's relative position bias, transposed as the scores are, [heads, keys, queries],
+    or a local layer's window (-inf beyond it), [keys, queries].
     """
     # Textbook: softmax(q·kᵀ/√hd + mask)·v, a softmax over the last axis of [..., queries,
     # keys]. Here: no mask (texts come in runs of equal length), the softmax in place on the
@@ -126,6 +139,11 @@ class Layout:
         return cls(real=np.flatnonzero(mask), groups=tuple(groups),
                    batch=mask.shape[0], width=mask.shape[1])
 
+    def positions(self) -> np.ndarray:
+        """[n]: each packed token's position in its own text, 0 for its first token."""
+        runs = [np.tile(np.arange(length), texts) for _, texts, length in self.groups]
+        return np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
+
     @property
     def first(self) -> np.ndarray:
         """[b] the row in x of each text's first token ([CLS], <s>); every text has one."""
@@ -167,17 +185,50 @@ def _blocks(texts: int, heads: int, length: int):
                 yield slice(t, t + 1), slice(h, h + pairs)
 
 
+def _query_blocks(length: int, window: int):
+    """Split one text's queries into blocks, each with the keys it reads: (queries, keys) slices.
+
+    Textbook: all queries against all keys at once, [h, s, s] scores: 3.2 GB for one text of
+    8,192 tokens and 12 heads. Here: a block of queries at a time, one head at a time, so the
+    scores held at once are [keys, block], a few MB however long the text is. A
+    global layer's block reads every key; a local layer's reads only the keys within `window`
+    positions of the block, so its cost grows with length × window instead of length².
+    Softmax runs over each query's own keys, so splitting the queries changes no number.
+    """
+    if window:  # block × (block + 2·window) scores, about _SCORES
+        block = max(16, int(math.sqrt(window * window + _SCORES)) - window)
+    else:  # block × length scores, about 16·_SCORES (16 MB)
+        # Larger than a local block: with every key in a block, the products q·kᵀ and e·v
+        # are long and thin, and BLAS runs such a product of few queries far below its
+        # speed (measured, 8,192 keys, hd 64: 32 queries per block 20x slower than 512).
+        block = max(_SCORES >> 10, (_SCORES << 4) // length)
+    for q0 in range(0, length, block):
+        q1 = min(q0 + block, length)
+        keys = slice(max(0, q0 - window), min(length, q1 + window)) if window else slice(None)
+        yield slice(q0, q1), keys
+
+
 def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dict, out: dict,
-                         num_heads: int, position_bias: np.ndarray | None = None) -> np.ndarray:
-    """Self-attention: every token mixes the value vectors of all tokens of its own text."""
+                         num_heads: int, position_bias: np.ndarray | None = None,
+                         rotary: tuple[np.ndarray, np.ndarray] | None = None,
+                         window: int = 0) -> np.ndarray:
+    """Self-attention: every token mixes the value vectors of the tokens of its own text (a
+    local layer, window > 0: only of those at most `window` positions away).
+
+    rotary: (cos, sin), each [n, hd/2], every packed token's rotation (`rotary_tables`); q and
+    k are rotated by it before their product. None: the positions are in x already.
+    """
     n, d = x.shape
     head_dim = d // num_heads
     # Textbook: the whole padded grid split into heads at once, [b, s, d] -> [b, h, s, hd].
     # Here: each run of equal-length texts seen as [texts, heads, length, hd] views of the
     # packed rows, a cache-sized block of (text, head) pairs at a time.
     q_ = linear(x, **q)  # [n, d] -> [n, d]
-    q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
     k_, v_ = linear(x, **k), linear(x, **v)  # [n, d] each
+    if rotary is not None:
+        q_ = apply_rotary(q_.reshape(n, num_heads, head_dim), *rotary).reshape(n, d)
+        k_ = apply_rotary(k_.reshape(n, num_heads, head_dim), *rotary).reshape(n, d)
+    q_ *= np.float32(1 / math.sqrt(head_dim))  # the same as scaling q·kᵀ, on a smaller array
     mixed = np.empty_like(q_)  # [n, d], every row written below
     for start, texts, length in layout.groups:
         # The group's rows seen as [texts, length, heads, hd]: a view, nothing is copied.
@@ -186,6 +237,25 @@ def multi_head_attention(x: np.ndarray, layout: Layout, q: dict, k: dict, v: dic
         rows = slice(start, start + texts * length)
         q4, k4, v4, m4 = (a[rows].reshape(texts, length, num_heads, head_dim)
                           for a in (q_, k_, v_, mixed))
+        if (window and length - 1 > window) or length * length > _SCORES:
+            # A long text, or one longer than a local layer's reach: a block of queries of
+            # one head at a time ([length, hd] views of that head, [queries., hd] of them).
+            def one_head(pair, q4=q4, k4=k4, v4=v4, m4=m4, length=length):
+                t, h = pair
+                qh, kh, vh, oh = (a[t, :, h] for a in (q4, k4, v4, m4))  # [length, hd] each
+                for qs, ks in _query_blocks(length, window):
+                    bias_t = None
+                    if window:  # keys beyond the window of a query get -inf
+                        bias_t = _window_bias_t(ks.start - qs.start, ks.stop - ks.start,
+                                                qs.stop - qs.start, window)
+                    elif position_bias is not None:
+                        bias_t = position_bias[h, ks, qs]
+                    attention(qh[qs], kh[ks], vh[ks], out=oh[qs], bias_t=bias_t)
+            # Each head writes its own columns of `mixed`: heads may run in parallel threads
+            # (threads.run_tasks: when this encode is not already one of several batches
+            # run at once), so exp() and the softmax use every core, not only BLAS.
+            threads.run_tasks(one_head, itertools.product(range(texts), range(num_heads)))
+            continue
         for t, h in _blocks(texts, num_heads, length):
             # [., length, h., hd] -> [., h., length, hd]: each head's rows, still views
             qb, kb, vb, ob = (a[t, :, h].transpose(0, 2, 1, 3) for a in (q4, k4, v4, m4))
@@ -199,39 +269,57 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(h, out=h), **down)  # [n, 4d] -> [n, d]; textbook: act(h), a new array
 
 
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """down(act(gate(x)) · up(x)): a GLU feed-forward (GeGLU with GELU, SwiGLU with SiLU).
+
+    The activated projection is `gate`: ModernBERT's first half of Wi, GTE's second half of
+    up_gate_proj, NomicBERT's fc12 (families.py says which is which)."""
+    h = linear(x, **gate)  # [n, d] -> [n, ff]
+    act(h, out=h)  # textbook: act(gate(x)), a new array
+    h *= linear(x, **up)  # [n, ff]
+    return linear(h, **down)  # [n, ff] -> [n, d]
+
+
 # Each family names one function per step of a layer (families.Blocks); these tables hold them.
 NORMS = {"layer": layer_norm}
-FEED_FORWARDS = {"plain": feed_forward}
+FEED_FORWARDS = {"plain": feed_forward, "gated": gated_feed_forward}
 
 
-def residual(x: np.ndarray, sublayer, norm: dict, cfg: EncoderConfig) -> np.ndarray:
-    """x plus sublayer(x), with the norm where the family puts it ("post": add, then normalize)."""
+def residual(x: np.ndarray, sublayer, norm: dict | None, cfg: EncoderConfig) -> np.ndarray:
+    """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds,
+    then normalizes the sum; "pre" (ModernBERT) gives the sublayer a normalized copy of x and
+    adds its output to x as it is (norm None: no norm, ModernBERT's first attention)."""
     normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement == "pre":
+        h = x if norm is None else normalize(x, **norm, eps=cfg.layer_norm_eps)
+        return x + sublayer(h)  # [n, d]
     if cfg.blocks.norm_placement != "post":
         raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
     return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [n, d]
 
 
-def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict, ffn: dict,
-                  ln_ffn: dict, cfg: EncoderConfig,
-                  position_bias: np.ndarray | None = None) -> np.ndarray:
+def encoder_layer(x: np.ndarray, layout: Layout, attn: dict, ln_attn: dict | None, ffn: dict,
+                  ln_ffn: dict, cfg: EncoderConfig, **context) -> np.ndarray:
     """One transformer block: self-attention, then the feed-forward, each added to its input
-    with a norm (`residual`), each the block cfg.blocks names."""
+    with a norm (`residual`), each the block cfg.blocks names. `context`: what attention needs
+    besides the weights (MPNet's position_bias; rotary cos/sin; a local layer's window)."""
     feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
     x = residual(x, lambda h: multi_head_attention(h, layout, **attn, num_heads=cfg.num_heads,
-                                                   position_bias=position_bias), ln_attn, cfg)
+                                                   **context), ln_attn, cfg)
     return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
-def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, position: np.ndarray, ln: dict,
-          cfg: EncoderConfig, token_type: np.ndarray | None = None,
+def embed(ids: np.ndarray, layout: Layout, word: np.ndarray, ln: dict, cfg: EncoderConfig,
+          position: np.ndarray | None = None, token_type: np.ndarray | None = None,
           type_ids: np.ndarray | None = None) -> np.ndarray:
     """Vectors of the real tokens before the first layer: word + position (+ type), normalized.
-    MPNet and DistilBERT have no token-type table. type_ids [b, s]: None for all zeros."""
+    MPNet, DistilBERT and ModernBERT have no token-type table; rotary families no position
+    table. type_ids [b, s]: None for all zeros."""
     # Fancy indexing reads only the rows this batch needs, so a memory-mapped 250k-row table
     # stays on disk except for those rows. Textbook: word[ids], the rows of padding too.
     x = word[ids.reshape(-1)[layout.real]]  # [n] -> [n, d]
-    x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
+    if position is not None:
+        x += position[position_ids(ids, cfg).reshape(-1)[layout.real]]
     if token_type is not None:
         if type_ids is None:
             x += token_type[0]  # single sentences: every token has type 0, one row for all
@@ -263,9 +351,57 @@ def _encode_packed(ids: np.ndarray, layout: Layout, params: dict, cfg: EncoderCo
         bias = relative_position_bias(params["relative_attention_bias"], layout.width)
         position_bias = np.ascontiguousarray(bias.swapaxes(-1, -2))  # [h, q, k] -> [h, k, q]
     layers = params["layers"][:-1] if skip_last else params["layers"]
-    for layer in layers:
-        x = encoder_layer(x, layout, **layer, cfg=cfg, position_bias=position_bias)
+    rotations = {}  # rotary base -> (cos, sin) of every packed token, made once per batch
+    for i, layer in enumerate(layers):
+        context = {"position_bias": position_bias, "window": cfg.layer_window(i)}
+        if cfg.blocks.positions == "rotary":
+            theta = cfg.layer_rope_theta(i)
+            if theta not in rotations:
+                inv_freq = rotary_frequencies(cfg.head_dim, theta, cfg.rope_scale)
+                rotations[theta] = rotary_tables(layout.positions(), inv_freq)  # [n, hd/2] x2
+            context["rotary"] = rotations[theta]
+        x = encoder_layer(x, layout, **layer, cfg=cfg, **context)  # [n, d]
+    if "final_norm" in params and not skip_last:  # pre-LN: the last output is not normalized
+        x = NORMS[cfg.blocks.norm](x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return x
+
+
+# ---------------------------------------------------------------------------- rotary positions
+
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate each head's vector by its token's angles: x [n, h, hd], cos/sin [n, hd/2]
+    (textbook.rotary_tables).
+
+    rotate_half's convention (not interleaved pairs): dimension i is paired with i + hd/2,
+    and each pair (a, b) turns by its angle into (a·cos - b·sin, b·cos + a·sin).
+    Textbook: x·[cos, cos] + rotate_half(x)·[sin, sin] with rotate_half(x) = [-b, a]; the
+    same products and sums, without building the doubled tables or rotate_half's copy.
+    """
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]  # [n, h, hd/2] each
+    c, s = cos[:, None, :], sin[:, None, :]  # [n, 1, hd/2]: the same angle for every head
+    out = np.empty_like(x)
+    np.multiply(a, c, out=out[..., :half])
+    out[..., :half] -= b * s
+    np.multiply(b, c, out=out[..., half:])
+    out[..., half:] += a * s
+    return out
+
+
+# ---------------------------------------------------------------------------- local windows
+
+@functools.lru_cache(maxsize=16)
+def _window_bias_t(first_key: int, keys: int, queries: int, window: int) -> np.ndarray:
+    """A local layer's window (textbook.window_allows) as a bias on transposed scores,
+    [keys, queries]: 0 where the query may read the key, -inf where it may not (exp(-inf) =
+    0). Keys start `first_key` positions from the first query (<= 0). Blocks away from a
+    text's ends all have the same one: cached."""
+    allowed = window_allows(np.arange(queries)[None, :], first_key + np.arange(keys)[:, None],
+                            window)
+    bias = np.where(allowed, np.float32(0), np.float32(-np.inf))
+    bias.flags.writeable = False
+    return bias
+
 
 
 # ---------------------------------------------------------------------------- the classifier head

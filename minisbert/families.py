@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .activations import ACTIVATIONS
 from .errors import ConfigError, UnsupportedModelError
@@ -41,10 +43,19 @@ class Blocks:
     (textbook.py and encoder.py). The values in use today are all BERT's; the comments name
     the ones the next families bring."""
     norm: str = "layer"  # LayerNorm, with scale and shift ("rms": RMSNorm, scale only)
-    norm_placement: str = "post"  # add, then normalize ("pre": normalize each sublayer's input)
-    positions: str = "absolute"  # a learned table added to the embeddings ("rotary": q and k rotated)
-    attention: str = "bidirectional"  # every token sees its whole text ("causal", "sliding")
-    feed_forward: str = "plain"  # down(act(up(x))) ("gated": down(act(gate(x)) · up(x)))
+    # "post": add, then normalize; "pre": normalize each sublayer's input, add its output as
+    # it is, and normalize once after the last layer ("final_norm" in the names)
+    norm_placement: str = "post"
+    # "absolute": a learned table added to the embeddings; "rotary": q and k of every layer
+    # turned by their position (textbook.rotary_embedding), no table
+    positions: str = "absolute"
+    # every token sees its whole text ("causal"); a local layer (EncoderConfig.layer_kinds)
+    # sees only its window either way
+    attention: str = "bidirectional"
+    feed_forward: str = "plain"  # down(act(up(x))); "gated": down(act(gate(x)) · up(x))
+    # False: the first layer has no norm before attention (ModernBERT: its input is the
+    # embedding norm's output)
+    first_attention_norm: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,42 @@ class EncoderConfig:
     # fixed sine/cosine one (checkpoint.sinusoidal_positions); a stored one is used as it is.
     sinusoidal_positions: bool = False
     blocks: Blocks = Blocks()  # which blocks each layer runs, from the family
+    # Which tensors have a bias: norms (ModernBERT's have none), attention's projections,
+    # a feed-forward's first projections (up, and gate if gated) and its last (down).
+    norm_bias: bool = True
+    attention_bias: bool = True
+    up_bias: bool = True
+    down_bias: bool = True
+    # Rotary positions: the base of global layers, of local layers when it differs
+    # (ModernBERT: 160000 and 10000; 0: the same), and a divisor of every frequency
+    # (textbook.rotary_frequencies says how GTE's NTK scaling becomes one).
+    rope_theta: float = 10000.0
+    local_rope_theta: float = 0.0
+    rope_scale: float = 1.0
+    # Each layer's kind, "global" (a token sees its whole text) or "local" (only the tokens at
+    # most `window` positions away, on either side); () means every layer is global.
+    layer_kinds: tuple[str, ...] = ()
+    window: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def layer_window(self, i: int) -> int:
+        """How far layer i's attention reaches on either side: 0 for no limit (global)."""
+        return self.window if self.layer_kinds and self.layer_kinds[i] == "local" else 0
+
+    def layer_rope_theta(self, i: int) -> float:
+        """The rotary base of layer i: local layers may have their own (ModernBERT)."""
+        if self.layer_window(i) and self.local_rope_theta:
+            return self.local_rope_theta
+        return self.rope_theta
 
     @property
     def max_tokens(self) -> int:
-        """How many tokens the position table can hold (512 for every family here)."""
+        """How many tokens one text may have: the rows of the position table (512 for BERT and
+        XLM-R), or, for rotary positions, which have no table, max_position_embeddings, the
+        length the model was trained to (8,192 for ModernBERT and GTE)."""
         if self.positions_after_padding_idx:
             return self.max_position_embeddings - self.pad_token_id - 1
         return self.max_position_embeddings
@@ -81,8 +124,17 @@ class EncoderConfig:
 
 REQUIRED = object()  # a config.json key with no default: the file must have it
 # An EncoderConfig setting: (the config.json key that holds it, its value when the key is
-# absent or null), or a plain value the family fixes whatever the file says.
-Setting = tuple[str, object] | int | float | str | bool
+# absent or null), or a plain value the family fixes whatever the file says. The key may be a
+# tuple of keys, the first present one counting (a family whose files come in two dialects).
+Setting = tuple[str | tuple[str, ...], object] | int | float | str | bool
+
+
+class Part(NamedTuple):
+    """A parameter stored as one of `of` equal blocks of rows of a fused tensor (and of its
+    bias), `index` counting from 0: ModernBERT's Wqkv holds q, k and v as Part(name, 0..2, 3)."""
+    name: str
+    index: int
+    of: int
 
 
 @dataclass(frozen=True)
@@ -128,8 +180,9 @@ class Family:
     config: dict[str, Setting]
     # Path of a parameter in the encoder's tree -> the checkpoint's name for it, "{i}" for the
     # layer number. A name ending in ".weight" is one tensor (an embedding table); any other is
-    # the prefix of a linear layer or a norm, whose ".weight" and ".bias" follow it.
-    names: dict[str, str]
+    # the prefix of a linear layer or a norm, whose ".weight" and ".bias" follow it (the bias
+    # only where EncoderConfig's *_bias says so). A Part is a block of a fused tensor.
+    names: dict[str, str | Part]
     # What task checkpoints (BertModel inside BertForMaskedLM, ...) put before those names;
     # sentence-transformers checkpoints have none.
     prefixes: tuple[str, ...] = ()
@@ -143,6 +196,10 @@ class Family:
     tokenizer_files: tuple[str, ...] = ("vocab.txt",)
     # The head of the family's *ForSequenceClassification (cross-encoders); None: not supported.
     head: ClassifierHead | None = None
+    # Settings that are not one key each (rotary bases and scaling, layer kinds, keys whose
+    # values need translating): config.json, its path -> EncoderConfig fields. It also refuses
+    # the options of the family that minisbert does not implement.
+    read: Callable[[dict, Path], dict] | None = field(default=None, compare=False)
 
 
 # ---------------------------------------------------------------------------- the families
@@ -254,6 +311,214 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# ---------------------------------------------------------------------------- rotary families
+# ModernBERT, GTE and NomicBERT: rotary positions (no position table), gated feed-forwards,
+# fused q/k/v tensors. Their rope settings and layer kinds come from a `read` function each,
+# since their config files say them in several dialects.
+
+
+def _refuse(path: Path, what: str) -> None:
+    raise UnsupportedModelError(f"{path}: {what}; minisbert does not implement it.")
+
+
+def _rope_settings(config: dict, path: Path, theta: float, head_dim: int,
+                   parameters: dict | None = None) -> dict:
+    """rope_theta and rope_scale from a rope parameters dict (transformers 5's rope_parameters,
+    or an older rope_scaling): "default" and "linear" scaling, and Alibaba's fixed "ntk"
+    scaling, which is the base theta·f with frequencies divided by f^(2 / head_dim)."""
+    parameters = dict(parameters or {})
+    theta = float(parameters.get("rope_theta", theta))
+    kind = parameters.get("rope_type", parameters.get("type", "default"))
+    factor = parameters.get("factor", 1.0)
+    if kind == "default":
+        return {"rope_theta": theta}
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
+        raise ConfigError(f"{path}: the rope scaling factor is {json.dumps(factor)}; it must be "
+                          "a positive number. Fix the file, or download it again.")
+    if kind == "linear":
+        return {"rope_theta": theta, "rope_scale": float(factor)}
+    if kind == "ntk" and parameters.get("mixed_b") is None:
+        return {"rope_theta": theta * factor, "rope_scale": float(factor) ** (2 / head_dim)}
+    _refuse(path, f"rope scaling {json.dumps(parameters)} (minisbert has default, linear and "
+                  "GTE's fixed ntk)")
+
+
+def _head_dim(config: dict, path: Path, hidden: tuple[str, ...], heads: tuple[str, ...]) -> int:
+    d = _setting(config, path, hidden, int)
+    h = _setting(config, path, heads, int)
+    return d // max(h, 1)
+
+
+def _read_modernbert(config: dict, path: Path) -> dict:
+    """ModernBERT's layer kinds (layer_types, or every global_attn_every_n_layers-th layer
+    global from the first), its window (local_attention // 2 on each side) and its two rotary
+    bases (rope_parameters per layer kind, or global_rope_theta / local_rope_theta)."""
+    n = _setting(config, path, "num_hidden_layers", int)
+    types = config.get("layer_types")
+    if types is None:
+        every = _setting(config, path, "global_attn_every_n_layers", int, 3)
+        if every < 1:
+            raise ConfigError(f"{path}: 'global_attn_every_n_layers' is {every}; it must be at "
+                              "least 1. Fix the file, or download it again.")
+        types = ["sliding_attention" if i % every else "full_attention" for i in range(n)]
+    kinds = {"full_attention": "global", "sliding_attention": "local"}
+    if not (isinstance(types, list) and len(types) == n and all(t in kinds for t in types)):
+        raise ConfigError(f"{path}: 'layer_types' must list {n} layers, each full_attention or "
+                          "sliding_attention. Fix the file, or download it again.")
+    local = _setting(config, path, "local_attention", int, 128)
+    head_dim = _head_dim(config, path, ("hidden_size",), ("num_attention_heads",))
+    rope = config.get("rope_parameters") or {}
+    if config.get("rope_scaling"):
+        _refuse(path, f"rope_scaling {json.dumps(config['rope_scaling'])}")
+    full = _rope_settings(config, path, _setting(config, path, "global_rope_theta", float,
+                                                 160000.0), head_dim, rope.get("full_attention"))
+    sliding = _rope_settings(config, path, _setting(config, path, "local_rope_theta", float,
+                                                    10000.0), head_dim,
+                             rope.get("sliding_attention"))
+    if full.get("rope_scale", 1.0) != sliding.get("rope_scale", 1.0):
+        _refuse(path, "a different rope scaling for global and local layers")
+    return {"layer_kinds": tuple(kinds[t] for t in types), "window": local // 2,
+            "rope_theta": full["rope_theta"], "local_rope_theta": sliding["rope_theta"],
+            "rope_scale": full.get("rope_scale", 1.0)}
+
+
+def _read_gte(config: dict, path: Path) -> dict:
+    """GTE's rotary base and scaling: rope_theta with Alibaba's rope_scaling ({"type": "ntk",
+    "factor": f}), or transformers 5's rope_parameters; refuses the remote code's options
+    that change the model (RMSNorm, log-n attention scaling, unpacked q/k/v)."""
+    positions = config.get("position_embedding_type", "rope")
+    if positions != "rope":
+        _refuse(path, f"position_embedding_type {positions!r} in a GTE model (rope only)")
+    if config.get("layer_norm_type", "layer_norm") != "layer_norm":
+        _refuse(path, f"layer_norm_type {config['layer_norm_type']!r}")
+    if config.get("logn_attention_scale") or config.get("logn_attention_clip1"):
+        _refuse(path, "logn_attention_scale")
+    if config.get("pack_qkv") is False:
+        _refuse(path, "pack_qkv false (separate q, k and v tensors)")
+    head_dim = _head_dim(config, path, ("hidden_size",), ("num_attention_heads",))
+    theta = _setting(config, path, "rope_theta", float, 160000.0)
+    parameters = config.get("rope_parameters") or config.get("rope_scaling")
+    return _rope_settings(config, path, theta, head_dim, parameters)
+
+
+def _read_nomic_bert(config: dict, path: Path) -> dict:
+    """NomicBERT in either dialect: nomic's remote-code config (GPT-2 style keys,
+    activation_function "swiglu", rotary_emb_base, bias switches) or transformers 5's."""
+    for key, allowed in (("prenorm", False), ("parallel_block", False), ("use_rms_norm", False),
+                         ("rotary_emb_interleaved", False), ("causal", False)):
+        if config.get(key, allowed) != allowed:
+            _refuse(path, f"{key} {json.dumps(config[key])}")
+    if config.get("rotary_emb_fraction", 1.0) != 1.0:
+        _refuse(path, f"rotary_emb_fraction {config['rotary_emb_fraction']} (rotary positions "
+                      "on part of each head)")
+    if config.get("rotary_scaling_factor") is not None:
+        _refuse(path, "rotary_scaling_factor (dynamic NTK scaling)")
+    settings = {}
+    act = config.get("activation_function")
+    if act is not None:  # nomic's names for its gated feed-forward
+        gated = {"swiglu": "silu", "geglu": "gelu"}
+        if act not in gated:
+            _refuse(path, f"activation_function {act!r} (swiglu or geglu only)")
+        settings["hidden_act"] = gated[act]
+    for field_name, key in (("attention_bias", "qkv_proj_bias"), ("up_bias", "mlp_fc1_bias"),
+                            ("down_bias", "mlp_fc2_bias")):
+        settings[field_name] = _setting(config, path, key, bool, False)
+    head_dim = _head_dim(config, path, ("hidden_size", "n_embd"), ("num_attention_heads", "n_head"))
+    theta = _setting(config, path, ("rope_theta", "rotary_emb_base"), float, 1000.0)
+    settings.update(_rope_settings(config, path, theta, head_dim, config.get("rope_parameters")))
+    return settings
+
+
+# The rotary families' common config keys (ModernBERT names a few of them its own way).
+_ROTARY_CONFIG: dict[str, Setting] = {**_BERT_CONFIG, "positions_after_padding_idx": False}
+_GTE_NAMES = {
+    "embeddings.word": "embeddings.word_embeddings.weight",
+    "embeddings.token_type": "embeddings.token_type_embeddings.weight",
+    "embeddings.ln": "embeddings.LayerNorm",
+    "attn.q": Part("encoder.layer.{i}.attention.qkv_proj", 0, 3),
+    "attn.k": Part("encoder.layer.{i}.attention.qkv_proj", 1, 3),
+    "attn.v": Part("encoder.layer.{i}.attention.qkv_proj", 2, 3),
+    "attn.out": "encoder.layer.{i}.attention.o_proj",
+    "ln_attn": "encoder.layer.{i}.attn_ln",
+    # up_gate_proj: the up projection's rows, then the gate's
+    "ffn.up": Part("encoder.layer.{i}.mlp.up_gate_proj", 0, 2),
+    "ffn.gate": Part("encoder.layer.{i}.mlp.up_gate_proj", 1, 2),
+    "ffn.down": "encoder.layer.{i}.mlp.down_proj",
+    "ln_ffn": "encoder.layer.{i}.mlp_ln",
+}
+_GTE = Family(
+    config={**_ROTARY_CONFIG, "type_vocab_size": ("type_vocab_size", 1),
+            "pad_token_id": ("pad_token_id", 1), "max_position_embeddings":
+            ("max_position_embeddings", 8192), "up_bias": False},
+    names=_GTE_NAMES, prefixes=("new.",), read=_read_gte,
+    blocks=Blocks(positions="rotary", feed_forward="gated"),
+    tokenizer="XLMRobertaTokenizer", tokenizer_files=("tokenizer.json",))
+
+FAMILIES.update({
+    # answerdotai/ModernBERT and its embedders (gte-modernbert, modernbert-embed, ruri-v3)
+    "modernbert": Family(
+        config={**_ROTARY_CONFIG,
+                "type_vocab_size": 0,
+                "max_position_embeddings": ("max_position_embeddings", 8192),
+                "layer_norm_eps": ("norm_eps", 1e-5),
+                "hidden_act": ("hidden_activation", "gelu"),
+                "pad_token_id": ("pad_token_id", 50283),
+                "norm_bias": ("norm_bias", False), "attention_bias": ("attention_bias", False),
+                "up_bias": ("mlp_bias", False), "down_bias": ("mlp_bias", False)},
+        names={
+            "embeddings.word": "embeddings.tok_embeddings.weight",
+            "embeddings.ln": "embeddings.norm",
+            "attn.q": Part("layers.{i}.attn.Wqkv", 0, 3),
+            "attn.k": Part("layers.{i}.attn.Wqkv", 1, 3),
+            "attn.v": Part("layers.{i}.attn.Wqkv", 2, 3),
+            "attn.out": "layers.{i}.attn.Wo",
+            "ln_attn": "layers.{i}.attn_norm",
+            # Wi: the activated half's rows (ModernBERT calls it "input"), then the gate's
+            # (which multiplies): in this tree's terms, gate then up
+            "ffn.gate": Part("layers.{i}.mlp.Wi", 0, 2),
+            "ffn.up": Part("layers.{i}.mlp.Wi", 1, 2),
+            "ffn.down": "layers.{i}.mlp.Wo",
+            "ln_ffn": "layers.{i}.mlp_norm",
+            "final_norm": "final_norm",
+        },
+        prefixes=("model.",), read=_read_modernbert,
+        ignored=(*COMMON_IGNORED, r"^head\.", r"^decoder\."),  # the masked-LM head
+        blocks=Blocks(norm_placement="pre", positions="rotary", feed_forward="gated",
+                      first_attention_norm=False),
+        tokenizer="PreTrainedTokenizerFast", tokenizer_files=("tokenizer.json",)),
+    # Alibaba-NLP's GTE (gte-multilingual-base; Snowflake's arctic-embed-m-v2.0): the remote
+    # code's model_type "new", and "gte", which transformers 5 reads natively
+    "new": _GTE,
+    "gte": _GTE,
+    # nomic-ai/nomic-embed-text-v1 and v1.5
+    "nomic_bert": Family(
+        config={**_ROTARY_CONFIG,
+                "hidden_size": (("hidden_size", "n_embd"), REQUIRED),
+                "num_layers": (("num_hidden_layers", "n_layer"), REQUIRED),
+                "num_heads": (("num_attention_heads", "n_head"), REQUIRED),
+                "intermediate_size": (("intermediate_size", "n_inner"), REQUIRED),
+                "max_position_embeddings": (("max_position_embeddings", "n_positions"), 2048),
+                "layer_norm_eps": (("layer_norm_eps", "layer_norm_epsilon"), 1e-12),
+                "hidden_act": (("hidden_act", "activation_function"), "silu")},
+        names={
+            "embeddings.word": "embeddings.word_embeddings.weight",
+            "embeddings.token_type": "embeddings.token_type_embeddings.weight",
+            "embeddings.ln": "emb_ln",
+            "attn.q": Part("encoder.layers.{i}.attn.Wqkv", 0, 3),
+            "attn.k": Part("encoder.layers.{i}.attn.Wqkv", 1, 3),
+            "attn.v": Part("encoder.layers.{i}.attn.Wqkv", 2, 3),
+            "attn.out": "encoder.layers.{i}.attn.out_proj",
+            "ln_attn": "encoder.layers.{i}.norm1",
+            "ffn.up": "encoder.layers.{i}.mlp.fc11",  # multiplies
+            "ffn.gate": "encoder.layers.{i}.mlp.fc12",  # activated
+            "ffn.down": "encoder.layers.{i}.mlp.fc2",
+            "ln_ffn": "encoder.layers.{i}.norm2",
+        },
+        prefixes=("nomic_bert.",), read=_read_nomic_bert,
+        blocks=Blocks(positions="rotary", feed_forward="gated")),
+})
+
+
 def tokenizer_file_sets() -> list[tuple[str, ...]]:
     """The sets of files a tokenizer can be built from, one per front end, in FAMILIES order."""
     return list(dict.fromkeys(f.tokenizer_files for f in FAMILIES.values()))
@@ -263,13 +528,19 @@ def tokenizer_file_sets() -> list[tuple[str, ...]]:
 
 _JSON_TYPES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 # The kind of value each setting read from config.json holds; every other one is a whole number.
-_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool}
+_KINDS = {"layer_norm_eps": float, "hidden_act": str, "sinusoidal_positions": bool,
+          "norm_bias": bool, "attention_bias": bool, "up_bias": bool, "down_bias": bool,
+          "rope_theta": float}
 _LEAST = {"pad_token_id": 0}  # the smallest value a setting may have; 1 for the other numbers
 
 
-def _setting(config: dict, path: Path, key: str, kind: type, default=REQUIRED):
+def _setting(config: dict, path: Path, key: str | tuple[str, ...], kind: type,
+             default=REQUIRED):
     """config[key], checked to be a `kind` (float accepts whole numbers too); a key that is
-    absent or null gives `default`, or is a ConfigError when there is none."""
+    absent or null gives `default`, or is a ConfigError when there is none. A tuple of keys:
+    the first one the file has."""
+    if isinstance(key, tuple):
+        key = next((k for k in key if config.get(k) is not None), key[0])
     value = config.get(key)
     if value is None:
         if default is REQUIRED:
@@ -281,6 +552,13 @@ def _setting(config: dict, path: Path, key: str, kind: type, default=REQUIRED):
         raise ConfigError(f"{path}: {key!r} is {json.dumps(value)[:80]}; it must be "
                           f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
     return float(value) if kind is float else value
+
+
+def _present(config: dict, key: str | tuple[str, ...]) -> str:
+    """The key a setting was read from (of a tuple of keys, the first the file has)."""
+    if isinstance(key, tuple):
+        return next((k for k in key if config.get(k) is not None), key[0])
+    return key
 
 
 def family_of(config: dict, path: Path) -> Family:
@@ -299,9 +577,10 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
     as the Family of the file's model_type says."""
     family = family_of(config, path)
     positions = _setting(config, path, "position_embedding_type", str, default="absolute")
-    if positions != "absolute":
+    if family.blocks.positions == "absolute" and positions != "absolute":
         raise UnsupportedModelError(f"{path}: position_embedding_type {positions!r} is not "
-                                    "supported; minisbert implements absolute positions only.")
+                                    "supported; minisbert implements absolute positions only "
+                                    f"for {config['model_type']} models.")
     settings = {"architecture": config["model_type"], "blocks": family.blocks}
     for name, source in family.config.items():
         if not isinstance(source, tuple):  # fixed by the family
@@ -319,9 +598,11 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
         if kind is int and value < least:
             raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
                               "file, or download it again.")
+    if family.read is not None:
+        settings.update(family.read(config, path))
     cfg = EncoderConfig(**settings)
 
-    keys = {name: source[0] for name, source in family.config.items()
+    keys = {name: _present(config, source[0]) for name, source in family.config.items()
             if isinstance(source, tuple)}  # for the messages below
     if cfg.hidden_act not in ACTIVATIONS:
         raise UnsupportedModelError(f"{path}: {keys['hidden_act']} {cfg.hidden_act!r} is not "

@@ -1,5 +1,5 @@
-"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT) in textbook form: the
-maths, plainly.
+"""The transformer encoder (BERT, XLM-R, RoBERTa, MPNet, DistilBERT, ModernBERT, GTE,
+NomicBERT) in textbook form: the maths, plainly.
 
 A batch of texts is `ids` and `mask`, both [b, s] (texts × positions, padded to the longest
 text, mask 1 for real tokens). Every layer works on the whole padded grid x: [b, s, d], and
@@ -13,7 +13,11 @@ start (`position_ids`), whether the tree has a token-type table (MPNet and Disti
 none), which block each step of a layer uses (`cfg.blocks`), and MPNet's relative position
 bias, a learned [buckets, heads] table: the scores of every layer get, for each head, a number
 that depends on how far, and in which direction, the key is from the query
-(`relative_position_bias`). It goes into the same attention bias as the mask.
+(`relative_position_bias`). It goes into the same attention bias as the mask. ModernBERT, GTE
+and NomicBERT bring four more blocks, each a section at the end of this file: rotary positions
+(q and k turned by their position, instead of a position table), local windows (ModernBERT's
+local layers: a bias of -inf on keys farther than the window), the gated feed-forward, and the
+pre-LN `residual` (ModernBERT).
 
 This file needs nothing from the rest of minisbert but `EncoderConfig`. `encoder.py` is the
 fast form of the same function and takes the steps it does not speed up (position numbering,
@@ -133,14 +137,16 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray | None, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)  # [..., d] -> [..., 1]
     var = np.var(x, axis=-1, keepdims=True)  # [..., d] -> [..., 1], biased, as torch's LayerNorm
-    return g * (x - mean) / np.sqrt(var + eps) + b
+    y = g * (x - mean) / np.sqrt(var + eps)
+    return y if b is None else y + b  # ModernBERT's norms have no bias
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return x @ w + b  # [..., in] @ [in, out] -> [..., out]
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    y = x @ w  # [..., in] @ [in, out] -> [..., out]
+    return y if b is None else y + b  # no bias in ModernBERT, NomicBERT, GTE's gated pair
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -151,14 +157,18 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray) -> 
 
 
 def multi_head_attention(x: np.ndarray, attention_bias: np.ndarray, q: dict, k: dict, v: dict,
-                         out: dict, num_heads: int) -> np.ndarray:
+                         out: dict, num_heads: int,
+                         rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """rotary: (cos, sin) [s, hd] of each position (rotary_embedding), or None."""
     b, s, d = x.shape
 
     def split_heads(t):  # [b, s, d] -> [b, s, h, hd] -> [b, h, s, hd]
         return t.reshape(b, s, num_heads, d // num_heads).transpose(0, 2, 1, 3)
 
-    heads = attention(split_heads(linear(x, **q)), split_heads(linear(x, **k)),
-                      split_heads(linear(x, **v)), attention_bias)  # [b, h, s, hd]
+    q_, k_ = split_heads(linear(x, **q)), split_heads(linear(x, **k))  # [b, h, s, hd] each
+    if rotary is not None:  # rotary families: q and k turned by their positions
+        q_, k_ = apply_rotary(q_, *rotary), apply_rotary(k_, *rotary)
+    heads = attention(q_, k_, split_heads(linear(x, **v)), attention_bias)  # [b, h, s, hd]
     merged = heads.transpose(0, 2, 1, 3).reshape(b, s, d)  # -> [b, s, h, hd] -> [b, s, d]
     return linear(merged, **out)  # [b, s, d] -> [b, s, d]
 
@@ -167,37 +177,58 @@ def feed_forward(x: np.ndarray, up: dict, down: dict, act) -> np.ndarray:
     return linear(act(linear(x, **up)), **down)  # [b, s, d] -> [b, s, 4d] -> [b, s, d]
 
 
+# ---------------------------------------------------------------------------- gated feed-forward
+
+
+def gated_feed_forward(x: np.ndarray, gate: dict, up: dict, down: dict, act) -> np.ndarray:
+    """A GLU (Shazeer, "GLU Variants Improve Transformer"): down(act(gate x) · up x). GELU
+    makes it GeGLU (ModernBERT, GTE), SiLU SwiGLU (NomicBERT)."""
+    return linear(act(linear(x, **gate)) * linear(x, **up), **down)  # [b, s, d] -> [b, s, ff] -> [b, s, d]
+
+
 # Each family names one function per step of a layer (families.Blocks); these tables hold them.
 NORMS = {"layer": layer_norm}
-FEED_FORWARDS = {"plain": feed_forward}
+FEED_FORWARDS = {"plain": feed_forward, "gated": gated_feed_forward}
 
 
-def residual(x: np.ndarray, sublayer, norm: dict, cfg: EncoderConfig) -> np.ndarray:
+def residual(x: np.ndarray, sublayer, norm: dict | None, cfg: EncoderConfig) -> np.ndarray:
     """x plus sublayer(x), with the norm where the family puts it: "post" (BERT's order) adds
-    the sublayer's output to x, then normalizes the sum."""
+    the sublayer's output to x, then normalizes the sum; "pre" (ModernBERT) normalizes the
+    sublayer's input and adds its output to x as it is, so the sum is never normalized until
+    the final norm. norm None: no norm at all (ModernBERT's first attention, whose input the
+    embedding norm has just normalized)."""
     normalize = NORMS[cfg.blocks.norm]
+    if cfg.blocks.norm_placement == "pre":
+        h = x if norm is None else normalize(x, **norm, eps=cfg.layer_norm_eps)
+        return x + sublayer(h)  # [b, s, d]
     if cfg.blocks.norm_placement != "post":
         raise ValueError(f"norm_placement {cfg.blocks.norm_placement!r} is not implemented")
     return normalize(x + sublayer(x), **norm, eps=cfg.layer_norm_eps)  # [b, s, d]
 
 
-def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict,
-                  ffn: dict, ln_ffn: dict, cfg: EncoderConfig) -> np.ndarray:
+def encoder_layer(x: np.ndarray, attention_bias: np.ndarray, attn: dict, ln_attn: dict | None,
+                  ffn: dict, ln_ffn: dict, cfg: EncoderConfig,
+                  rotary: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """One transformer block: self-attention, then the feed-forward, each added to its input
     with a norm (`residual`), each the block cfg.blocks names."""
     feed, act = FEED_FORWARDS[cfg.blocks.feed_forward], ACTIVATIONS[cfg.hidden_act]
     x = residual(x, lambda h: multi_head_attention(h, attention_bias, **attn,
-                                                   num_heads=cfg.num_heads), ln_attn, cfg)
+                                                   num_heads=cfg.num_heads, rotary=rotary),
+                 ln_attn, cfg)
     return residual(x, lambda h: feed(h, **ffn, act=act), ln_ffn, cfg)
 
 
-def embed(ids: np.ndarray, word: np.ndarray, position: np.ndarray, ln: dict, cfg: EncoderConfig,
-          token_type: np.ndarray | None = None, type_ids: np.ndarray | None = None) -> np.ndarray:
+def embed(ids: np.ndarray, word: np.ndarray, ln: dict, cfg: EncoderConfig,
+          position: np.ndarray | None = None, token_type: np.ndarray | None = None,
+          type_ids: np.ndarray | None = None) -> np.ndarray:
     """word + position (+ token type), normalized. Positions: BERT and DistilBERT 0..s-1;
-    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids). Token types:
-    type_ids [b, s], or every token type 0 (single sentences) when None."""
-    x = word[ids] + position[position_ids(ids, cfg)]  # [b, s] -> [b, s, d]
-    if token_type is not None:  # MPNet and DistilBERT have no token types
+    XLM-R, RoBERTa and MPNet count from pad_token_id + 1 (see position_ids); rotary families
+    have no position table (their positions enter attention). Token types: type_ids [b, s],
+    or every token type 0 (single sentences) when None."""
+    x = word[ids]  # [b, s] -> [b, s, d]
+    if position is not None:
+        x = x + position[position_ids(ids, cfg)]  # [b, s, d]
+    if token_type is not None:  # MPNet, DistilBERT and ModernBERT have no token types
         types = np.zeros_like(ids) if type_ids is None else type_ids
         x = x + token_type[types]  # [b, s] -> [b, s, d]
     return NORMS[cfg.blocks.norm](x, **ln, eps=cfg.layer_norm_eps)
@@ -216,9 +247,98 @@ def encode_tokens(ids: np.ndarray, mask: np.ndarray, params: dict, cfg: EncoderC
         relative = relative_position_bias(params["relative_attention_bias"], ids.shape[1])
         attention_bias = attention_bias + relative[None]  # + [1, h, s, s] -> [b, h, s, s]
     x = embed(ids, **params["embeddings"], cfg=cfg, type_ids=type_ids)  # [b, s] -> [b, s, d]
-    for layer in params["layers"]:
-        x = encoder_layer(x, attention_bias, **layer, cfg=cfg)  # [b, s, d] -> [b, s, d]
+    for i, layer in enumerate(params["layers"]):
+        bias = attention_bias
+        if cfg.layer_window(i):  # a local layer: keys beyond the window are masked too
+            bias = attention_bias + window_bias(ids.shape[1], cfg.layer_window(i))  # [b, 1, s, s]
+        rotary = None
+        if cfg.blocks.positions == "rotary":
+            rotary = rotary_embedding(ids.shape[1], cfg.head_dim, cfg.layer_rope_theta(i),
+                                      cfg.rope_scale)
+        x = encoder_layer(x, bias, **layer, cfg=cfg, rotary=rotary)  # [b, s, d] -> [b, s, d]
+    if "final_norm" in params:  # pre-LN families normalize the last block's output
+        x = NORMS[cfg.blocks.norm](x, **params["final_norm"], eps=cfg.layer_norm_eps)
     return np.where(mask[..., None] > 0, x, np.float32(0))  # [b, s, d]
+
+
+# ---------------------------------------------------------------------------- rotary positions
+# RoPE (Su et al., RoFormer): no position table; instead, in every layer, each head's query
+# and key vectors are turned by angles proportional to their token's position, pair of
+# dimensions by pair of dimensions, each pair at its own speed. A turned q·k then depends on
+# how far apart the two tokens are, not on where they are. The pairs are (i, i + hd/2), the
+# convention of transformers' `rotate_half` (not neighbouring dimensions).
+
+
+def rotary_frequencies(head_dim: int, theta: float, scale: float = 1.0) -> np.ndarray:
+    """RoPE's angular speeds, one per pair of dimensions: 1 / theta^(2i / head_dim) / scale,
+    i = 0 .. head_dim/2 - 1, as float32 [head_dim/2].
+
+    The reference computes them in float32; the power here is taken in float64 from the same
+    float32 exponents and rounded once, which gives torch's float32 values (to an ulp at
+    most on a few of the slowest frequencies, where an ulp moves an angle by < 1e-6 rad).
+
+    `scale` divides every frequency, which is the same as dividing every position by it:
+    transformers' "linear" rope scaling. GTE's fixed NTK scaling (Alibaba's code, rope_scaling
+    {"type": "ntk", "factor": f}) takes the base theta·f and divides the frequencies by
+    f^(2 / head_dim): families.py reads it as theta·f and scale f^(2 / head_dim).
+    """
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)  # [hd/2]
+    inv_freq = np.float32(1) / (theta ** exponents.astype(np.float64)).astype(np.float32)
+    if scale != 1.0:
+        inv_freq /= np.float32(scale)
+    return inv_freq  # [hd/2]
+
+
+def rotary_tables(positions: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of each token's angles, position × frequency: [n] -> two [n, hd/2].
+
+    The angle is a float32 product, as in the reference (positions are whole numbers, exact in
+    float32 up to 2^24); its cosine and sine are taken in float64 and rounded once.
+    """
+    angles = positions.astype(np.float32)[:, None] * inv_freq  # [n, 1] * [hd/2] -> [n, hd/2]
+    angles = angles.astype(np.float64)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def rotary_embedding(s: int, head_dim: int, theta: float,
+                     scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the angles of positions 0..s-1, [s, hd] each: position p, dimension j
+    turns by p · inv_freq[j mod hd/2] (each angle twice, once per member of its pair)."""
+    inv_freq = rotary_frequencies(head_dim, theta, scale)  # [hd/2]
+    cos, sin = rotary_tables(np.arange(s), inv_freq)  # [s, hd/2] each
+    return np.concatenate([cos, cos], axis=-1), np.concatenate([sin, sin], axis=-1)  # [s, hd]
+
+
+def rotate_half(x: np.ndarray) -> np.ndarray:
+    """[a, b] -> [-b, a] on the two halves of the last axis: each pair (a_i, b_i) turned by
+    90 degrees."""
+    a, b = np.split(x, 2, axis=-1)  # [..., hd] -> 2 x [..., hd/2]
+    return np.concatenate([-b, a], axis=-1)  # [..., hd]
+
+
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Turn each pair of x [b, h, s, hd] by its position's angle (cos, sin: [s, hd]): the 2-D
+    rotation (a, b) -> (a·cos - b·sin, b·cos + a·sin), written with rotate_half."""
+    return x * cos + rotate_half(x) * sin  # [b, h, s, hd]
+
+
+# ---------------------------------------------------------------------------- local windows
+# ModernBERT's local layers: a token attends only to the tokens at most `window` positions
+# away (local_attention // 2 on each side); every few layers a global one sees the whole text.
+
+
+def window_allows(query_pos: np.ndarray, key_pos: np.ndarray, window: int) -> np.ndarray:
+    """May a query at query_pos read the key at key_pos in a local layer? Yes when they are at
+    most `window` positions apart, on either side (ModernBERT: window = local_attention // 2,
+    so a token sees 2·window + 1 tokens, itself included)."""
+    return np.abs(query_pos - key_pos) <= window
+
+
+def window_bias(s: int, window: int) -> np.ndarray:
+    """[s, s]: 0 where query i may read key j (window_allows), -inf where it may not."""
+    pos = np.arange(s)
+    allowed = window_allows(pos[:, None], pos[None, :], window)  # [s, s]
+    return np.where(allowed, np.float32(0), np.float32(-np.inf))
 
 
 # ---------------------------------------------------------------------------- cross-encoders

@@ -179,3 +179,30 @@ def run_batches(work: Callable, batches: Iterable, done: Callable[[int], object]
         for rows in batches:
             work(rows)
             done(len(rows))
+
+
+def run_tasks(work: Callable, tasks: Iterable) -> None:
+    """Call work(task) for each task, in threads (one per core, each with a single-threaded
+    BLAS) when this thread is not already one of several batches run_batches runs at once;
+    otherwise one after another. The tasks must write disjoint outputs. The encoder uses it
+    for the heads of one long text, where one batch alone would leave all but BLAS on one
+    core."""
+    tasks = list(tasks)
+    with _lock:
+        busy = _users > 0  # batches (of this or another encode) already use the cores
+    nested = getattr(_local, "in_pool", False)
+    n_workers = 1 if busy or nested else workers()
+    if n_workers > 1 and len(tasks) > 1:
+        pool = _pool(n_workers)
+        with single_threaded_blas():
+            futures = [pool.submit(work, task) for task in tasks]
+            try:
+                for future in futures:
+                    future.result()  # raises what work raised
+            finally:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+    else:
+        for task in tasks:
+            work(task)

@@ -324,9 +324,11 @@ def test_missing_files_names_what_load_would_lack(tmp_path, minilm_path):
     assert locate.missing_files(folder) == []
     (folder / "1_Pooling" / "config.json").unlink()
     (folder / "vocab.txt").unlink()
+    assert locate.missing_files(folder) == ["1_Pooling/config.json"]  # tokenizer.json will do
+    (folder / "tokenizer.json").unlink()
     assert locate.missing_files(folder) == ["1_Pooling/config.json",
                                          "vocab.txt or sentencepiece.bpe.model or "
-                                         "vocab.json + merges.txt"]
+                                         "vocab.json + merges.txt or tokenizer.json"]
     (folder / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     assert "model.safetensors (a Git LFS pointer)" in locate.missing_files(folder)
     (folder / "config.json.part").write_bytes(b"{")

@@ -28,8 +28,13 @@ def small_config(model_type: str) -> dict:
     config = {"model_type": model_type}
     for source in FAMILIES[model_type].config.values():
         if isinstance(source, tuple) and source[1] is REQUIRED:
-            config[source[0]] = 4
+            key = source[0] if isinstance(source[0], str) else source[0][0]
+            config[key] = 4
     return config
+
+
+def _name(name) -> str:
+    return name.name if isinstance(name, families.Part) else name
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
@@ -41,9 +46,17 @@ def test_names_cover_exactly_the_parameter_tree(model_type):
     for path in set(names) - set(outside) - set(layer):  # a tensor only some configs have
         assert path == "embeddings.token_type", path
     for path in layer:  # every name inside a layer says which layer
-        assert "{i}" in names[path], path
+        assert "{i}" in _name(names[path]), path
     for path in outside:
-        assert "{i}" not in names[path], path
+        assert "{i}" not in _name(names[path]), path
+    # the blocks of a fused tensor: each block once, and together all of them
+    parts = {}
+    for name in names.values():
+        if isinstance(name, families.Part):
+            parts.setdefault(name.name, []).append((name.index, name.of))
+    for fused, blocks in parts.items():
+        of = blocks[0][1]
+        assert sorted(blocks) == [(i, of) for i in range(of)], fused
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
@@ -53,15 +66,16 @@ def test_blocks_and_defaults_exist(model_type):
     for form in (textbook, encoder):  # each block in both forms
         assert blocks.norm in form.NORMS and blocks.feed_forward in form.FEED_FORWARDS, form
     # the only values either encoder implements today
-    assert (blocks.norm_placement, blocks.positions, blocks.attention) == \
-        ("post", "absolute", "bidirectional")
+    assert blocks.norm_placement in ("post", "pre")
+    assert blocks.positions in ("absolute", "rotary")
+    assert blocks.attention == "bidirectional"
     assert family.tokenizer in FRONT_ENDS
     assert set(family.pooling) <= set(pooling.MODES)
     assert family.tokenizer_files in download.TOKENIZER_FILES
     assert all(re.compile(pattern) for pattern in family.ignored)
     for name, source in family.config.items():  # every setting is a field of EncoderConfig
         assert name in {f.name for f in dataclasses.fields(families.EncoderConfig)}, name
-        if isinstance(source, tuple) and source[0] == "hidden_act":
+        if isinstance(source, tuple) and source[0] in ("hidden_act", "hidden_activation"):
             assert source[1] in ACTIVATIONS
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from minisbert import activations, encoder, pooling, textbook
 from minisbert.encoder import EncoderConfig
+from minisbert.families import Blocks
 from reference import compare
 
 FAMILIES = {
@@ -30,7 +31,30 @@ FAMILIES = {
     # DistilBERT: positions 0..s-1, no token types, eps 1e-12
     "distilbert": dict(type_vocab_size=0, layer_norm_eps=1e-12, pad_token_id=0,
                        positions_after_padding_idx=False),
+    # ModernBERT: rotary positions (a global and a local base), pre-LN without biases, GeGLU,
+    # a local layer between global ones whose window (3 on each side) is shorter than most
+    # texts here, so the window shows
+    "modernbert": dict(type_vocab_size=0, layer_norm_eps=1e-5, pad_token_id=0,
+                       positions_after_padding_idx=False, rope_theta=160000.0,
+                       local_rope_theta=10000.0, layer_kinds=("global", "local", "global"),
+                       window=3, norm_bias=False, attention_bias=False, up_bias=False,
+                       down_bias=False,
+                       blocks=Blocks(norm_placement="pre", positions="rotary",
+                                     feed_forward="gated", first_attention_norm=False)),
+    # GTE: rotary positions with scaled frequencies (its NTK form), post-LN, gated up
+    "gte": dict(type_vocab_size=1, layer_norm_eps=1e-12, pad_token_id=1,
+                positions_after_padding_idx=False, rope_theta=160000.0, rope_scale=8 ** (2 / 8),
+                up_bias=False, blocks=Blocks(positions="rotary", feed_forward="gated")),
+    # NomicBERT: rotary positions (base 1000), post-LN, SwiGLU, no linear biases
+    "nomic": dict(type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
+                  positions_after_padding_idx=False, rope_theta=1000.0, attention_bias=False,
+                  up_bias=False, down_bias=False,
+                  blocks=Blocks(positions="rotary", feed_forward="gated")),
 }
+# The rotary families' parameter trees differ from BERT's: no position table, gated
+# feed-forwards, linears and norms without bias (None) where the family has none, and for
+# ModernBERT no norm before the first attention and a final norm.
+ROTARY = {"modernbert", "gte", "nomic"}
 MAX_TOKENS = 40  # the longest text the position table holds, in every family
 # Ragged and unsorted; equal neighbours make runs of equal length in encoder.Layout.
 LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
@@ -39,9 +63,10 @@ LENGTHS = [1, MAX_TOKENS, 7, 7, 3, 1, 23, MAX_TOKENS, 2]
 def config(family: str, act: str = "gelu") -> EncoderConfig:
     fam = FAMILIES[family]
     extra = fam["pad_token_id"] + 1 if fam["positions_after_padding_idx"] else 0
-    return EncoderConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+    layers = len(fam.get("layer_kinds", ())) or 2
+    return EncoderConfig(hidden_size=32, num_layers=layers, num_heads=4, intermediate_size=64,
                          vocab_size=101, max_position_embeddings=MAX_TOKENS + extra,
-                         hidden_act=act, **fam)
+                         hidden_act=act, architecture=family, **fam)
 
 
 def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
@@ -52,11 +77,28 @@ def random_params(cfg: EncoderConfig, seed: int = 0, std: float = 0.3) -> dict:
     def normal(*shape, scale=std):
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
-    def linear(n_in, n_out):  # stored [out, in] as torch does; used through a transposed view
-        return {"w": normal(n_out, n_in).T, "b": normal(n_out)}
+    def linear(n_in, n_out, bias=True):  # stored [out, in] as torch does; used transposed
+        return {"w": normal(n_out, n_in).T, "b": normal(n_out) if bias else None}
 
     def norm():  # LayerNorm scales around 1
-        return {"g": 1 + normal(d, scale=0.2), "b": normal(d, scale=0.2)}
+        return {"g": 1 + normal(d, scale=0.2),
+                "b": normal(d, scale=0.2) if cfg.norm_bias else None}
+
+    if cfg.architecture in ROTARY:
+        embeddings = {"word": normal(cfg.vocab_size, d, scale=0.05), "ln": norm()}
+        attn = cfg.attention_bias
+        layers = [{"attn": {"q": linear(d, d, attn), "k": linear(d, d, attn),
+                            "v": linear(d, d, attn), "out": linear(d, d, attn)},
+                   "ln_attn": norm() if i or cfg.blocks.first_attention_norm else None,
+                   "ffn": {"gate": linear(d, ff, cfg.up_bias), "up": linear(d, ff, cfg.up_bias),
+                           "down": linear(ff, d, cfg.down_bias)},
+                   "ln_ffn": norm()} for i in range(cfg.num_layers)]
+        params = {"embeddings": embeddings, "layers": layers}
+        if cfg.blocks.norm_placement == "pre":
+            params["final_norm"] = norm()
+        if cfg.type_vocab_size:
+            params["embeddings"]["token_type"] = normal(cfg.type_vocab_size, d, scale=0.05)
+        return params
 
     # Embedding rows as small as in trained models (std ~0.05), so LayerNorm's eps matters:
     # 1e-5 instead of 1e-12 moves the embeddings by ~1e-3.
@@ -199,3 +241,44 @@ def test_softmax_and_layer_norm_by_definition():
     np.testing.assert_allclose(z.mean(axis=-1), 0, atol=1e-6)
     np.testing.assert_allclose(z.var(axis=-1), x.astype(np.float64).var(axis=-1)
                                / (x.astype(np.float64).var(axis=-1) + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scores", [4096, 16384])
+@pytest.mark.parametrize("family", sorted(ROTARY))
+def test_long_texts_a_block_of_queries_at_a_time(family, scores, monkeypatch):
+    # Texts whose scores do not fit one block go a block of queries at a time (a local layer's
+    # block reading only its window): the same numbers as the textbook's whole [s, s] scores.
+    # With a budget of 4096 scores, 300 tokens make 2 blocks (218 queries) per head in a
+    # global layer and 5 (61 queries) in a local one; with 16384, 1100 tokens make 5 blocks
+    # (238 queries) in a global layer.
+    monkeypatch.setattr(encoder, "_SCORES", scores)
+    lengths = [300, 130, 130, 2, 61] if scores == 4096 else [1100, 4]
+    cfg = config(family)
+    cfg = EncoderConfig(**{**cfg.__dict__, "max_position_embeddings": max(lengths)})
+    params = random_params(cfg)
+    ids, mask = random_batch(cfg, lengths)
+    fast = encoder.encode_tokens(ids, mask, params, cfg)
+    slow = textbook.encode_tokens(ids, mask, params, cfg)
+    assert_tokens_close(f"{family} {lengths} tokens", fast, slow, mask)
+    pooled = [pooling.normalize(pooling.pool(t, mask, ("mean",))) for t in (fast, slow)]
+    maxdiff, _ = compare(f"{family} {lengths} normalized mean", *pooled)
+    assert maxdiff <= 1e-5
+
+
+def test_local_window_counts():
+    # ModernBERT's local layer must see exactly `window` tokens on either side: changing a
+    # token window + 1 places away from the first token leaves the first token's vector after
+    # a lone local layer untouched, changing one `window` places away does not.
+    cfg = config("modernbert")
+    cfg = EncoderConfig(**{**cfg.__dict__, "num_layers": 1, "layer_kinds": ("local",)})
+    params = random_params(cfg)
+    params["layers"][0]["ln_attn"] = None
+    ids, mask = random_batch(cfg, [20])
+    for form in (textbook, encoder):
+        base = form.encode_tokens(ids, mask, params, cfg)[0, 0]
+        for offset, changes in ((cfg.window, True), (cfg.window + 1, False)):
+            other = ids.copy()
+            other[0, offset] = (other[0, offset] + 7) % cfg.vocab_size
+            moved = np.abs(form.encode_tokens(other, mask, params, cfg)[0, 0] - base).max()
+            print(f"\n{form.__name__}: token {offset} away moves the first by {moved:.2e}")
+            assert (moved > 1e-3) if changes else (moved == 0)

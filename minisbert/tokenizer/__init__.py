@@ -43,6 +43,9 @@ FRONT_ENDS = {
     "BertJapaneseTokenizer": JapaneseTokenizer,
     "XLMRobertaTokenizer": XLMRobertaTokenizer,
     "RobertaTokenizer": RobertaTokenizer,
+    # tokenizer.json alone, read as the Rust library reads it (ModernBERT's folders name this
+    # class; any folder with a tokenizer.json is read from it, see load_tokenizer)
+    "PreTrainedTokenizerFast": TokenizerJson,
 }
 
 
