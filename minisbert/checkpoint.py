@@ -160,15 +160,49 @@ def check_tensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], want:
                 f"implies {list(shape)}. Check that config.json and the weights belong together.")
 
 
-def sinusoidal_positions(rows: int, d: int) -> np.ndarray:
+def sinusoidal_positions(rows: int, d: int, block: int = 1024) -> np.ndarray:
     """The fixed position table of "Attention Is All You Need", as DistilBERT makes it when
     sinusoidal_pos_embds is set: row p, column j is sin (even j) or cos (odd j) of
-    p / 10000^(2·(j // 2) / d), computed in float64 and stored as float32."""
-    angle = np.arange(rows)[:, None] / np.power(10000, 2 * (np.arange(d) // 2) / d)  # [rows, d]
-    table = np.empty((rows, d), dtype=np.float64)
-    table[:, 0::2] = np.sin(angle[:, 0::2])
-    table[:, 1::2] = np.cos(angle[:, 1::2])
-    return table.astype(np.float32)
+    p / 10000^(2·(j // 2) / d), computed in float64 and stored as float32, `block` rows at a
+    time (so the float64 work costs [block, d], not [rows, d])."""
+    table = np.empty((rows, d), dtype=np.float32)
+    frequency = np.power(10000, 2 * (np.arange(d) // 2) / d)  # [d]
+    for start in range(0, rows, block):
+        angle = np.arange(start, min(start + block, rows))[:, None] / frequency  # [block, d]
+        table[start:start + block, 0::2] = np.sin(angle[:, 0::2])
+        table[start:start + block, 1::2] = np.cos(angle[:, 1::2])
+    return table
+
+
+# The most numbers a computed sinusoidal table may hold (256 MiB of float32): DistilBERT's is
+# 512 x 768 = 393,216. The table is made from two numbers of config.json, not read from the
+# weights, so without a bound a small file could ask for gigabytes.
+MAX_SINUSOIDAL_NUMBERS = 2**26
+
+
+def _check_layers(path, tensors: dict, cfg: EncoderConfig) -> None:
+    """Refuse a config that asks for more layers than the weights hold, before the expected
+    shapes of all of them are listed (num_hidden_layers 10**7 would list 160 million): the
+    message counts the missing tensors and names the first missing layer's."""
+    family = FAMILIES[cfg.architecture]
+    template = next(n if isinstance(n, str) else n.name  # a tensor of each layer
+                    for n in family.names.values() if "{i}" in (n if isinstance(n, str) else n.name))
+    before, after = template.split("{i}")  # "encoder.layer.", ".attention.self.query"
+    layer_of = re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + r"\.")
+    held = {int(m.group(1)) for name in tensors if (m := layer_of.match(name))}
+    if cfg.num_layers <= len(held):  # check_tensors names any tensor missing or unexpected
+        return
+    first = next(i for i in range(cfg.num_layers) if i not in held)  # at most len(held) steps
+    absent = cfg.num_layers - sum(i < cfg.num_layers for i in held)  # whole layers missing
+    names = list(dict.fromkeys(
+        n for path, shape in layer_paths(cfg, first).items()
+        for n in _tensors_of(_name(family.names, path, first), shape, has_bias(cfg, path))))
+    source = family.config["num_layers"]
+    key = source[0] if isinstance(source, tuple) else "the number of layers"
+    raise CheckpointError(
+        f"{path} does not match config.json ({key} {cfg.num_layers}; the weights hold "
+        f"{len(held)} layer(s)): missing {len(names) * absent} tensor(s): "
+        f"{_listed(names)}. Check that config.json and the weights come from the same model.")
 
 
 def load_params(path: str | os.PathLike, cfg: EncoderConfig,
@@ -188,14 +222,25 @@ def load_params(path: str | os.PathLike, cfg: EncoderConfig,
         name = _canonical(name, family.prefixes)
         if name in wanted or not ignored.search(name):
             tensors[name] = array
+    _check_layers(path, tensors, cfg)
+    want = {**expected_shapes(cfg), **wanted}
+    source = (f"config.json ({cfg.architecture}, {cfg.num_layers} layers"
+              + (f", a head of {head.num_labels} label(s))" if head else ")"))
     position = names.get("embeddings.position")
     if cfg.sinusoidal_positions and position not in tensors:
         # DistilBERT with sinusoidal_pos_embds: a checkpoint saved without the fixed table. One
-        # saved with it is used as saved, as transformers does.
-        tensors[position] = sinusoidal_positions(cfg.max_position_embeddings, cfg.hidden_size)
-    check_tensors(path, tensors, {**expected_shapes(cfg), **wanted},
-                  f"config.json ({cfg.architecture}, {cfg.num_layers} layers"
-                  + (f", a head of {head.num_labels} label(s))" if head else ")"), "model")
+        # saved with it is used as saved, as transformers does. Everything else is checked
+        # first, so the table's width is the weights' own; its length is bounded.
+        check_tensors(path, tensors, {n: s for n, s in want.items() if n != position}, source,
+                      "model")
+        rows, d = cfg.max_position_embeddings, cfg.hidden_size
+        if rows * d > MAX_SINUSOIDAL_NUMBERS:
+            raise CheckpointError(
+                f"{path}: config.json asks for a sinusoidal position table of "
+                f"max_position_embeddings {rows} x dim {d} = {rows * d} numbers; minisbert makes "
+                f"at most {MAX_SINUSOIDAL_NUMBERS} (DistilBERT's is 512 x 768). Fix config.json.")
+        tensors[position] = sinusoidal_positions(rows, d)
+    check_tensors(path, tensors, want, source, "model")
 
     def param(path: str, i: int = 0):
         name = _name(names, path, i)

@@ -153,8 +153,51 @@ def download(args) -> int:
 
 def serve(args) -> int:
     from .serve import run  # Starlette and Uvicorn load only for this command (the serve extra)
-    return run(args.model, host=args.host, port=args.port, api_key=args.api_key,
-               max_wait_ms=args.batch_wait_ms, max_queued=args.queue_size)
+    return run(args.model, host=args.host, port=args.port, api_key=api_key(args),
+               max_wait_ms=args.batch_wait_ms, max_queued=args.queue_size,
+               read_timeout=args.read_timeout)
+
+
+def api_key(args) -> str | None:
+    """The server's API key: --api-key-file's, else --api-key, else $MINISBERT_API_KEY_FILE's,
+    else $MINISBERT_API_KEY; None for no key. A key that is empty (or only white space) is an
+    error, not "no key": with it, `Authorization: Bearer ` would be accepted."""
+    if args.api_key_file:
+        where, key = f"--api-key-file {args.api_key_file}", _key_file(args.api_key_file)
+    elif args.api_key is not None:
+        where, key = "--api-key", args.api_key
+    elif os.environ.get("MINISBERT_API_KEY_FILE"):
+        path = os.environ["MINISBERT_API_KEY_FILE"]
+        where, key = f"$MINISBERT_API_KEY_FILE ({path})", _key_file(path)
+    elif "MINISBERT_API_KEY" in os.environ:
+        where, key = "$MINISBERT_API_KEY", os.environ["MINISBERT_API_KEY"]
+    else:
+        return None
+    if not key.strip():
+        raise InputFileError(f"{where} gives an empty API key, which would let every client "
+                             "in; give a key, or unset it to serve without one.")
+    if key != key.strip() or any(c.isspace() for c in key):
+        raise InputFileError(f"{where}: the API key has white space in it, which an "
+                             "'Authorization: Bearer KEY' header cannot carry.")
+    return key
+
+
+def _key_file(path: str) -> str:
+    """A key file's text, without the newline an editor or `echo` ends it with."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4097)
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot read the API key file ({e.strerror}).") from None
+    if len(raw) > 4096:
+        raise InputFileError(f"{path}: the API key file is over 4 KiB; it should hold the key "
+                             "alone.")
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: the API key file is not UTF-8 text.") from None
+
+
 def verify(args) -> int:
     """Print minisbert's and the reference's results side by side; 0 only within tolerance."""
     from . import verify as parity  # imports nothing beyond NumPy until it runs the reference
@@ -183,6 +226,16 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
     return int(value)
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 86400:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0")
+    return seconds
 
 
 def parser() -> argparse.ArgumentParser:
@@ -279,8 +332,16 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                    "127.0.0.1, this machine only)")
     v.add_argument("--port", type=_positive, default=8000, help="default: 8000")
-    v.add_argument("--api-key", default=os.environ.get("MINISBERT_API_KEY"), metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' (default: $MINISBERT_API_KEY)")
+    keys = v.add_mutually_exclusive_group()
+    keys.add_argument("--api-key-file", metavar="FILE", help="require 'Authorization: Bearer "
+                      "KEY', KEY being the file's text (a trailing newline is ignored); keeps "
+                      "the key out of the process list (default: $MINISBERT_API_KEY_FILE)")
+    keys.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' "
+                      "(default: $MINISBERT_API_KEY); visible to every user of the machine in "
+                      "the process list, so prefer --api-key-file. An empty key is refused")
+    v.add_argument("--read-timeout", type=_positive_seconds, default=30, metavar="S",
+                   help="seconds a client has to send a request's headers, and then its body; "
+                   "a connection that is slower is closed (default: 30)")
     v.add_argument("--batch-wait-ms", type=float, default=5, metavar="MS",
                    help="most time a text waits for others to share its batch (default: 5)")
     v.add_argument("--queue-size", type=_positive, default=4096, metavar="N",

@@ -1,6 +1,6 @@
 """Cross-encoders (rerankers): a pair of texts in, a relevance score out.
 
-A bi-encoder (`SentenceModel`) embeds query and passage apart and compares the vectors; a
+A bi-encoder (`SentenceTransformer`) embeds query and passage apart and compares the vectors; a
 cross-encoder reads them together, as one sequence, so every query token attends to every
 passage token, and a classification head turns the first token's vector into a score:
 
@@ -17,8 +17,9 @@ the number of labels. The folder is a HuggingFace `*ForSequenceClassification` f
 (config.json's architectures), as the hub and `CrossEncoder.save_pretrained` write it; the
 heads it runs are listed in families.py.
 
-Each text is stripped before tokenizing, as `SentenceModel.encode` does (sentence-transformers 6
-does not strip; WordPiece gives the same ids either way, SentencePiece not for a leading space).
+Each text is stripped before tokenizing, as `SentenceTransformer.encode` does
+(sentence-transformers 6 does not strip; WordPiece gives the same ids either way, SentencePiece
+not for a leading space).
 
 Left out: training, prompts, causal-LM rerankers scored by "yes"/"no" logits (Qwen3-Reranker),
 images, and activations other than those of dense.TORCH_ACTIVATIONS.
@@ -91,10 +92,10 @@ class CrossEncoder:
 
     max_length overrides the folder's truncation length (special tokens included);
     activation_fn the folder's activation ("sigmoid", "linear" for none, ... or any function
-    of a float32 array). Like SentenceModel, one object may serve several threads at once.
+    of a float32 array). Like SentenceTransformer, one object may serve several threads at once.
     """
 
-    # Cap on padded tokens per batch, as SentenceModel.max_batch_tokens (see length_batches).
+    # Cap on padded tokens per batch, as SentenceTransformer.max_batch_tokens (see length_batches).
     max_batch_tokens = 2048
 
     def __init__(self, path: str | os.PathLike, *, max_length: int | None = None,
@@ -119,7 +120,8 @@ class CrossEncoder:
         max_length = resolve_max_length(transformer_dir, self.cfg, max_length, sbert)
         self.tokenizer = load_tokenizer(transformer_dir, max_length,
                                         lowercase=bool(sbert.get("do_lower_case", False)),
-                                        model_type=self.cfg.architecture)
+                                        model_type=self.cfg.architecture,
+                                        rows=self.cfg.vocab_size)
         self._check_type_ids(config_path)
         self.params = checkpoint.load_params(weights.find_weights(transformer_dir), self.cfg,
                                              head=self.head)

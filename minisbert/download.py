@@ -167,19 +167,20 @@ def _fetch(url: str, target: Path, label: str) -> str | bool:
 
 
 def download(name: str, revision: str = "main", force: bool = False, endpoint: str | None = None,
-             log=None) -> Path:
-    """Fetch model `name` (e.g. "sentence-transformers/all-MiniLM-L6-v2") into the cache and
-    return its folder. Files already there are kept unless force is set."""
+             log=None, cache: Path | None = None) -> Path:
+    """Fetch model `name` (e.g. "sentence-transformers/all-MiniLM-L6-v2") into the cache (or
+    into `cache`, if given) and return its folder. Files already there are kept unless force
+    is set."""
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     log = log if log is not None else sys.stderr
     name = name.strip("/")
     if not force:  # already here (weights/ or the cache) and complete: nothing to fetch
-        for place in candidate_folders(name):
+        for place in candidate_folders(name, cache):
             if place.is_dir() and not missing_files(place):
                 print(f"{name} is already complete in {place}; nothing to download "
                       "(--force fetches it again into the cache).", file=log)
                 return place
-    folder = cache_dir() / name
+    folder = (cache_dir() if cache is None else Path(cache)) / name
     base = f"{endpoint}/{urllib.parse.quote(name)}/resolve/{urllib.parse.quote(revision, safe='')}"
 
     def get(file: str) -> bool:

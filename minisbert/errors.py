@@ -28,6 +28,12 @@ class UnsupportedModelError(MinisbertError, ValueError):
     """The folder asks for an architecture, pooling or activation minisbert does not implement."""
 
 
+class ArgumentError(MinisbertError, ValueError):
+    """An argument minisbert cannot honour: a value out of range, or an option of
+    sentence-transformers' API that minisbert does not implement (a GPU device, remote code,
+    another backend); the message names it and says what to do instead."""
+
+
 class PromptError(MinisbertError, ValueError):
     """encode was asked for a prompt name the folder's config_sentence_transformers.json does
     not define; the message lists the names it does."""

@@ -27,6 +27,7 @@ the list of model_types that run), and every setting that only matters for train
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -754,7 +755,7 @@ def _setting(config: dict, path: Path, key: str | tuple[str, ...], kind: type,
     accepted = (int, float) if kind is float else kind
     # JSON true is no number, although Python's True is an int.
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
-        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)}; it must be "
+        raise ConfigError(f"{path}: {key!r} is {json.dumps(value)[:80]}; it must be "
                           f"{_JSON_TYPES[kind]}. Fix the file, or download it again.")
     return float(value) if kind is float else value
 
@@ -795,6 +796,11 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
         kind = _KINDS.get(name, int)
         value = settings[name] = _setting(config, path, key, kind, default)
         least = _LEAST.get(name, 1)
+        # JSON as Python reads it allows NaN, Infinity and 1e309 (= inf): a norm's eps of
+        # those, or below 0, would make every vector NaN without a word.
+        if kind is float and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{path}: {key!r} is {value}; it must be a finite number, 0 or "
+                              "more (BERT's is 1e-12). Fix the file, or download it again.")
         if kind is int and value < least:
             raise ConfigError(f"{path}: {key!r} is {value}; it must be at least {least}. Fix the "
                               "file, or download it again.")

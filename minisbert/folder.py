@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -46,8 +48,11 @@ def read_json(path: Path, *, required: bool = False, kind: type = dict,
     check_not_lfs_pointer(path, raw, error)
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise error(f"{path} is not valid JSON ({e}); download it again.") from None
+    # ValueError: JSONDecodeError, UnicodeDecodeError, and numbers of more than 4300 digits;
+    # RecursionError: arrays or objects nested a thousand deep.
+    except (ValueError, RecursionError) as e:
+        raise error(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:200]}); "
+                    "download it again.") from None
     if not isinstance(data, kind):
         want = "an object" if kind is dict else "an array"
         raise error(f"{path} holds a JSON {type(data).__name__} where {want} belongs; "
@@ -119,7 +124,7 @@ def parse_modules(data, source: Path, error: type[Exception] = ConfigError) -> t
     for i, entry in enumerate(data):
         if not (isinstance(entry, dict) and isinstance(entry.get("type"), str)
                 and isinstance(entry.get("path", ""), str)):
-            raise error(f"{source}: entry {i} is {entry!r}, not an object with a \"type\" and a "
+            raise error(f"{source}: entry {i} is {reprlib.repr(entry)}, not an object with a \"type\" and a "
                         "\"path\" string; download it again.")
         path = entry.get("path", "")
         if _escapes(path):
@@ -152,15 +157,17 @@ def read_modules(root: str | os.PathLike) -> ModelFolder:
     modules = parse_modules(data, source)
     kinds = [m.kind for m in modules]
     unknown = [m.type for m in modules if m.kind not in KINDS]
-    repeated = sorted({k for k in kinds if kinds.count(k) > 1 and k not in REPEATABLE})
+    counts = Counter(kinds)  # one pass: a modules.json of 20,000 entries is read at once
+    repeated = sorted(k for k, n in counts.items() if n > 1 and k not in REPEATABLE)
     if unknown or repeated or "Transformer" not in kinds:
         if unknown:
-            problem = f"minisbert cannot run {', '.join(unknown)}"
+            problem = f"minisbert cannot run {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}"
         elif repeated:
             problem = f"{' and '.join(repeated)} appear more than once"
         else:
             problem = "there is no Transformer module"
+        listed = kinds if len(kinds) <= 10 else [*kinds[:10], f"… {len(kinds)} in all"]
         raise UnsupportedModelError(
-            f"{source} lists the modules {kinds}: {problem}. minisbert runs a Transformer, then "
+            f"{source} lists the modules {listed}: {problem}. minisbert runs a Transformer, then "
             "optionally Pooling, any number of Dense, and Normalize.")
     return ModelFolder(root, modules, source)

@@ -38,10 +38,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MINISBERT_CACHE") or Path.home() / ".cache" / "minisbert")
 
 
-def candidate_folders(name: str) -> list[Path]:
-    """Where a hub name's folder may be, in the order `find_model` looks."""
+def candidate_folders(name: str, cache: Path | None = None) -> list[Path]:
+    """Where a hub name's folder may be, in the order `find_model` looks (`cache`: another
+    cache than cache_dir())."""
     last = name.rstrip("/").rsplit("/", 1)[-1]
-    return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache_dir() / name]))
+    cache = cache_dir() if cache is None else Path(cache)
+    return list(dict.fromkeys([Path("weights") / name, Path("weights") / last, cache / name]))
 
 
 def _is_path(name_or_path: str, only_explicit: bool = False) -> bool:
@@ -79,13 +81,14 @@ def _here(name_or_path: str) -> str:
             f"{models[0]}.")
 
 
-def find_model(name_or_path: str) -> Path:
-    """The model folder a `--model` argument means (see the module docstring)."""
+def find_model(name_or_path: str, cache: Path | None = None) -> Path:
+    """The model folder a `--model` argument means (see the module docstring); `cache`: look
+    there instead of cache_dir()."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if not _is_path(name_or_path, only_explicit=True):
-        for folder in candidate_folders(name_or_path):
+        for folder in candidate_folders(name_or_path, cache):
             if folder.is_dir():
                 if any(folder.rglob("*.part")):
                     raise ModelFileMissing(f"the download of {name_or_path} into {folder} is "
@@ -94,7 +97,7 @@ def find_model(name_or_path: str) -> Path:
                 return folder
     if _is_path(name_or_path):
         raise ModelFileMissing(f"{name_or_path}: no such model folder. {_here(name_or_path)}")
-    tried = ", ".join(str(f) for f in candidate_folders(name_or_path))
+    tried = ", ".join(str(f) for f in candidate_folders(name_or_path, cache))
     raise ModelFileMissing(f"model {name_or_path!r} is not here (looked in {tried}); run "
                            f"`minisbert download {name_or_path}` or place the model folder "
                            f"in weights/. {_here(name_or_path)}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, UnsupportedModelError
+from .errors import ArgumentError, ConfigError, UnsupportedModelError
 
 MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # The older config format: one flag per mode, concatenated in MODES order.
@@ -124,5 +124,6 @@ def truncate(x: np.ndarray, dim: int) -> np.ndarray:
 def check_truncate_dim(dim, width: int) -> None:
     """A clear error unless `dim` is a whole number from 1 to `width` (the vectors' length)."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 0 < dim <= width:
-        raise ValueError(f"truncate_dim={dim!r}: the model's vectors have {width} components, so "
-                         f"truncate_dim must be a whole number from 1 to {width}.")
+        raise ArgumentError(f"truncate_dim={dim!r}: the model's vectors have {width} "
+                            f"components, so truncate_dim must be a whole number from 1 to "
+                            f"{width}.")

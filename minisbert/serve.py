@@ -20,9 +20,9 @@ Routes:
 
 Texts of concurrent requests share encoder batches (see request_batcher.py); each text is
 tokenized once, here, and the batcher encodes those ids. The metrics are kept by metrics.py.
-The vectors are those of `SentenceModel.encode` for the same texts, so the folder's default prompt
-(config_sentence_transformers.json `default_prompt_name`) is put before each text, as encode
-puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
+The vectors are those of `SentenceTransformer.encode` for the same texts, so the folder's
+default prompt (config_sentence_transformers.json `default_prompt_name`) is put before each
+text, as encode puts it; `prompt_name` in the body (both routes) picks another of the folder's prompts, as
 encode's prompt_name does. `dimensions` cuts the vectors and normalizes the cut. Texts are
 stripped, as encode strips them, and a text longer than the model's max_seq_length (prompt
 included) is cut to it on /v1/embeddings (`usage` counts the tokens embedded: prompt and special
@@ -38,9 +38,15 @@ those of `CrossEncoder.predict`: the folder's activation (Sigmoid for one label)
 as text-embeddings-inference does; /v1/rerank cuts long documents, as Cohere does.
 
 Errors have OpenAI's body, `{"error": {"message", "type", "param", "code"}}` (/embed: TEI's
-`{"error", "error_type"}`; /rerank likewise): 400 for a malformed request, 401 without the API key when one is
-set, 404 for an unknown model, 413 for more than MAX_INPUTS texts or a body over
-MAX_BODY_BYTES, 503 with Retry-After when the queue is full.
+`{"error", "error_type"}`; /rerank likewise): 400 for a malformed request (/embed and /rerank:
+422 for a bad option), 401 without the API key when one is set, 404 for an unknown model, 408
+for a body not received within the read deadline, 413 for more than MAX_INPUTS texts or a body
+over MAX_BODY_BYTES, 503 with Retry-After when the queue is full. A client that leaves before
+its body is read is not an error at all: nothing is logged.
+
+Slow clients: a connection must deliver a request's headers within `read_timeout` seconds of
+opening (or of the previous response), and its body within `read_timeout` seconds of the
+headers, however it trickles them; else it is closed (`ReadDeadline`, and a 408 for the body).
 
 Left out: token-id input (lists of integers: refused, with a 400 naming LangChain's
 check_embedding_ctx_length=False), `user`, a prompt text in the request (only the
@@ -73,14 +79,15 @@ from .errors import MinisbertError, MissingDependencyError, PromptError, QueueFu
 from .families import is_sequence_classifier
 from .folder import read_json, read_modules
 from .metrics import CONTENT_TYPE, Metrics
-from .model import SentenceModel, load
+from .model import SentenceTransformer, load
 from .request_batcher import Batcher
 
 try:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError:
@@ -91,6 +98,7 @@ MAX_INPUTS = 2048  # texts per request, OpenAI's limit
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 2,048 texts of ~2,000 characters each
 RETRY_AFTER_SECONDS = 1  # what a 503 for a full queue tells the client to wait
 TOKENIZE_INLINE_CHARS = 20_000  # longer requests are tokenized off the event loop
+READ_TIMEOUT_SECONDS = 30  # for a request's headers, then for its body (4 MiB at ~1.1 Mbit/s)
 log = logging.getLogger("minisbert.serve")
 
 
@@ -120,7 +128,7 @@ class ApiError(Exception):
 @dataclass
 class Served:
     name: str
-    model: SentenceModel | CrossEncoder
+    model: SentenceTransformer | CrossEncoder
     batcher: Batcher
     created: int  # when it was loaded, Unix seconds (OpenAI's `created`)
 
@@ -129,7 +137,7 @@ class Served:
         return isinstance(self.model, CrossEncoder)
 
 
-def load_any(path: Path) -> SentenceModel | CrossEncoder:
+def load_any(path: Path) -> SentenceTransformer | CrossEncoder:
     """A sentence encoder, or a cross-encoder if config.json is a sequence classifier and no
     Pooling module makes it a sentence encoder."""
     folder = read_modules(path)
@@ -145,7 +153,7 @@ def model_name(model_arg: str) -> str:
     return Path(os.path.abspath(path)).name if path.is_dir() else model_arg
 
 
-def _tokenize(model: SentenceModel, texts: list[str],
+def _tokenize(model: SentenceTransformer, texts: list[str],
               prompt: str = "") -> tuple[list[np.ndarray], list[int]]:
     """(each text's token ids as int32, tokens cut from each) as encode tokenizes them: the
     prompt put before the stripped text, special tokens added, cut at max_seq_length. The
@@ -221,23 +229,62 @@ async def _embed(served: Served, ids: list[np.ndarray], prompt: str,
 
 # ---------------------------------------------------------------------------- requests
 
-async def _read_json(request: Request):
-    """The request body as JSON; 413 over MAX_BODY_BYTES, 400 if it is not JSON."""
+async def _read_json(request: Request, timeout: float = READ_TIMEOUT_SECONDS):
+    """The request body as JSON; 413 over MAX_BODY_BYTES, 408 if it has not all arrived
+    `timeout` seconds after the headers, 400 if it is not JSON, ClientGone if the client
+    closed the connection before sending it all."""
     too_large = ApiError(413, f"The request body is larger than {MAX_BODY_BYTES} bytes; send "
                          "fewer or shorter texts per request.", code="request_too_large")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout  # for the whole body, however slowly it trickles
+    chunks = request.stream().__aiter__()
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), deadline - loop.time())
+            except StopAsyncIteration:
+                break
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"The request body did not arrive within {timeout:g} s; the "
+                       "connection is closed.", code="request_timeout",
+                       headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise ClientGone from None
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(400, f"The body is not valid JSON ({e}); send a JSON object such as "
-                       '{"input": "some text", "model": "NAME"}.', tei_kind="Validation") from None
+    # ValueError: not JSON, not UTF-8, or a number of more than 4300 digits; RecursionError:
+    # arrays nested thousands deep.
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"The body is not valid JSON ({type(e).__name__}: {str(e)[:200]}); "
+                       'send a JSON object such as {"input": "some text", "model": "NAME"}.',
+                       tei_kind="Validation") from None
+
+
+def _shown(value) -> str:
+    """A value from a request, as an error message quotes it: short, whatever was sent."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = json.dumps(value) if not isinstance(value, int) or abs(value) < 10**40 \
+            else "a very long number"
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
+def _choice(body: dict, key: str, choices: tuple[str, ...], status: int) -> str:
+    """body[key], which must be one of the strings `choices` (the first when absent or null)."""
+    value = body.get(key)
+    if value is None:
+        return choices[0]
+    if not (isinstance(value, str) and value in choices):
+        raise ApiError(status, f"{key} is {_shown(value)}; use "
+                       f"{' or '.join(map(repr, choices))}.", param=key)
+    return value
 
 
 def _token_ids(texts: list) -> bool:
@@ -297,6 +344,18 @@ def _query(body) -> str:
     return query
 
 
+def _check_truncation_direction(body: dict, what: str) -> None:
+    """TEI's truncation_direction: "right" (or "Right") only; 422 for "left" or anything else."""
+    direction = body.get("truncation_direction")
+    if isinstance(direction, str) and direction.lower() == "left":
+        raise ApiError(422, f"truncation_direction 'left' is not supported; {what} are cut at "
+                       "the end.", param="truncation_direction")
+    if direction is not None and not (isinstance(direction, str)
+                                      and direction.lower() == "right"):
+        raise ApiError(422, f"truncation_direction is {_shown(direction)}; use 'right'.",
+                       param="truncation_direction")
+
+
 def _flag(body: dict, key: str, default: bool, status: int) -> bool:
     value = body.get(key, default)
     if value is None:
@@ -309,8 +368,10 @@ def _flag(body: dict, key: str, default: bool, status: int) -> bool:
 class App:
     """The served models, the API key and the metrics; its methods are the routes."""
 
-    def __init__(self, served: dict[str, Served], api_key: str | None, metrics: Metrics):
+    def __init__(self, served: dict[str, Served], api_key: str | None, metrics: Metrics,
+                 read_timeout: float = READ_TIMEOUT_SECONDS):
         self.served = served
+        self.read_timeout = read_timeout
         # A request without `model` gets the first embedder (embedding routes) or the first
         # reranker (rerank routes).
         self.default = next((s for s in served.values() if not s.reranker), None)
@@ -342,8 +403,11 @@ class App:
                                f"{', '.join(self.served)}.", param="model",
                                code="model_not_found")
             return served
+        if not isinstance(name, str):
+            raise ApiError(400, f"model is a JSON {type(name).__name__}; give the name of a "
+                           f"served model as a string: {', '.join(self.served)}.", param="model")
         if name not in self.served:
-            raise ApiError(404, f"The model {name!r} is not served here; served: "
+            raise ApiError(404, f"The model {_shown(name)} is not served here; served: "
                            f"{', '.join(self.served)}.", param="model", code="model_not_found")
         served = self.served[name]
         if served.reranker != reranker:
@@ -364,7 +428,7 @@ class App:
             return served.model.resolve_prompt(name)
         except PromptError:
             known = ", ".join(repr(p) for p in served.model.prompts)
-            raise ApiError(status, f"prompt_name {name!r} is not one of {served.name}'s prompts"
+            raise ApiError(status, f"prompt_name {_shown(name)} is not one of {served.name}'s prompts"
                            f"{f' ({known})' if known else ': it has none'}.",
                            param="prompt_name") from None
 
@@ -383,17 +447,14 @@ class App:
 
     async def embeddings(self, request: Request) -> Response:
         self.check_key(request)
-        body = await _read_json(request)
+        body = await _read_json(request, self.read_timeout)
         texts = _texts(body, "input")
         served = self.pick(body)  # an embedding model
-        fmt = body.get("encoding_format") or "float"
-        if fmt not in ("float", "base64"):
-            raise ApiError(400, f"encoding_format {fmt!r} is not supported; use 'float' or "
-                           "'base64'.", param="encoding_format")
+        fmt = _choice(body, "encoding_format", ("float", "base64"), 400)
         dims = body.get("dimensions")
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
                                  or not 1 <= dims <= served.model.dim):
-            raise ApiError(400, f"dimensions={dims!r} is out of range: {served.name} gives "
+            raise ApiError(400, f"dimensions={_shown(dims)} is out of range: {served.name} gives "
                            f"vectors of {served.model.dim} dimensions, so ask for 1 to "
                            f"{served.model.dim}.", param="dimensions")
         prompt = self.prompt(served, body, 400)
@@ -419,7 +480,7 @@ class App:
     async def embed(self, request: Request) -> Response:
         """text-embeddings-inference's /embed: a list of vectors, normalized unless asked not."""
         self.check_key(request)
-        body = await _read_json(request)
+        body = await _read_json(request, self.read_timeout)
         texts = _texts(body, "inputs")
         served = self.pick(body)
         options = {"normalize": True, "truncate": False}
@@ -428,13 +489,11 @@ class App:
             if not isinstance(value, bool):
                 raise ApiError(422, f"{key!r} must be true or false.", param=key)
             options[key] = value
-        if body.get("truncation_direction", "right").lower() != "right":
-            raise ApiError(422, "truncation_direction 'left' is not supported; texts are cut "
-                           "at the end.", param="truncation_direction")
+        _check_truncation_direction(body, "texts")
         dims = body.get("dimensions")
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool)
                                  or not 1 <= dims <= served.model.dim):
-            raise ApiError(422, f"dimensions={dims!r} is out of range: {served.name} gives "
+            raise ApiError(422, f"dimensions={_shown(dims)} is out of range: {served.name} gives "
                            f"vectors of {served.model.dim} dimensions.", param="dimensions")
         prompt = self.prompt(served, body, 422)
         ids, cut = await self.tokenize(served, texts, prompt)
@@ -481,16 +540,14 @@ class App:
     async def rerank(self, request: Request) -> Response:
         """text-embeddings-inference's /rerank: every text's score, best first."""
         self.check_key(request)
-        body = await _read_json(request)
+        body = await _read_json(request, self.read_timeout)
         query = _query(body)
         texts = _texts(body, "texts")
         served = self.pick(body, reranker=True)
         raw = _flag(body, "raw_scores", False, 422)
         return_text = _flag(body, "return_text", False, 422)
         truncate = _flag(body, "truncate", False, 422)
-        if str(body.get("truncation_direction") or "right").lower() != "right":
-            raise ApiError(422, "truncation_direction 'left' is not supported; pairs are cut "
-                           "at the end.", param="truncation_direction")
+        _check_truncation_direction(body, "pairs")
         scores, _ = await self.scores(served, query, texts, request, raw, truncate)
         order = sorted(range(len(texts)), key=lambda i: scores[i], reverse=True)
         return JSONResponse([{"index": i, "score": float(scores[i]),
@@ -499,7 +556,7 @@ class App:
     async def rerank_v1(self, request: Request) -> Response:
         """Cohere's and Jina's /v1/rerank: the top_n documents, best first."""
         self.check_key(request)
-        body = await _read_json(request)
+        body = await _read_json(request, self.read_timeout)
         query = _query(body)
         if isinstance(body.get("documents"), list):  # {"text": ...} objects become their text
             for i, d in enumerate(body["documents"]):
@@ -514,7 +571,7 @@ class App:
         top_n = body.get("top_n")
         if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int)
                                   or top_n < 1):
-            raise ApiError(400, f"top_n is {json.dumps(top_n)}; give a whole number of at "
+            raise ApiError(400, f"top_n is {_shown(top_n)}; give a whole number of at "
                            "least 1.", param="top_n")
         return_documents = _flag(body, "return_documents", False, 400)
         scores, tokens = await self.scores(served, query, documents, request)
@@ -562,17 +619,21 @@ class App:
         return Route(path, endpoint, methods=methods)
 
 
-def create_app(models: dict[str, SentenceModel | CrossEncoder], api_key: str | None = None, *,
-               max_wait: float = 0.005, max_queued: int = 4096) -> Starlette:
+def create_app(models: dict[str, SentenceTransformer | CrossEncoder],
+               api_key: str | None = None, *,
+               max_wait: float = 0.005, max_queued: int = 4096,
+               read_timeout: float = READ_TIMEOUT_SECONDS) -> Starlette:
     """The ASGI app serving the models (name -> model). Batchers start now, stop at shutdown
-    after encoding what is queued."""
+    after encoding what is queued. A request body must arrive within read_timeout seconds."""
+    if api_key == "":
+        raise MinisbertError("the API key is empty; give a key, or none to serve without.")
     metrics = Metrics()
     served = {name: Served(name, model,
                            Batcher(model, max_wait=max_wait, max_queued=max_queued,
                                    on_batch=metrics.batch_observer(name)), int(time.time()))
               for name, model in models.items()}
     metrics.watch({name: s.batcher for name, s in served.items()})
-    app = App(served, api_key, metrics)
+    app = App(served, api_key, metrics, read_timeout)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -612,12 +673,61 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
     if api_key or is_loopback(host):
         return None
     return (f"serving on {host} without an API key: anyone who can reach this machine can use "
-            "the server. Pass --api-key KEY (or set MINISBERT_API_KEY), or bind to 127.0.0.1.")
+            "the server. Pass --api-key-file FILE (or set MINISBERT_API_KEY), or bind to 127.0.0.1.")
+
+
+class ReadDeadline(AutoHTTPProtocol):
+    """Uvicorn's HTTP protocol with a deadline for each request's headers: they must have
+    arrived `read_timeout` seconds after the connection opened (or after the previous
+    response), else the connection is closed. Uvicorn itself waits forever for a client that
+    sends nothing, and restarts its keep-alive clock at every byte, so one byte every few
+    seconds would hold a connection open for ever. (The body's deadline is `_read_json`'s.)"""
+
+    read_timeout: float = READ_TIMEOUT_SECONDS
+    _deadline = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's headers are complete: its cycle began
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and (self.cycle is None or
+                                                self.cycle.response_complete):
+            self._arm()  # the next request's headers (none pipelined behind this one)
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.read_timeout, self._too_late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
-        api_key: str | None = None, max_wait_ms: float = 5, max_queued: int = 4096) -> int:
-    """Load the models, serve until SIGTERM or Ctrl-C, finish the requests in flight, return 0."""
+        api_key: str | None = None, max_wait_ms: float = 5, max_queued: int = 4096,
+        read_timeout: float = READ_TIMEOUT_SECONDS) -> int:
+    """Load the models, serve until SIGTERM or Ctrl-C, finish the requests in flight, return 0.
+    Headers, then bodies, must arrive within read_timeout seconds each (ReadDeadline)."""
+    if api_key == "":  # before the models load: refused at once
+        raise MinisbertError("the API key is empty; give a key, or none to serve without.")
     models = {}
     for arg in model_args:
         name = model_name(arg)
@@ -631,9 +741,12 @@ def run(model_args: list[str], *, host: str = "127.0.0.1", port: int = 8000,
     warning = exposure_warning(host, api_key)
     if warning:
         print(f"minisbert: warning: {warning}", file=sys.stderr, flush=True)
-    app = create_app(models, api_key, max_wait=max_wait_ms / 1000, max_queued=max_queued)
+    app = create_app(models, api_key, max_wait=max_wait_ms / 1000, max_queued=max_queued,
+                     read_timeout=read_timeout)
+    protocol = type("ReadDeadline", (ReadDeadline,), {"read_timeout": read_timeout})
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
-                                           log_level="info", timeout_graceful_shutdown=60))
+                                           log_level="info", timeout_graceful_shutdown=60,
+                                           http=protocol))
     # Uvicorn catches SIGTERM/SIGINT, stops accepting, waits for the requests in flight, and
     # then raises the signal again under the handlers it found, so that the default action
     # (death by the signal) follows. After a clean drain the exit status should be 0: the

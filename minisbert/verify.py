@@ -32,7 +32,7 @@ import numpy as np
 from . import pooling
 from .errors import MissingDependencyError, TruncationWarning
 from .folder import read_json, read_modules
-from .model import SentenceModel, load
+from .model import SentenceTransformer, load
 
 TOLERANCE = 1e-5  # max abs difference of normalized vectors
 NEIGHBOURS = 10
@@ -128,7 +128,8 @@ def _neighbours(v: np.ndarray, k: int) -> list[frozenset]:
 
 # ---------------------------------------------------------------------------- the two sides
 
-def run_minisbert(model: SentenceModel, texts: list[str], prompt_name: str | None = None) -> Side:
+def run_minisbert(model: SentenceTransformer, texts: list[str],
+                  prompt_name: str | None = None) -> Side:
     prompt = model.resolve_prompt(prompt_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TruncationWarning)  # both sides cut alike
@@ -185,7 +186,7 @@ def run_sentence_transformers(folder: Path, texts: list[str],
                 np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
 
 
-def run_transformers(folder: Path, model: SentenceModel, texts: list[str],
+def run_transformers(folder: Path, model: SentenceTransformer, texts: list[str],
                      prompt_name: str | None = None) -> Side:
     """transformers' tokenizer and encoder; then this model's own pooling and modules."""
     import torch
@@ -221,7 +222,7 @@ def run_transformers(folder: Path, model: SentenceModel, texts: list[str],
 
 
 def verify(folder: str | Path, texts: list[str] | None = None, *, prompt_name: str | None = None,
-           model: SentenceModel | None = None) -> Report:
+           model: SentenceTransformer | None = None) -> Report:
     """Compare minisbert (`model`, else the folder loaded) with the reference on `texts`
     (default: the built-in sample). MissingDependencyError when no reference is installed."""
     folder = Path(folder)

@@ -17,8 +17,10 @@ Left out: writing weight files, and dtypes other than floats and integers (F8, c
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
+import reprlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -30,6 +32,14 @@ from .folder import check_not_lfs_pointer, read_json
 # safetensors dtype -> how its bytes are viewed. BF16 has no NumPy dtype: read as uint16.
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
            "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+# Bounds on what a header may ask for, far above any real checkpoint: the header itself (the
+# safetensors library's own limit; a 250k-vocabulary model's is a few KB), and a tensor's rank.
+MAX_HEADER_BYTES = 100_000_000
+MAX_DIMS = 32
+
+# Values from a file are quoted in messages this short, whatever their size or nesting.
+_quote = reprlib.Repr()
+_quote.maxlevel, _quote.maxlist, _quote.maxdict, _quote.maxstring, _quote.maxother = 3, 6, 4, 60, 60
 
 
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
@@ -47,6 +57,10 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
             raise CheckpointError(f"{path} is {size} bytes: too short to be a safetensors file. "
                                   "It is truncated or empty; download it again.")
         header_len = int.from_bytes(start[:8], "little")
+        if header_len > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{path}: the header says it is {header_len} bytes long; a "
+                                  f"safetensors header may be at most {MAX_HEADER_BYTES}. The file "
+                                  "is corrupt or not a safetensors file; download it again.")
         if 8 + header_len > size:
             raise CheckpointError(
                 f"{path}: header says it is {header_len} bytes long but the file has {size} bytes. "
@@ -54,9 +68,12 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
         f.seek(8)
         try:
             header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: the header is not valid JSON ({e}). The file is "
-                                  "corrupt or not a safetensors file; download it again.") from None
+        # ValueError: JSONDecodeError, and numbers of more than 4300 digits; RecursionError:
+        # arrays or objects nested a thousand deep.
+        except (ValueError, RecursionError) as e:
+            raise CheckpointError(f"{path}: the header is not valid JSON "
+                                  f"({type(e).__name__}: {str(e)[:200]}). The file is corrupt "
+                                  "or not a safetensors file; download it again.") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header is not a JSON object; download the file again.")
     header.pop("__metadata__", None)
@@ -76,29 +93,53 @@ def read_safetensors(path: str | os.PathLike, keep_bf16: bool = False) -> dict[s
     buffer = _map(path) if data_len else b""
     tensors = {}
     for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            # Sizes and offsets must be whole numbers, or the arithmetic below fails obscurely.
-            well_formed = isinstance(dtype, str) and all(
-                type(n) is int and n >= 0 for n in [*shape, begin, end])
-        except (KeyError, TypeError, ValueError):
-            well_formed = False
-        if not well_formed:
-            raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {info!r}; "
-                                  "the file is corrupt, download it again.")
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which minisbert "
-                                  "cannot read (it reads F32, F16, BF16, F64 and integers).")
+        dtype, shape, (begin, end) = _entry(path, name, info)
         item = np.dtype(_DTYPES[dtype])
-        count = int(np.prod(shape, dtype=np.int64))
-        if not (0 <= begin <= end <= data_len) or end - begin != count * item.itemsize:
+        count = math.prod(shape)  # a Python int: [2**32, 2**32] must not wrap around in int64
+        if not end <= data_len or end - begin != count * item.itemsize:
             raise CheckpointError(
-                f"{path}: tensor {name!r} needs bytes {begin}..{end} ({dtype} {shape}) but the file "
-                f"holds {data_len} bytes of data. The file is truncated or corrupt; download it again.")
-        raw = np.frombuffer(buffer, dtype=item, count=count, offset=data_start + begin)
+                f"{path}: tensor {_quote.repr(name)} is {dtype} {_quote.repr(shape)}, "
+                f"{_quote.repr(count * item.itemsize)} bytes, but its data_offsets are "
+                f"{_quote.repr(begin)}..{_quote.repr(end)} of the "
+                f"{data_len} bytes of data. The file is truncated or corrupt; download it again.")
+        if count == 0:  # nothing to read (and an empty data section has nothing to map)
+            raw = np.zeros(0, dtype=item)
+        else:
+            raw = np.frombuffer(buffer, dtype=item, count=count, offset=data_start + begin)
         keep = keep_bf16 and dtype == "BF16"
         tensors[name] = (raw if keep else _to_float32(raw, dtype)).reshape(shape)
     return tensors
+
+
+def _entry(path: Path, name: str, info) -> tuple[str, list[int], tuple[int, int]]:
+    """A header entry's (dtype, shape, (begin, end)), each checked to be what the format says:
+    a known dtype, a list of at most MAX_DIMS whole numbers >= 0, two offsets begin <= end."""
+    def whole(n) -> bool:  # JSON true is no number, although Python's True is an int
+        return type(n) is int and n >= 0
+
+    if not isinstance(info, dict):
+        problem = f"is a JSON {type(info).__name__}, not an object"
+    elif not {"dtype", "shape", "data_offsets"} <= info.keys():
+        problem = "lacks dtype, shape or data_offsets"
+    elif not isinstance(info["dtype"], str):
+        problem = f"has the dtype {_quote.repr(info['dtype'])}, not a string"
+    elif not (isinstance(info["shape"], list) and len(info["shape"]) <= MAX_DIMS
+              and all(map(whole, info["shape"]))):
+        problem = (f"has the shape {_quote.repr(info['shape'])}, not a list of at most "
+                   f"{MAX_DIMS} whole numbers")
+    elif not (isinstance(info["data_offsets"], list) and len(info["data_offsets"]) == 2
+              and all(map(whole, info["data_offsets"]))
+              and info["data_offsets"][0] <= info["data_offsets"][1]):
+        problem = (f"has the data_offsets {_quote.repr(info['data_offsets'])}, not two whole "
+                   "numbers [begin, end]")
+    elif info["dtype"] not in _DTYPES:
+        raise CheckpointError(f"{path}: tensor {_quote.repr(name)} has dtype "
+                              f"{_quote.repr(info['dtype'])}, which minisbert cannot read (it "
+                              "reads F32, F16, BF16, F64 and integers).")
+    else:
+        return info["dtype"], info["shape"], tuple(info["data_offsets"])
+    raise CheckpointError(f"{path}: the header entry of tensor {_quote.repr(name)} {problem}; "
+                          "the file is corrupt, download it again.")
 
 
 def _map(path: Path):

@@ -8,7 +8,7 @@ process can (tokenizing, pooling and Python's own steps hold the GIL), at the pr
 memory and of sending texts and vectors between processes.
 
 A chunk gives the same vectors whichever process encodes it: the same texts make the same
-batches, and each batch runs on a single-threaded BLAS, as `SentenceModel.encode` runs it on
+batches, and each batch runs on a single-threaded BLAS, as `SentenceTransformer.encode` runs it on
 several cores. So an index made with --workers 2 equals one made with the threaded default.
 
 Left out: workers on other machines (see distributed.py for Ray).

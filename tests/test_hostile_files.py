@@ -114,10 +114,10 @@ print(json.dumps(outcome))
 """
 
 
-def _read_in_child(path: Path, seconds: float = 20, address_space_gb: float = 3) -> dict:
-    """Read `path` in a child process limited in time and address space; what happened."""
-    code = _CHILD.format(limit=int(address_space_gb * 2**30))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
+def _run_in_child(code: str, path: Path, seconds: float, root: Path = ROOT) -> dict:
+    """Run `code` (which prints its outcome as a JSON line) with `path` as its argument, in a
+    child process given `seconds`; the outcome. `root`: the minisbert checkout it imports."""
+    env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1"}
     try:
         proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
@@ -126,6 +126,11 @@ def _read_in_child(path: Path, seconds: float = 20, address_space_gb: float = 3)
         pytest.fail(f"{path.name}: reading it did not finish within {seconds} s")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _read_in_child(path: Path, seconds: float = 20, address_space_gb: float = 3) -> dict:
+    """Read `path` in a child process limited in time and address space; what happened."""
+    return _run_in_child(_CHILD.format(limit=int(address_space_gb * 2**30)), path, seconds)
 
 
 def _assert_refused(path: Path, message: str, peak_mb: float = 64, seconds: float = 20):

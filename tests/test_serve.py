@@ -7,7 +7,7 @@ max_seq_length 32), and a third with MiniLM's weights and e5-style prompts in
 config_sentence_transformers.json, "query: " the default (pooled without the prompt's tokens),
 with an API key from MINISBERT_API_KEY. A small one, with a short queue,
 is used for the full queue, a client that leaves early, and SIGTERM. Expected vectors come from
-`SentenceModel.encode` in this process. The batcher's rules are also tested directly, with a
+`SentenceTransformer.encode` in this process. The batcher's rules are also tested directly, with a
 stand-in model whose encode blocks until told to go.
 """
 
@@ -647,8 +647,8 @@ def test_warning_when_reachable_from_other_machines_without_a_key():
 # ---------------------------------------------------------------------------- the batcher alone
 
 class _CountingModel:
-    """Stands in for a SentenceModel: a text's ids [17, 17, ...] -> vector [17, 0]; a batch waits
-    for `gate`. Its prompt's length is the prompt's number of characters."""
+    """Stands in for a SentenceTransformer: a text's ids [17, 17, ...] -> vector [17, 0]; a batch
+    waits for `gate`. Its prompt's length is the prompt's number of characters."""
     dim, max_batch_tokens, normalize = 2, 2048, False
     pooling = types.SimpleNamespace(include_prompt=False)
 

@@ -24,15 +24,14 @@ from pathlib import Path
 
 from ..errors import ModelFileMissing, TokenizerError
 from ..families import FAMILIES
-from ..folder import read_json
-from .base import Tokenizer
+from .base import Tokenizer, read_token_config
 from .bert import BertTokenizer
 from .bpe import RobertaTokenizer
 from .japanese import JapaneseTokenizer
 from .tokenizer_json import TokenizerJson
 from .xlmr import XLMRobertaTokenizer
 
-__all__ = ["Tokenizer", "load_tokenizer"]
+__all__ = ["Tokenizer", "load_tokenizer", "read_token_config"]
 
 # tokenizer_class in tokenizer_config.json (without "Fast") -> the front end that runs it.
 # MPNet's and DistilBERT's tokenizers are BERT's WordPiece with their own special tokens, which
@@ -51,25 +50,43 @@ FRONT_ENDS = {
 
 
 def load_tokenizer(folder: Path, max_length: int, lowercase: bool = False,
-                   model_type: str | None = None) -> Tokenizer:
+                   model_type: str | None = None, rows: int | None = None) -> Tokenizer:
     """The front end the model folder was made for, chosen from tokenizer_config.json and files.
 
     max_length: most ids `encode` returns, special tokens included. lowercase: the folder's
     sentence_bert_config.json `do_lower_case`, lowercasing the text before the tokenizer proper.
     model_type (config.json's): whose front end to try first when tokenizer_config.json names
-    none.
+    none. rows: the rows of the model's embedding table; every id the tokenizer can give must
+    be one of them (checked here, since NumPy would read id -1 as the last row).
     """
-    config = read_json(folder / "tokenizer_config.json", error=TokenizerError)
+    config = read_token_config(folder / "tokenizer_config.json")
     cls_name = (config.get("tokenizer_class") or "").removesuffix("Fast")
     if (folder / "tokenizer.json").is_file() and cls_name != "BertJapaneseTokenizer":
-        return TokenizerJson(folder, config, max_length, lowercase)
-    if not cls_name:  # older folders name no class: the files say which tokenizer it is
-        cls_name = _front_end_by_files(folder, model_type)
-    if cls_name not in FRONT_ENDS:
-        raise TokenizerError(
-            f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; minisbert "
-            f"has {', '.join(FRONT_ENDS)}.")
-    return FRONT_ENDS[cls_name](folder, config, max_length, lowercase)
+        tokenizer = TokenizerJson(folder, config, max_length, lowercase)
+    else:
+        if not cls_name:  # older folders name no class: the files say which tokenizer it is
+            cls_name = _front_end_by_files(folder, model_type)
+        if cls_name not in FRONT_ENDS:
+            raise TokenizerError(
+                f"{folder / 'tokenizer_config.json'} asks for {config['tokenizer_class']}; "
+                f"minisbert has {', '.join(FRONT_ENDS)}.")
+        tokenizer = FRONT_ENDS[cls_name](folder, config, max_length, lowercase)
+    if rows is not None:
+        check_token_ids(tokenizer, rows, folder)
+    return tokenizer
+
+
+def check_token_ids(tokenizer: Tokenizer, rows: int, folder: Path) -> None:
+    """Refuse a tokenizer that can give an id outside the embedding table's rows 0 .. rows-1:
+    an added token of id -1 would silently read the last row, one past the end would fail
+    in the middle of encoding."""
+    for token, i in tokenizer.token_ids().items():
+        if not (type(i) is int and 0 <= i < rows):
+            raise TokenizerError(
+                f"{folder}: the tokenizer gives {token!r} the id {i!r}, but the model's "
+                f"embedding table has rows 0 to {rows - 1} (config.json's vocab_size "
+                f"{rows}). The tokenizer files belong to another model, or are corrupt; "
+                "download the folder again.")
 
 
 def _front_end_by_files(folder: Path, model_type: str | None) -> str:

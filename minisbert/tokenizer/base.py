@@ -25,7 +25,9 @@ ones, and everything a single front end needs alone (normalization, MeCab, Sente
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +64,12 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def token_ids(self) -> dict[str, int]:
+        """Every token this tokenizer can give, with its id (load checks each against the
+        rows of the embedding table). Front ends with a vocabulary add it."""
+        return {"the first special token": self.cls_id, "the last special token": self.sep_id,
+                "the padding token": self.pad_id, **getattr(self, "special_ids", {})}
 
     def encode(self, text: str) -> list[int]:
         """Exactly the ids the model sees: special tokens included, truncated to max_length."""
@@ -155,6 +163,49 @@ def special_pattern(tokens) -> re.Pattern | None:
     return re.compile("|".join(map(re.escape, tokens))) if tokens else None
 
 
+# ---------------------------------------------------------------------------- the config files
+
+def _is_token(value) -> bool:
+    """A special token as the files write it: "[CLS]", {"content": "[CLS]", ...}, or null."""
+    return value is None or isinstance(value, str) or (
+        isinstance(value, dict) and isinstance(value.get("content"), str))
+
+
+def _is_length(value) -> bool:
+    """model_max_length: a number above 0 (transformers writes 1e30-like numbers for "none")."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value)) and value > 0)
+
+
+# The values of tokenizer_config.json and special_tokens_map.json the front ends read, and
+# what each must be; a key ending in "_token" is a special token (`_is_token`).
+_TOKEN_CONFIG_VALUES = {
+    "tokenizer_class": (lambda v: v is None or isinstance(v, str), "a class name string"),
+    "model_max_length": (_is_length, "a number above 0"),
+    "added_tokens_decoder": (lambda v: v is None or (isinstance(v, dict) and all(
+        isinstance(t, dict) for t in v.values())), "an object of {\"content\": ...} objects"),
+    "never_split": (lambda v: v is None or (isinstance(v, list) and all(
+        isinstance(t, str) for t in v)), "a list of strings"),
+    "mecab_kwargs": (lambda v: v is None or isinstance(v, dict), "an object"),
+    "word_tokenizer_type": (lambda v: v is None or isinstance(v, str), "a string"),
+    "subword_tokenizer_type": (lambda v: v is None or isinstance(v, str), "a string"),
+}
+
+
+def read_token_config(path: Path) -> dict:
+    """tokenizer_config.json or special_tokens_map.json ({} when absent), each value the front
+    ends read checked for its type, so a wrong one is a TokenizerError naming the file and the
+    key rather than a TypeError from deep inside a front end."""
+    config = read_json(path, error=TokenizerError)
+    for key, value in config.items():
+        check, want = (_is_token, 'a string, {"content": "..."} or null') \
+            if key.endswith("_token") else _TOKEN_CONFIG_VALUES.get(key, (None, None))
+        if check is not None and not check(value):
+            raise TokenizerError(f"{path}: {key!r} is {reprlib.repr(value)}; it must be {want}. "
+                                 "Fix the file, or download it again.")
+    return config
+
+
 def token_content(token) -> str | None:
     """A special token's spelling: the files hold either "[CLS]" or {"content": "[CLS]", ...}."""
     return token.get("content") if isinstance(token, dict) else token
@@ -163,7 +214,7 @@ def token_content(token) -> str | None:
 def read_special_tokens(folder: Path, config: dict, defaults: dict[str, str]) -> dict[str, str]:
     """The spelling of each special token in `defaults` ({"cls_token": "[CLS]", ...}), by key:
     tokenizer_config.json's (`config`) over special_tokens_map.json's, else the default."""
-    found = {**read_json(folder / "special_tokens_map.json", error=TokenizerError), **config}
+    found = {**read_token_config(folder / "special_tokens_map.json"), **config}
     return {key: token_content(found.get(key)) or default for key, default in defaults.items()}
 
 

@@ -137,6 +137,9 @@ class BertTokenizer(Tokenizer):
     def normalize(self, text: str) -> str:
         return normalize(text, self.do_lower_case, self.strip_accents, self.split_cjk)
 
+    def token_ids(self) -> dict[str, int]:
+        return {**self.wordpiece.vocab, **super().token_ids()}
+
     def tokenize(self, text: str) -> list[int]:
         ids = []
         for piece, is_special in self.pieces(text):

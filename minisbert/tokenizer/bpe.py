@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ..errors import ModelFileMissing, TokenizerError
 from ..folder import check_not_lfs_pointer, read_json
-from .base import CharTable, Tokenizer, token_content
+from .base import CharTable, Tokenizer, read_token_config, token_content
 
 
 def _byte_to_char() -> dict[int, str]:
@@ -200,9 +200,10 @@ def special_tokens(folder: Path, config: dict,
     transformers that saved the folder; the first that gives flags for the token counts:
     tokenizer.json's `added_tokens`, tokenizer_config.json's `added_tokens_decoder`, then a
     token written as a dict in special_tokens_map.json, then in tokenizer_config.json."""
-    special_map = read_json(folder / "special_tokens_map.json", error=TokenizerError)
+    special_map = read_token_config(folder / "special_tokens_map.json")
     added = read_json(folder / "tokenizer.json", error=TokenizerError).get("added_tokens") or []
-    sources = [{t.get("content"): t for t in added},
+    added = added if isinstance(added, list) else []
+    sources = [{t.get("content"): t for t in added if isinstance(t, dict)},
                {t.get("content"): t for t in (config.get("added_tokens_decoder") or {}).values()},
                {token_content(t): t for t in special_map.values() if isinstance(t, dict)},
                {token_content(t): t for t in config.values() if isinstance(t, dict)}]
@@ -244,6 +245,9 @@ class RobertaTokenizer(Tokenizer):
         self.specials = re.compile("|".join(alternatives)) if alternatives else None
         # Words repeat a lot in real text; remembering their ids makes tokenizing ~5x faster.
         self.word_ids = lru_cache(maxsize=1 << 16)(self._word_ids)
+
+    def token_ids(self) -> dict[str, int]:
+        return {**self.bpe.vocab, **super().token_ids()}
 
     def _word_ids(self, word: str) -> tuple[int, ...]:
         # Latin-1 decoding gives one character per byte, numbered as the byte.

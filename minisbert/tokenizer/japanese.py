@@ -121,6 +121,9 @@ class JapaneseTokenizer(Tokenizer):
         # (fugashi does not release it), so the lock costs no parallelism.
         self.tagger_lock = threading.Lock()
 
+    def token_ids(self) -> dict[str, int]:
+        return {**self.vocab, **super().token_ids()}
+
     def words(self, text: str, lowercase: bool) -> list[str]:
         """MeCab's words (surface forms) of a text without special tokens."""
         if self.normalize:

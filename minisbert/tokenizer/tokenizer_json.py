@@ -139,6 +139,13 @@ class TokenizerJson(Tokenizer):
         self.cls_id = self.template.first_special()
         self.sep_id = self.template.last_special()
 
+    def token_ids(self) -> dict[str, int]:
+        template = {f"the template's special token {i}": i
+                    for item, _ in self.template.single + self.template.pair
+                    if item not in ("A", "B") for i in item}
+        return {**self.model.vocab, **self.added_ids, **template,
+                "the padding token": self.pad_id}
+
     def token_id(self, token: str) -> int | None:
         return self.added_ids.get(token, self.model.vocab.get(token))
 

@@ -85,6 +85,10 @@ class XLMRobertaTokenizer(Tokenizer):
         self.specials = special_pattern(self.special_ids)
         self.cls_id, self.sep_id, self.pad_id = BOS, EOS, PAD
 
+    def token_ids(self) -> dict[str, int]:
+        # The pieces are numbered 0 .. n - 1 by SentencePiece, so 3 .. n here (see _renumber).
+        return {"the last SentencePiece piece": self.sp.get_piece_size(), **super().token_ids()}
+
     def _renumber(self, ids: list[int]) -> list[int]:
         # SentencePiece numbers its pieces <unk>=0, <s>=1, </s>=2, then ordinary pieces from 3.
         # fairseq built XLM-R's dictionary as <s>=0, <pad>=1, </s>=2, <unk>=3 followed by the
