@@ -619,6 +619,9 @@ def _read_decoder(config: dict, path: Path) -> dict:
     heads = whole("num_attention_heads")
     head_dim = whole("head_dim", d // heads)
     # Qwen3 ignores its sliding_window unless use_sliding_window is set
+    if head_dim % 2:
+        raise ConfigError(f"{path}: head_dim {head_dim} is odd; rotary positions need an even "
+                          "one. Fix the file, or download it again.")
     window = whole("sliding_window") if gemma or config.get("use_sliding_window") else None
     kinds = config.get("layer_types")
     if kinds is None:  # transformers' rule when config.json does not list them
@@ -819,9 +822,6 @@ def encoder_config(config: dict, path: Path) -> EncoderConfig:
     if cfg.num_heads % cfg.kv_heads:
         raise UnsupportedModelError(f"{path}: {cfg.num_heads} attention heads do not split into "
                                     f"groups for {cfg.kv_heads} key/value heads.")
-    if cfg.blocks.positions == "rotary" and cfg.head_dim % 2:
-        raise ConfigError(f"{path}: the attention heads are {cfg.head_dim} wide; rotary "
-                          "positions need an even width. Fix the file, or download it again.")
     if 0 < cfg.relative_attention_buckets < 32:
         raise UnsupportedModelError(
             f"{path}: relative_attention_num_buckets is {cfg.relative_attention_buckets}, but "

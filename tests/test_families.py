@@ -30,6 +30,8 @@ def small_config(model_type: str) -> dict:
         if isinstance(source, tuple) and source[1] is REQUIRED:
             key = source[0] if isinstance(source[0], str) else source[0][0]
             config[key] = 4
+    if "num_attention_heads" in config:  # heads 2 wide: rotary positions need an even width
+        config["num_attention_heads"] = 2
     return config
 
 
@@ -68,7 +70,10 @@ def test_blocks_and_defaults_exist(model_type):
     # the only values either encoder implements today
     assert blocks.norm_placement in ("post", "pre")
     assert blocks.positions in ("absolute", "rotary")
-    assert blocks.attention == "bidirectional"
+    assert blocks.attention in ("bidirectional", "causal")
+    assert blocks.layer in ("encoder", "decoder")
+    assert blocks.layer == "decoder" or (blocks.attention == "bidirectional"
+                                         and not blocks.output_norms)
     assert family.tokenizer in FRONT_ENDS
     assert set(family.pooling) <= set(pooling.MODES)
     assert family.tokenizer_files in download.TOKENIZER_FILES
