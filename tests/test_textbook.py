@@ -337,10 +337,21 @@ def _decoder_case(model_type: str):
     return cfg, params
 
 
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole", "query-blocks"])
 @pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
-def test_decoder_textbook_matches_fast(model_type):
+def test_decoder_textbook_matches_fast(model_type, blocked, monkeypatch):
     """textbook.decode_tokens on float32 weights against encoder.decode_tokens on the same
-    weights kept as bfloat16 bits: ragged batch, texts past the window, grouped heads."""
+    weights kept as bfloat16 bits: ragged batch, texts past the window, grouped heads.
+    query-blocks: a score budget so small that every text of 8 tokens or more goes a block of
+    queries at a time (the path of an 8,192-token text), causal blocks reading fewer keys."""
+    split = []  # how many blocks each long text's queries went in
+    if blocked:
+        def recorded(length, window, inner=encoder._query_blocks):
+            found = list(inner(length, window))
+            split.append(len(found))
+            return iter(found)
+        monkeypatch.setattr(encoder, "_SCORES", 16)
+        monkeypatch.setattr(encoder, "_query_blocks", recorded)
     cfg, bf16 = _decoder_case(model_type)
     f32 = encoder.widen(bf16)
     f32["layers"] = [encoder.widen(layer) for layer in bf16["layers"]]
@@ -353,6 +364,7 @@ def test_decoder_textbook_matches_fast(model_type):
     plain = textbook.decode_tokens(ids, mask, f32, cfg)
     fast = encoder.decode_tokens(ids, mask, bf16, cfg)
     assert fast.dtype == np.float32 and np.all(fast[mask == 0] == 0)
+    assert (max(split) > 1) if blocked else not split
     compare(f"{model_type} textbook vs fast", encoder.Layout.from_mask(mask).to_packed(fast),
             encoder.Layout.from_mask(mask).to_packed(plain))
     np.testing.assert_allclose(fast, plain, atol=1e-4, rtol=1e-5)
