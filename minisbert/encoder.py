@@ -30,6 +30,12 @@ and `classifier_head` on it, and, as the head reads only the first token of each
 the last layer for that token alone (`first_token_layer`). Token types come as data
 (`type_ids`): a pair's second text has type 1 in BERT, every token 0 elsewhere.
 
+The decoder embedders (Qwen3-Embedding, EmbeddingGemma; Blocks.layer "decoder") have a layer
+of their own, `decoder_layer`, at the end of this file: grouped-query attention with q/k norms,
+causal or bidirectional, RMSNorm, bfloat16 weights widened one layer at a time. They share
+this file's rotary tables, gated feed-forward, window bias and blocks of queries;
+`encode_tokens` hands them to `decode_tokens`.
+
 Left out on purpose: dropout (inference only), relative position embeddings other than MPNet's
 bias, cross attention, and any training code.
 """

@@ -19,6 +19,10 @@ and NomicBERT bring four more blocks, each a section at the end of this file: ro
 local layers: a bias of -inf on keys farther than the window), the gated feed-forward, and the
 pre-LN `residual` (ModernBERT).
 
+The decoder embedders (Qwen3, Gemma 3) are the last section: their layer, `decoder_layer`,
+says each difference from BERT's as one function (RMSNorm, q/k norms, grouped key/value heads,
+the causal rule as data); `encode_tokens` hands them to `decode_tokens`.
+
 This file needs nothing from the rest of minisbert but `EncoderConfig`. `encoder.py` is the
 fast form of the same function and takes the steps it does not speed up (position numbering,
 MPNet's buckets) from here: it packs the real tokens together instead of padding them, groups
