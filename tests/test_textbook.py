@@ -372,3 +372,32 @@ def test_decoder_textbook_matches_fast(model_type, blocked, monkeypatch):
     wide = dataclasses.replace(cfg, window=0, blocks=dataclasses.replace(
         cfg.blocks, attention="bidirectional" if cfg.causal else "causal"))
     assert np.abs(encoder.decode_tokens(ids, mask, bf16, wide) - fast).max() > 1e-2
+
+
+@pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
+def test_decoder_long_text_never_holds_every_score(model_type, monkeypatch):
+    """One text of 4,096 tokens through the fast form, its heads in two threads: its peak
+    allocation stays under half of one layer's [heads, s, s] scores (the textbook's), since
+    attention goes a block of queries at a time. Causal Qwen3: a token sees only what
+    precedes it, so the first 30 tokens' vectors equal those of the 30-token text alone."""
+    import tracemalloc
+
+    from minisbert import threads
+    monkeypatch.setattr(threads, "workers", lambda: 2)  # the peak grows with the threads
+    cfg, bf16 = _decoder_case(model_type)
+    s = 4096
+    ids = np.random.default_rng(9).integers(0, cfg.vocab_size, (1, s))
+    mask = np.ones_like(ids)
+    tracemalloc.start()
+    try:
+        long = encoder.decode_tokens(ids, mask, bf16, cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    every_score = cfg.num_heads * s * s * 4
+    print(f"{model_type}: peak {peak / 2**20:.0f} MB, [h, s, s] scores {every_score / 2**20:.0f} MB")
+    assert peak < every_score / 2
+    assert np.isfinite(long).all()
+    if cfg.causal:
+        short = encoder.decode_tokens(ids[:, :30], mask[:, :30], bf16, cfg)
+        np.testing.assert_allclose(long[0, :30], short[0], atol=1e-4, rtol=1e-5)
