@@ -160,6 +160,8 @@ class ClassifierHead:
 
     BERT's is its pooler (dense + tanh on [CLS]) followed by `classifier`; XLM-R's is
     `classifier.dense`, tanh, `classifier.out_proj` on <s>: the same block, other names.
+    ModernBERT's reads the mean of the pair's tokens (classifier_pooling), then `head.dense`
+    without bias, GELU, `head.norm` without shift and `classifier`.
     """
     # "dense", "out" (and "norm") -> the checkpoint's name for that linear layer or norm, with
     # the family's task prefix removed (BERT's pooler is inside BertModel: "bert.pooler.dense")
