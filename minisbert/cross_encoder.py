@@ -133,10 +133,11 @@ class CrossEncoder:
 
     def _check_type_ids(self, config_path) -> None:
         """The tokenizer's pair template must not use token types the model has no row for
-        (a BERT template on a one-type XLM-R model would index past the table)."""
+        (a BERT template on a one-type XLM-R model would index past the table). A model
+        without a token-type table (ModernBERT) never reads them: any template will do."""
         _, types = self.tokenizer.encode_pair("a", "b")
         rows = self.cfg.type_vocab_size
-        if max(types, default=0) >= max(rows, 1):
+        if rows and max(types, default=0) >= rows:
             raise UnsupportedModelError(
                 f"{config_path}: type_vocab_size is {rows}, but the tokenizer's pair template "
                 f"gives token type {max(types)}; the tokenizer files do not belong to this model.")

@@ -194,6 +194,8 @@ class ClassifierHead:
 
     BERT's is its pooler (dense + tanh on [CLS]) followed by `classifier`; XLM-R's is
     `classifier.dense`, tanh, `classifier.out_proj` on <s>: the same block, other names.
+    ModernBERT's reads the mean of the pair's tokens (classifier_pooling), then `head.dense`
+    without bias, GELU, `head.norm` without shift and `classifier`.
     """
     # "dense", "out" (and "norm") -> the checkpoint's name for that linear layer or norm, with
     # the family's task prefix removed (BERT's pooler is inside BertModel: "bert.pooler.dense")
@@ -488,6 +490,16 @@ _GTE = Family(
     blocks=Blocks(positions="rotary", feed_forward="gated"),
     tokenizer="XLMRobertaTokenizer", tokenizer_files=("tokenizer.json",))
 
+# ModernBertForSequenceClassification (gte-reranker-modernbert-base): the first token or the
+# mean of the real tokens, then ModernBertPredictionHead (dense, its own activation, a norm
+# without a shift unless norm_bias), then `classifier`.
+_MODERNBERT_HEAD = ClassifierHead(
+    names={"dense": "head.dense", "norm": "head.norm", "out": "classifier"},
+    config={"pooling": ("classifier_pooling", "cls"),
+            "activation": ("classifier_activation", "gelu"),
+            "norm": True, "norm_eps": ("norm_eps", 1e-5),
+            "dense_bias": ("classifier_bias", False), "norm_bias": ("norm_bias", False)})
+
 FAMILIES.update({
     # answerdotai/ModernBERT and its embedders (gte-modernbert, modernbert-embed, ruri-v3)
     "modernbert": Family(
@@ -517,6 +529,7 @@ FAMILIES.update({
         },
         prefixes=("model.",), read=_read_modernbert,
         ignored=(*COMMON_IGNORED, r"^head\.", r"^decoder\."),  # the masked-LM head
+        head=_MODERNBERT_HEAD,
         blocks=Blocks(norm_placement="pre", positions="rotary", feed_forward="gated",
                       first_attention_norm=False),
         tokenizer="PreTrainedTokenizerFast", tokenizer_files=("tokenizer.json",)),

@@ -32,8 +32,9 @@ model; run that one.
 
 A cross-encoder (reranker) reads a pair of texts as one sequence, its second text marked by
 token type 1 in BERT (`type_ids`), and ends in a classification head instead of pooling
-(`classifier_head`, `classify`): the first token's vector, a dense layer with tanh (BERT's
-"pooler"), then a linear layer to one score per label.
+(`classifier_head`, `classify`): the first token's vector (or, in ModernBERT's, the mean of
+the pair's tokens), a dense layer with tanh (BERT's "pooler"; ModernBERT's GELU, then a
+norm), then a linear layer to one score per label.
 
 Left out, as in encoder.py: dropout (inference only), relative position embeddings other than
 MPNet's bias, and any training code. Also left out on purpose: every speed technique. A padded position gets a vector

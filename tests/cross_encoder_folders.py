@@ -19,9 +19,16 @@ tokenizer.json and run the older front ends on the same folder.
                             positions after the padding index (514 rows)
     bge-reranker-v2-m3      XLMRobertaForSequenceClassification 1024/24/16, 8,194 positions,
                             max_length 8,192
+    gte-reranker-modernbert-base
+                            ModernBertForSequenceClassification 768/22/12 (gte-modernbert-base's
+                            encoder: rotary, pre-LN, GeGLU, local layers), mean pooling, its
+                            head's dense without bias, GELU and a norm without shift; one label,
+                            max_length 8,192
 The XLM-R ones use the SentencePiece model stored in tests/fixtures (8,000 pieces) instead of
-the real 250,002-piece vocabulary; their encoders keep the real shapes only with `real=True`
-(tests mark those slow); otherwise they are reduced in width and depth.
+the real 250,002-piece vocabulary, the ModernBERT one a ModernBERT-style tokenizer.json trained
+on the catalogs (tests/hf_tokenizers.py, 8,000 ids, its pair template `[CLS] A [SEP] B [SEP]`);
+their encoders keep the real shapes only with `real=True` (tests mark those slow); otherwise
+they are reduced in width and depth.
 """
 
 from __future__ import annotations
@@ -138,6 +145,42 @@ def make_xlmr_reranker(folder: Path, sp_model: Path, *, layout: dict = BGE_BASE,
     scale_head(model, seed=seed)
     _save(model, tok_dir, folder, max_length=max_length, activation=activation,
           extra_files=("sentencepiece.bpe.model", "special_tokens_map.json"))
+    shutil.rmtree(tok_dir)
+    return folder
+
+
+# gte-reranker-modernbert-base's config.json: gte-modernbert-base's encoder with the head's
+# settings (ModernBertConfig's defaults, except mean pooling), as far as they are known here.
+GTE_RERANKER_MODERNBERT = {"architectures": ["ModernBertForSequenceClassification"],
+                           "classifier_pooling": "mean", "classifier_activation": "gelu",
+                           "classifier_bias": False, "classifier_dropout": 0.0}
+
+
+def make_modernbert_reranker(folder: Path, tokenizer_cache: Path, *, real: bool = False,
+                             max_length: int | None = None, num_labels: int = 1,
+                             seed: int = 0, **config) -> Path:
+    """A ModernBertForSequenceClassification reranker folder at gte-reranker-modernbert-base's
+    layout (`config` overrides config.json's keys), cut to gte-modernbert-base's reduced
+    widths (tests/encoder_families.py) unless `real`, around a ModernBERT-style tokenizer.json
+    (trained once into tokenizer_cache). Weights as encoder_families.random_model draws them:
+    the head's norm scales near 1, its linear layers at std 1.4/√d."""
+    import encoder_families
+    folder = Path(folder)
+    tok_dir = folder.parent / f"{folder.name}-tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    tok = encoder_families.write_tokenizer(tok_dir, "modernbert", tokenizer_cache)
+    size = "real" if real else "small"
+    hub = {**encoder_families.layout_config("gte-modernbert-base", size),
+           **GTE_RERANKER_MODERNBERT, "num_labels": num_labels, **config}
+    vocab = len(tok)
+    hub["vocab_size"] = max(vocab, hub["vocab_size"]) if real else -(-vocab // 64) * 64
+    hub.update(pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
+               sep_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id,
+               eos_token_id=tok.sep_token_id)
+    model = encoder_families.random_model("modernbert", hub, seed, sharpness=1.0 if real else 1.4,
+                                          task="ForSequenceClassification")
+    _save(model, tok_dir, folder, max_length=max_length, activation=None,
+          extra_files=("special_tokens_map.json",))
     shutil.rmtree(tok_dir)
     return folder
 

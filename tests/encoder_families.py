@@ -190,15 +190,19 @@ def hidden_size(hub: dict) -> int:
     return hub.get("hidden_size") or hub["n_embd"]
 
 
-def random_model(family: str, hub: dict, seed: int = 0, sharpness: float = 1.4):
+def random_model(family: str, hub: dict, seed: int = 0, sharpness: float = 1.4,
+                 task: str = "Model"):
     """transformers' model of the family with the hub config's settings, random weights of
-    std sharpness/sqrt(hidden)."""
+    std sharpness/sqrt(hidden). task: the class's suffix, "Model" (the encoder alone) or
+    "ForSequenceClassification" (a cross-encoder)."""
     import torch
     import transformers
-    classes = {"modernbert": ("ModernBertConfig", "ModernBertModel"),
-               "gte": ("GteConfig", "GteModel"),
-               "nomic_bert": ("NomicBertConfig", "NomicBertModel")}
-    config_class, model_class = (getattr(transformers, c) for c in classes[family])
+    classes = {"modernbert": ("ModernBertConfig", "ModernBert"),
+               "gte": ("GteConfig", "Gte"),
+               "nomic_bert": ("NomicBertConfig", "NomicBert")}
+    config_name, model_name = classes[family]
+    config_class, model_class = (getattr(transformers, config_name),
+                                 getattr(transformers, model_name + task))
     config = config_class(**transformers_config(family, hub))
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)

@@ -1,7 +1,8 @@
 """Cross-encoders (minisbert.CrossEncoder) against sentence-transformers' CrossEncoder.
 
-The folders are random-weight rerankers at the layouts of ms-marco-MiniLM-L6-v2 (BERT) and
-bge-reranker-base / bge-reranker-v2-m3 (XLM-R), saved by sentence-transformers
+The folders are random-weight rerankers at the layouts of ms-marco-MiniLM-L6-v2 (BERT),
+bge-reranker-base / bge-reranker-v2-m3 (XLM-R) and gte-reranker-modernbert-base (ModernBERT),
+saved by sentence-transformers
 (tests/cross_encoder_folders.py). The pairs are real catalog messages (tests/corpus.py), some
 made longer than max_length on the query's side, on the passage's, or on both, so the
 "longest first" cut is compared too. Each test prints the worst difference.
@@ -71,6 +72,25 @@ def bge_m3_reranker(tmp_path_factory, sp_model):
 
 
 @pytest.fixture(scope="module")
+def modernbert_reranker(tmp_path_factory):
+    """gte-reranker-modernbert-base's head (mean pooling, dense without bias, GELU, a norm
+    without shift) on gte-modernbert-base's reduced encoder (4 layers, local windows of 8 on
+    either side), a ModernBERT-style tokenizer.json, max_length 64."""
+    pytest.importorskip("sentence_transformers")
+    root = tmp_path_factory.mktemp("ce")
+    return cef.make_modernbert_reranker(root / "gte-reranker-modernbert-base",
+                                        root / "tokenizers", max_length=64)
+
+
+def with_config(folder: Path, target: Path, **changes) -> Path:
+    """A copy of folder whose config.json has `changes`."""
+    shutil.copytree(folder, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, **changes}, indent=2))
+    return target
+
+
+@pytest.fixture(scope="module")
 def numpy_reranker(tmp_path_factory, sp_model):
     return cef.make_numpy_reranker(tmp_path_factory.mktemp("ce") / "numpy-reranker", sp_model)
 
@@ -128,7 +148,7 @@ def test_minilm_reranker_scores(minilm_reranker, pairs, front_end, tmp_path):
     check_pairs(minilm_reranker, folder, pairs)
 
 
-@pytest.mark.parametrize("front_end", ["sentencepiece"])
+@pytest.mark.parametrize("front_end", ["tokenizer.json", "sentencepiece"])
 def test_bge_reranker_scores(bge_reranker, pairs, front_end, tmp_path):
     folder = bge_reranker if front_end == "tokenizer.json" else \
         without_tokenizer_json(bge_reranker, tmp_path / "sp-only")
@@ -152,11 +172,62 @@ def test_bge_v2_m3_reranker_scores(bge_m3_reranker, pairs, tmp_path):
     assert np.abs(a - b).max() <= SCORE_TOL
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_modernbert_reranker_scores(modernbert_reranker, pairs, pooling, tmp_path):
+    """gte-reranker-modernbert-base's mean pooling, and the same weights read at the first
+    token (ModernBertConfig's default classifier_pooling)."""
+    folder = modernbert_reranker if pooling == "mean" else \
+        with_config(modernbert_reranker, tmp_path / "cls", classifier_pooling="cls")
+    ours, _ = check_pairs(folder, folder, pairs)
+    assert ours.head.pooling == pooling and ours.head.norm and not ours.head.dense_bias
+
+
+def test_modernbert_rank_and_pair_template(modernbert_reranker, pairs, tmp_path):
+    """rank's order equals sentence-transformers'; a tokenizer.json whose pair template marks
+    the second text with token type 1 changes nothing, as ModernBERT has no token types."""
+    ours, ref = minisbert.CrossEncoder(modernbert_reranker), reference(modernbert_reranker)
+    query, documents = pairs[1][0], list(dict.fromkeys(p for _, p in pairs))
+    a, b = ours.rank(query, documents), ref.rank(query, documents)
+    worst = max(abs(x["score"] - y["score"]) for x, y in zip(a, b))
+    print(f"\nrank of {len(documents)} documents: maxdiff = {worst:.3e}")
+    assert [r["corpus_id"] for r in a] == [r["corpus_id"] for r in b] and worst <= SCORE_TOL
+
+    typed = tmp_path / "typed"
+    shutil.copytree(modernbert_reranker, typed)
+    tok = json.loads((typed / "tokenizer.json").read_text())
+    for piece in tok["post_processor"]["pair"][3:]:  # $B [SEP]: token type 1, as BERT's
+        next(iter(piece.values()))["type_id"] = 1
+    (typed / "tokenizer.json").write_text(json.dumps(tok))
+    typed_model = minisbert.CrossEncoder(typed)
+    assert max(typed_model.tokenize(pairs[:1])[0][1]) == 1
+    assert np.array_equal(typed_model.predict(pairs), ours.predict(pairs))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_modernbert_head_textbook_equals_fast_form(modernbert_reranker, pairs, pooling,
+                                                   tmp_path):
+    """ModernBERT's head (pre-LN layers, the mean of the pair's tokens or its first token,
+    the norm without shift) in textbook.classify and encoder.classify."""
+    folder = modernbert_reranker if pooling == "mean" else \
+        with_config(modernbert_reranker, tmp_path / "cls", classifier_pooling="cls")
+    model = minisbert.CrossEncoder(folder)
+    plain, fast = textbook_and_fast(model, pairs[::7])
+    print(f"\n{pooling}: textbook vs fast: maxdiff = {np.abs(plain - fast).max():.3e}")
+    np.testing.assert_allclose(fast, plain, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["bge-reranker-base", "bge-reranker-v2-m3"])
-def test_real_shape_xlmr_rerankers(layout, sp_model, pairs, tmp_path):
-    """The encoders at their real shapes (768 × 12 and 1024 × 24), the 8,000-piece vocabulary."""
+@pytest.mark.parametrize("layout", ["bge-reranker-base", "bge-reranker-v2-m3",
+                                    "gte-reranker-modernbert-base"])
+def test_real_shape_rerankers(layout, sp_model, pairs, tmp_path):
+    """The encoders at their real shapes (768 × 12, 1024 × 24, ModernBERT's 768 × 22), the
+    test vocabularies (8,000 pieces or ids)."""
     pytest.importorskip("sentence_transformers")
+    if layout == "gte-reranker-modernbert-base":
+        folder = cef.make_modernbert_reranker(tmp_path / layout, tmp_path / "tokenizers",
+                                              real=True, max_length=128)
+        check_pairs(folder, folder, pairs)
+        return
     shape = {"bge-reranker-base": cef.BGE_BASE, "bge-reranker-v2-m3": cef.BGE_V2_M3}[layout]
     folder = cef.make_xlmr_reranker(tmp_path / layout, sp_model, layout=shape, real=True,
                                     max_length=128)
@@ -234,19 +305,25 @@ def test_textbook_equals_fast_form(numpy_reranker):
     import corpus
     model = minisbert.CrossEncoder(numpy_reranker)
     texts = corpus.spread(corpus.english("ja"), 40)
-    pairs = list(zip(texts[:20], texts[20:]))
+    plain, fast = textbook_and_fast(model, list(zip(texts[:20], texts[20:])))
+    print(f"\ntextbook vs fast: maxdiff = {np.abs(plain - fast).max():.3e}")
+    assert plain.shape == (20, 1)
+    np.testing.assert_allclose(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def textbook_and_fast(model, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """textbook.classify's and encoder.classify's logits for pairs, one padded batch of
+    mixed lengths."""
     tokenized = model.tokenize(pairs)
     width = max(len(ids) for ids, _ in tokenized)
     ids = np.full((len(pairs), width), model.tokenizer.pad_id, dtype=np.int64)
     types, mask = np.zeros_like(ids), np.zeros_like(ids)
     for r, (x, t) in enumerate(tokenized):
         ids[r, :len(x)], types[r, :len(t)], mask[r, :len(x)] = x, t, 1
+    assert len(set(mask.sum(1))) > 5  # the batch mixes lengths
     plain = textbook.classify(ids, mask, model.params, model.cfg, model.head, types)
     fast = encoder.classify(ids, mask, model.params, model.cfg, model.head, types)
-    print(f"\ntextbook vs fast: maxdiff = {np.abs(plain - fast).max():.3e}")
-    assert plain.shape == (20, 1)
-    np.testing.assert_allclose(fast, plain, atol=1e-5, rtol=1e-5)
-    assert len(set(mask.sum(1))) > 5  # the batch mixes lengths
+    return plain, fast
 
 
 @pytest.mark.parametrize("bad, match", [
