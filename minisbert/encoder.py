@@ -551,21 +551,23 @@ def grouped_query_attention(x: np.ndarray, layout: Layout, cos: np.ndarray, sin:
         q5, m5 = (a[rows].reshape(texts, length, kv, group, hd) for a in (q_, mixed))
         k4, v4 = (a[rows].reshape(texts, length, kv, hd) for a in (k_, v_))
         if (window and length - 1 > window) or group * length * length > _SCORES:
-            # A long text: a block of queries of one key/value head at a time, as
-            # multi_head_attention does; a causal block reads no key after its last query.
-            def one_head(pair, q5=q5, k4=k4, v4=v4, m5=m5, length=length):
-                t, h = pair
-                for qs, ks in _query_blocks(length, window):
-                    first = ks.start or 0
-                    last = min(ks.stop or length, qs.stop) if causal else (ks.stop or length)
-                    ks = slice(first, last)
-                    bias_t = None
-                    if window or causal:
-                        bias_t = _visibility_bias_t(first - qs.start, last - first,
-                                                    qs.stop - qs.start, window, causal)
+            # A long text: a block of queries at a time, as multi_head_attention does, each
+            # key/value head (with its group of query heads) a task; a causal block reads no
+            # key after its last query. The block's bias is made once for all its heads.
+            for qs, ks in _query_blocks(length, window):
+                first = ks.start or 0
+                last = min(ks.stop or length, qs.stop) if causal else (ks.stop or length)
+                ks = slice(first, last)
+                bias_t = None
+                if window or causal:
+                    bias_t = _visibility_bias_t(first - qs.start, last - first,
+                                                qs.stop - qs.start, window, causal)
+
+                def one_head(pair, q5=q5, k4=k4, v4=v4, m5=m5, qs=qs, ks=ks, bias_t=bias_t):
+                    t, h = pair
                     qb, ob = (a[t, qs, h].swapaxes(0, 1) for a in (q5, m5))  # [g, queries, hd]
                     attention(qb, k4[t, ks, h], v4[t, ks, h], out=ob, bias_t=bias_t)
-            threads.run_tasks(one_head, itertools.product(range(texts), range(kv)))
+                threads.run_tasks(one_head, itertools.product(range(texts), range(kv)))
             continue
         bias_t = None
         if causal or (window and length - 1 > window):
