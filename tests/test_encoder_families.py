@@ -206,13 +206,14 @@ SMALL_MAX_SEQ_LENGTH = 96  # the small folders cut texts here, so long texts are
 
 
 @pytest.fixture(scope="module")
-def folder_texts(corpus_share):
-    """Catalog messages in many languages (an even share by default), and long texts made of
+def folder_texts():
+    """Catalog messages in many languages (an even spread: every message of a catalog goes
+    through the tokenizer tests; here each text costs two encoders), and long texts made of
     whole catalogs' lines: longer than every small layout's window and past max_seq_length."""
     import corpus
-    texts = list(corpus_share(corpus.english("ja"), 12))
+    texts = list(corpus.spread(corpus.english("ja"), 12))
     for lang in FOLDER_LANGS:
-        texts += corpus_share(corpus.translations(lang), 5)
+        texts += corpus.spread(corpus.translations(lang), 5)
     for lang in ("ja", "ru", "de"):
         texts.append(" ".join(corpus.lines(corpus.translations(lang), 400)))
     texts = [t.strip() for t in texts if t.strip()]  # minisbert strips; compare stripped
