@@ -104,11 +104,17 @@ def main(model: str, source: str, out: str) -> None:
         stop_by = time.monotonic() + 20
         while session_members(sids) and time.monotonic() < stop_by:
             time.sleep(0.5)
-        for pid in session_members(sids):  # whatever did not stop on SIGTERM
+        killed = session_members(sids)  # whatever did not stop on SIGTERM
+        for pid in killed:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        stop_by = time.monotonic() + 10  # SIGKILL is delivered at once, the exit takes a moment
+        while session_members(sids) and time.monotonic() < stop_by:
+            time.sleep(0.2)
+        if killed:
+            print(f"{len(killed)} process(es) needed SIGKILL", flush=True)
         for p in nodes:
             p.wait(timeout=30)
         left = session_members(sids)
