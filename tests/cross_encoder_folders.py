@@ -37,6 +37,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 import reference
 
 # The layouts: transformers config arguments and the tokenizer's max_length.
@@ -100,8 +102,8 @@ def make_bert_reranker(folder: Path, vocab_folder: Path, *, num_labels: int = 1,
     """A BertForSequenceClassification reranker folder at ms-marco-MiniLM-L6-v2's layout (or
     `layout`'s config arguments), around the BERT tokenizer files of `vocab_folder` (vocab.txt,
     tokenizer.json, tokenizer_config.json, special_tokens_map.json)."""
-    import torch
-    import transformers
+    torch = pytest.importorskip("torch")  # random weights saved by the reference stack
+    transformers = pytest.importorskip("transformers")
     folder = Path(folder)
     tok_dir = folder.parent / f"{folder.name}-tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
