@@ -33,7 +33,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -46,6 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import machine  # noqa: E402  the CPU line every benchmark prints
 
 WORKER = r"""
 import json, resource, sys, time
@@ -72,16 +74,6 @@ for _ in range(int(repeat)):
         best = (t1 - t0, cpu)
 print(json.dumps({"seconds": best[0], "cpu": best[1]}))
 """
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def thread_env(threads: int) -> dict:
