@@ -214,6 +214,11 @@ def run_case(folder: str, corpus: str, n: int, threads: int, repeat: int) -> dic
             "ours": ours, "ref": ref}
 
 
+def rate(x: float) -> str:
+    """Texts per second: one decimal, or three digits below 10 (one long text: 0.0359)."""
+    return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
+
+
 def print_case(name: str, r: dict, threads: int) -> None:
     ours, ref, n, tokens = r["ours"], r["ref"], r["texts"], r["tokens"]
     print(f"\n## {name}: {n} texts, {tokens} real tokens (mean {tokens / n:.1f}, "
@@ -222,7 +227,7 @@ def print_case(name: str, r: dict, threads: int) -> None:
     print("| | minisbert | sentence-transformers | ratio |")
     print("|---|---:|---:|---:|")
     rows = [
-        ("sentences/s", n / ours["encode"], n / ref["encode"], "{:.1f}", True),
+        ("sentences/s", n / ours["encode"], n / ref["encode"], None, True),
         ("real tokens/s", tokens / ours["encode"], tokens / ref["encode"], "{:.0f}", True),
         ("cold start (s)", ours["cold"], ref["cold"], "{:.2f}", False),
         ("  of which import (s)", ours["import"], ref["import"], "{:.2f}", False),
@@ -231,7 +236,8 @@ def print_case(name: str, r: dict, threads: int) -> None:
     ]
     for label, a, b, fmt, higher_better in rows:
         ratio = a / b if higher_better else b / a
-        print(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}× |")
+        show = rate if fmt is None else fmt.format
+        print(f"| {label} | {show(a)} | {show(b)} | {ratio:.2f}× |")
     print(f"| RSS ratio (minisbert / s-t) | | | {ours['rss'] / ref['rss']:.2f} |")
     flops, peak = r["flops"], r["peak"]
     print(f"\nmatmul peak {peak / 1e9:.1f} GFLOP/s ({r['peak_blas']}); minisbert {flops / ours['encode'] / 1e9:.1f} "
@@ -252,7 +258,7 @@ def print_summary(results: list[tuple[str, dict]]) -> None:
         ours, ref, n = r["ours"], r["ref"], r["texts"]
         share = lambda e: r["flops"] / e["encode"] / r["peak"]  # noqa: E731
         print(f"| {name}, {r['tokens'] / n:.1f} tokens/text "
-              f"| {n / ours['encode']:.1f} / {n / ref['encode']:.1f} "
+              f"| {rate(n / ours['encode'])} / {rate(n / ref['encode'])} "
               f"| **{ref['encode'] / ours['encode']:.2f}×** "
               f"| {ours['cold']:.2f} s / {ref['cold']:.2f} s | **{ref['cold'] / ours['cold']:.0f}×** "
               f"| {ours['rss'] / 2**20:.0f} / {ref['rss'] / 2**20:.0f} MB "
