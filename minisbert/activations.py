@@ -82,19 +82,66 @@ def _into(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _blockwise(formula, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """formula(xb, tb) on cache-sized blocks of x, as `gelu` runs: xb a block of x, tb a
+    scratch block of the same size that formula fills with the result, written to out."""
+    out = np.empty_like(x) if out is None else out
+    src, dst = x.reshape(-1), out.reshape(-1)
+    scratch = np.empty(min(_BLOCK, src.size), dtype=x.dtype)
+    for i in range(0, src.size, _BLOCK):
+        xb = src[i:i + _BLOCK]
+        tb = scratch[:xb.size]
+        formula(xb, tb)
+        dst[i:i + _BLOCK] = tb  # out=x is safe: formula has read this block of x already
+    return out
+
+
+# Textbook: each function's one-line form (textbook.py), whole-array passes with a temporary
+# each. Here: the same formula, pass by pass, on one cache-sized block at a time, in place.
+
+def _gelu_tanh_block(x: np.ndarray, t: np.ndarray) -> None:
+    # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); the 0.044715·x·x·x order as written there
+    np.multiply(x, np.float32(0.044715), out=t)
+    t *= x
+    t *= x
+    t += x
+    t *= np.float32(math.sqrt(2 / math.pi))
+    np.tanh(t, out=t)
+    t += np.float32(1)
+    t *= x
+    t *= np.float32(0.5)  # exact: (0.5·x)·u and 0.5·(x·u) are the same float32
+
+
+def _sigmoid_block(x: np.ndarray, t: np.ndarray) -> None:
+    # 1/(1+e^-x) overflows e^-x for very negative x; 0.5·(1 + tanh(x/2)) is stable everywhere.
+    np.multiply(x, np.float32(0.5), out=t)
+    np.tanh(t, out=t)
+    t += np.float32(1)
+    t *= np.float32(0.5)
+
+
+def _silu_block(x: np.ndarray, t: np.ndarray) -> None:
+    _sigmoid_block(x, t)  # x·sigmoid(x)
+    t *= x
+
+
+def _quick_gelu_block(x: np.ndarray, t: np.ndarray) -> None:
+    np.multiply(x, np.float32(1.702), out=t)  # x·sigmoid(1.702·x)
+    _sigmoid_block(t, t)
+    t *= x
+
+
 def gelu_tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)."""
-    c = np.float32(math.sqrt(2 / math.pi))
-    return _into(0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x))), out)
+    return _blockwise(_gelu_tanh_block, x, out)
 
 
 def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable everywhere.
-    return _into(0.5 * (1.0 + np.tanh(0.5 * x)), out)
+    return _blockwise(_sigmoid_block, x, out)
 
 
 def quick_gelu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(np.float32(1.702) * x), out)
+    return _blockwise(_quick_gelu_block, x, out)
 
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -102,7 +149,7 @@ def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _into(x * sigmoid(x), out)
+    return _blockwise(_silu_block, x, out)
 
 
 def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -337,13 +337,23 @@ def _decoder_case(model_type: str):
     return cfg, params
 
 
+@pytest.mark.parametrize("columns", [False, True], ids=["bf16-whole", "bf16-columns"])
 @pytest.mark.parametrize("blocked", [False, True], ids=["whole", "query-blocks"])
 @pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
-def test_decoder_textbook_matches_fast(model_type, blocked, monkeypatch):
+def test_decoder_textbook_matches_fast(model_type, blocked, columns, monkeypatch):
     """textbook.decode_tokens on float32 weights against encoder.decode_tokens on the same
     weights kept as bfloat16 bits: ragged batch, texts past the window, grouped heads.
     query-blocks: a score budget so small that every text of 8 tokens or more goes a block of
-    queries at a time (the path of an 8,192-token text), causal blocks reading fewer keys."""
+    queries at a time (the path of an 8,192-token text), causal blocks reading fewer keys.
+    bf16-columns: every bfloat16 matrix widened and multiplied a few columns at a time (the
+    path of a short query), not whole."""
+    products = []  # how each bfloat16 product went: True for a block of columns at a time
+    if columns:
+        monkeypatch.setattr(encoder, "_BF16_FEW_ROWS", 10**9)
+        monkeypatch.setattr(encoder, "_BF16_COLUMNS", 5)
+    widen_bf16 = encoder.widen_bf16  # a block of columns reaches it as [columns, in] rows
+    monkeypatch.setattr(encoder, "widen_bf16", lambda bits: products.append(
+        bits.ndim == 2 and bits.shape[0] <= 5) or widen_bf16(bits))
     split = []  # how many blocks each long text's queries went in
     if blocked:
         def recorded(length, window, inner=encoder._query_blocks):
@@ -365,6 +375,7 @@ def test_decoder_textbook_matches_fast(model_type, blocked, monkeypatch):
     fast = encoder.decode_tokens(ids, mask, bf16, cfg)
     assert fast.dtype == np.float32 and np.all(fast[mask == 0] == 0)
     assert (max(split) > 1) if blocked else not split
+    assert any(products) == columns  # blocks of 5 columns (fewer at a matrix's end)
     compare(f"{model_type} textbook vs fast", encoder.Layout.from_mask(mask).to_packed(fast),
             encoder.Layout.from_mask(mask).to_packed(plain))
     np.testing.assert_allclose(fast, plain, atol=1e-4, rtol=1e-5)
