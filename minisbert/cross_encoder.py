@@ -218,7 +218,7 @@ class CrossEncoder:
         (longest first, at most max_batch_tokens padded places a batch) on the CPU's cores."""
         out = np.empty((len(tokenized), self.num_labels), dtype=np.float32)
         todo = length_batches([len(ids) for ids, _ in tokenized], batch_size,
-                              self.max_batch_tokens)
+                              self.max_batch_tokens, threads.workers())
 
         def run(rows):
             out[rows] = self.logits_batch([tokenized[r] for r in rows])

@@ -182,6 +182,19 @@ def test_modernbert_reranker_scores(modernbert_reranker, pairs, pooling, tmp_pat
     assert ours.head.pooling == pooling and ours.head.norm and not ours.head.dense_bias
 
 
+def assert_same_order(ours: list[dict], ref: list[dict]) -> bool:
+    """rank's order equals the reference's, except that exact ties of the reference may
+    swap places. Distinct documents can make equal pairs once cut at max_length: the
+    reference gives those bit-equal scores and keeps them in document order, while ours,
+    computed in other batches, differ by rounding (3e-8) and come in either order."""
+    ref_score = {r["corpus_id"]: r["score"] for r in ref}
+    swapped = [(x["corpus_id"], y["corpus_id"]) for x, y in zip(ours, ref)
+               if x["corpus_id"] != y["corpus_id"]]
+    print(f"places where exact ties of the reference came in the other order: {len(swapped)}")
+    assert len(ours) == len(ref) and all(ref_score[x] == ref_score[y] for x, y in swapped)
+    return True
+
+
 def test_modernbert_rank_and_pair_template(modernbert_reranker, pairs, tmp_path):
     """rank's order equals sentence-transformers'; a tokenizer.json whose pair template marks
     the second text with token type 1 changes nothing, as ModernBERT has no token types."""
@@ -190,7 +203,7 @@ def test_modernbert_rank_and_pair_template(modernbert_reranker, pairs, tmp_path)
     a, b = ours.rank(query, documents), ref.rank(query, documents)
     worst = max(abs(x["score"] - y["score"]) for x, y in zip(a, b))
     print(f"\nrank of {len(documents)} documents: maxdiff = {worst:.3e}")
-    assert [r["corpus_id"] for r in a] == [r["corpus_id"] for r in b] and worst <= SCORE_TOL
+    assert_same_order(a, b) and worst <= SCORE_TOL
 
     typed = tmp_path / "typed"
     shutil.copytree(modernbert_reranker, typed)
@@ -241,12 +254,13 @@ def test_rank_matches_reference(minilm_reranker, pairs):
     documents = list(dict.fromkeys(p for _, p in pairs))
     a = ours.rank(query, documents, return_documents=True)
     b = ref.rank(query, documents, return_documents=True)
-    gap = min(x["score"] - y["score"] for x, y in zip(b, b[1:]))
+    gap = min((x["score"] - y["score"] for x, y in zip(b, b[1:])
+               if x["score"] != y["score"]), default=0)
     print(f"\nrank of {len(documents)} documents: ours top 3 "
           f"{[(r['corpus_id'], round(r['score'], 6)) for r in a[:3]]}, "
           f"reference {[(r['corpus_id'], round(r['score'], 6)) for r in b[:3]]}; "
-          f"closest reference scores {gap:.2e} apart")
-    assert [r["corpus_id"] for r in a] == [r["corpus_id"] for r in b]
+          f"closest unequal reference scores {gap:.2e} apart")
+    assert_same_order(a, b)
     assert all(r["text"] == documents[r["corpus_id"]] for r in a)
     assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= SCORE_TOL
     top = ours.rank(query, documents, top_k=5)

@@ -119,3 +119,30 @@ def test_an_error_in_one_batch_reaches_the_caller_and_the_blas_threads_come_back
         threads.run_batches(work, [np.arange(0, 3), np.arange(3, 5), np.arange(5, 6)])
     if api:
         assert api[0]() == before
+
+
+@pytest.mark.parametrize("n, length, sizes", [
+    (100, 12, [25, 25, 25, 25]),  # not 32, 32, 32, 4: the fourth batch would run alone
+    (70, 12, [18, 18, 17, 17]),
+    (3, 12, [2, 1]),
+    (1, 12, [1]),
+    (64, 12, [32, 32]),  # already even: batch_size batches
+    (9, 700, [2, 2, 2, 1, 1, 1]),  # the token cap (2048 // 700 = 2 texts) rules first
+])
+def test_length_batches_share_the_texts_equally_among_two_cores(n, length, sizes):
+    """model.length_batches at batch_size 32, 2,048 tokens, 2 cores: the batches as equal as
+    the caps allow, their count a multiple of the cores when there are texts enough."""
+    from minisbert.model import length_batches
+    assert [len(b) for b in length_batches([length] * n, 32, 2048, 2)] == sizes
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_length_batches_keep_every_text_once_longest_first_within_the_caps(cores):
+    from minisbert.model import length_batches
+    lengths = [int(x) for x in np.random.default_rng(cores).integers(1, 900, 333)]
+    batches = list(length_batches(lengths, 32, 2048, cores))
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+    assert all(len(b) <= 32 and max(lengths[i] for i in b) * len(b) <= 2048 for b in batches)
+    assert len(batches) % cores == 0
