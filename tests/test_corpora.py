@@ -157,6 +157,7 @@ print(json.dumps(peaks))
 """
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_streamed_encode_memory_does_not_grow_with_the_input(tmp_path, sp_model):
     """The same command on 1,000 lines of ~170 characters and on those lines ten times: the
     peak of the memory Python and NumPy allocate (tracemalloc) is the same within 256 KiB,
@@ -188,6 +189,7 @@ def test_streamed_encode_memory_does_not_grow_with_the_input(tmp_path, sp_model)
 
 # ---------------------------------------------------------------------------- resuming
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_killed_encode_resumes_to_an_identical_index(tmp_path, minilm_path, texts):
     """kill -9 in the middle, run the same command again: the index is the one an
     uninterrupted run makes, byte for byte."""
@@ -227,6 +229,7 @@ def test_killed_encode_resumes_to_an_identical_index(tmp_path, minilm_path, text
     assert not Path(str(out) + ".partial").exists()
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_worker_processes_give_the_threaded_index(tmp_path, minilm_path, texts):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts[:600]) + "\n", encoding="utf-8")
@@ -239,6 +242,7 @@ def test_worker_processes_give_the_threaded_index(tmp_path, minilm_path, texts):
     assert_same_index(tmp_path / "threads", tmp_path / "workers")
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_resume_refuses_another_model_and_another_input(tmp_path, minilm_path, texts):
     """A bad line stops the run with the lines before it saved; resuming with another model
     or another input is refused; with --skip-bad-lines it finishes as a fresh run would."""
@@ -309,6 +313,7 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (250_000, 250_000))
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 @pytest.mark.parametrize("limit", ["tmpfs", "rlimit-fsize"])
 def test_full_disk_stops_clearly_and_resumes(tmp_path, minilm_path, texts, limit):
     src = tmp_path / "in.txt"
@@ -428,6 +433,7 @@ def test_failed_write_leaves_the_old_index_whole(tmp_path):
 
 # ---------------------------------------------------------------------------- big indexes
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_exact_search_over_an_index_larger_than_the_memory_limit(tmp_path):
     """A 600 MB index searched by a process whose address space is capped at 500 MB: the
     corpus is mapped a block at a time. Hits equal exact search done here without a limit."""

@@ -419,6 +419,7 @@ def _headers(st):
                            max_size=4)
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_fuzz_safetensors_headers(tmp_path):
     """Random headers over random data: always a CheckpointError naming the file or the
     tensors the header describes, each within 2 s and 64 MB; never another exception."""

@@ -386,6 +386,7 @@ print(json.dumps(peaks))
 """
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_memory_does_not_grow_with_the_input(tiny_xlmr, tmp_path, long_text):
     """5000 texts of 2000 characters cost, beyond 500 such texts, no more than their output rows
     and their ids (max_seq_length int32 each) plus ~200 bytes of bookkeeping per text: an array
@@ -449,6 +450,7 @@ def test_missing_mecab_dictionary_names_the_config(other_folders, monkeypatch):
         minisbert.load(folder)
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_cli_folder_errors(minilm_folders, other_folders, tmp_path):
     """Every folder case through `python -m minisbert search`: one line on stderr naming the
     file, exit status 1, no traceback."""

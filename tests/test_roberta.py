@@ -97,6 +97,7 @@ def _our_words(text):
     return [w.encode("utf-8").decode("latin-1").translate(BYTE_TO_CHAR) for w in gpt2_words(text)]
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_pretokenization_on_every_assigned_code_point():
     """GPT-2's pattern with classes from `unicodedata` cuts words exactly where the reference's
     \\p{L} / \\p{N} / \\s pattern does, for every code point the running Python's Unicode assigns

@@ -588,6 +588,7 @@ def _busy(server, n_texts: int, min_queued: int):
     return thread, result
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_full_queue_503_and_a_client_that_leaves_costs_nothing(small_server):
     import httpx
     # 96 long texts: two workers take a batch of 8 each (8 x 256 tokens fill a batch), so at

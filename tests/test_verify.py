@@ -35,6 +35,7 @@ def check(report):
     return report
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_cli_passes_on_minilm(minilm_path):
     pytest.importorskip("sentence_transformers")
     proc = run_cli("verify", minilm_path)
