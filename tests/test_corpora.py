@@ -272,6 +272,7 @@ def test_resume_refuses_another_model_and_another_input(tmp_path, minilm_path, t
     assert_same_index(tmp_path / "fresh", tmp_path / "idx")
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_prompt_reaches_every_chunk_and_worker_and_a_resume_must_keep_it(tmp_path, minilm_path,
                                                                          texts):
     """--prompt-name puts the model's prompt before every text, in this process and on worker

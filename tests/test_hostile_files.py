@@ -353,6 +353,7 @@ def _check_one(tmp_path, data_pkl: bytes, storages: dict, bare: bool):
     return got
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_fuzz_instruction_streams(tmp_path):
     """Random instruction streams from the allowed names, tensors with random layouts, random
     storages: always a MinisbertError or the tensors torch reads, in bounded time and memory."""

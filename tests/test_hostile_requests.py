@@ -163,6 +163,7 @@ def _trickle(s: socket.socket, data: bytes, every: float, limit: float) -> tuple
     return time.monotonic() - start, got
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_a_connection_that_sends_nothing_is_closed(server):
     with _connect(server) as s:
         seconds, got = _until_closed(s, READ_TIMEOUT + 10)
@@ -170,6 +171,7 @@ def test_a_connection_that_sends_nothing_is_closed(server):
     assert READ_TIMEOUT - 0.5 < seconds < READ_TIMEOUT + 1.5 and got == b""
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_headers_a_byte_at_a_time_are_closed_at_the_deadline(server):
     with _connect(server) as s:
         seconds, got = _trickle(s, _headers(2), every=0.5, limit=READ_TIMEOUT + 10)
@@ -188,6 +190,7 @@ def test_a_body_a_byte_at_a_time_gets_408_and_is_closed(server):
     _log_is_clean(server)
 
 
+@pytest.mark.slow  # default run: under five minutes (CI runs --slow)
 def test_a_second_request_trickled_on_a_kept_alive_connection_is_closed(server):
     body = json.dumps({"input": "a"}).encode()
     with _connect(server) as s:

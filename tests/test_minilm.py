@@ -79,9 +79,9 @@ def test_max_seq_length_override(minilm_path, minilm_reference, monkeypatch, tex
     np.testing.assert_allclose(ours.encode(long), ref.encode(long), atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["cls", "max", *(pytest.param(m, marks=pytest.mark.slow)
-                                                   for m in ("mean_sqrt_len_tokens",
-                                                             "weightedmean", "lasttoken"))])
+@pytest.mark.parametrize("mode", ["cls", *(pytest.param(m, marks=pytest.mark.slow)
+                                            for m in ("max", "mean_sqrt_len_tokens",
+                                                      "weightedmean", "lasttoken"))])
 def test_pooling_modes(minilm_path, tmp_path, texts, mode):
     folder = tmp_path / mode
     shutil.copytree(minilm_path, folder)

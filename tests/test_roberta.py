@@ -154,14 +154,14 @@ def test_special_tokens_match_reference(layouts):
 
 
 def test_ids_match_reference_on_corpus(layouts, corpus_share, request):
-    """Our ids against HuggingFace's on catalog messages: by default 40,000 spread over English
+    """Our ids against HuggingFace's on catalog messages: by default 20,000 spread over English
     and the ten QUICK_LANGS; with --slow every message of English and all of
     roberta_folder.LANGS (over 600,000)."""
     everything = request.config.getoption("--slow")
     langs = roberta_folder.LANGS if everything else QUICK_LANGS
     texts = roberta_folder.corpus_texts(langs)
     assert len(texts) > (600_000 if everything else 150_000)
-    texts = corpus_share(texts, 40_000)
+    texts = corpus_share(texts, 20_000)
     ours, hf = layouts["all-distilroberta-v1"]
     start = time.perf_counter()
     ref = hf_ids(hf, texts)
