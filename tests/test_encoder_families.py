@@ -297,7 +297,13 @@ def run_folder(folder_pair, folder_texts, name: str, size: str) -> None:
         assert maxdiff <= NORMALIZED
 
 
-@pytest.mark.parametrize("name", sorted(LAYOUTS))
+# One layout of each family by default (the others with --slow, at reduced and real widths).
+DEFAULT_LAYOUTS = {"gte-modernbert-base", "gte-multilingual-base", "nomic-embed-text-v1.5"}
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_LAYOUTS else
+                                  pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(LAYOUTS)])
 def test_folders_as_sentence_transformers(folder_pair, folder_texts, name):
     run_folder(folder_pair, folder_texts, name, "small")
 

@@ -38,9 +38,9 @@ ADDED_EDGE = ["[CLS]x[SEP]", "a [MASK] b", "a  [MASK]", "[MASK][MASK]", "<|endof
 
 
 def all_languages(share) -> list[str]:
-    texts = share(corpus.english("ja"), 300)
+    texts = share(corpus.english("ja"), 150)
     for lang in hf_tokenizers.LANGS:
-        texts += share(corpus.translations(lang), 60)
+        texts += share(corpus.translations(lang), 30)
     return texts
 
 
