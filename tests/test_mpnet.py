@@ -89,8 +89,9 @@ def english():
 
 
 @pytest.mark.parametrize("front_end", ["tokenizer.json", "vocab.txt"])
-def test_ids_match_reference_on_english_catalog(mpnet_path, english, front_end):
-    """Every English catalog message, and literal special tokens, through minisbert's front ends
+def test_ids_match_reference_on_english_catalog(mpnet_path, english, front_end, corpus_share):
+    """English catalog messages (every one with --slow, 10,000 spread over them by default),
+    and literal special tokens, through minisbert's front ends
     (the folder's tokenizer.json, which load_tokenizer picks; and vocab.txt with BertTokenizer,
     for folders without it) and through transformers' MPNetTokenizer (the one
     sentence-transformers runs)."""
@@ -107,7 +108,7 @@ def test_ids_match_reference_on_english_catalog(mpnet_path, english, front_end):
     literal = ["<s>", "</s>", "<pad>", "<unk>", "<UNK>", "a<Unk>b", "[UNK]", "[unk]", "<mask>",
                "a <mask> b", "a<mask>b", "[MASK]", "<s/>", "＜unk＞", "<unk\u200b>", "ÀÉ <unk>",
                "<unk>中文", "x</s></s>y", "", "   ", "\u200b"]
-    texts = english + literal
+    texts = corpus_share(english, 10_000) + literal
     start = time.perf_counter()
     mine = [ours.encode(t) for t in texts]
     mid = time.perf_counter()

@@ -89,7 +89,8 @@ def test_two_dense_modules_and_several_modes(tmp_path, minilm_path, texts):
 
 # ---------------------------------------------------------------------------- prompts
 
-@pytest.mark.parametrize("pooling_mode", ["mean", "cls", "lasttoken"])
+@pytest.mark.parametrize("pooling_mode", ["mean", *(pytest.param(m, marks=pytest.mark.slow)
+                                                    for m in ("cls", "lasttoken"))])
 @pytest.mark.parametrize("include_prompt", [True, False])
 def test_prompts(tmp_path, minilm_path, texts, include_prompt, pooling_mode):
     """e5-style prompts with a default: the default, a named prompt, prompt="" (no prompt,

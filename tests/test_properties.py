@@ -26,6 +26,8 @@ import re
 import time
 from collections import Counter
 
+import sys
+
 import pytest
 
 import corpus
@@ -33,7 +35,7 @@ from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.base import well_formed
 from xlmr_folder import documented_class, hf_ids, sp_ids
 
-EXAMPLES = 300
+EXAMPLES = 300 if "--slow" in sys.argv else 100  # pytest's own arguments: --slow, more examples
 FRONT_ENDS = ("wordpiece", "xlmr", "japanese")
 MAX_LENGTH = {"wordpiece": 256, "xlmr": 512, "japanese": 512}
 FOLDER = {"wordpiece": "minilm_path", "xlmr": "xlmr_tokenizer_folder",
