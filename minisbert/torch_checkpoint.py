@@ -575,7 +575,13 @@ class _StorageReader:
 
     def load(self, key: str, dtype: str, numel: int) -> np.ndarray:
         if key in self.cache:
-            return self.cache[key]
+            cached = self.cache[key]
+            if cached.dtype.newbyteorder("<") != np.dtype(dtype).newbyteorder("<"):
+                raise CheckpointError(f"{self.path}: the pickle reads storage {_quote(key)} as "
+                                      f"{cached.dtype.name} and as {np.dtype(dtype).name}; a "
+                                      "torch.save'd file never does. The file is corrupt; "
+                                      "download it again.")
+            return cached
         name = self.folder + key
         try:
             info = self.archive.getinfo(name)

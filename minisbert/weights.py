@@ -153,8 +153,11 @@ def _to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "F32":
         return raw
     if dtype == "BF16":
-        # bfloat16 is the top half of a float32: widen to 32 bits and shift into place.
-        return (raw.astype(np.uint32) << 16).view(np.float32)
+        # bfloat16 is the top half of a float32: widen to 32 bits and shift into place
+        # (into an array given as out=: a 0-d array stays an array, not a NumPy scalar).
+        wide = np.empty(raw.shape, dtype=np.uint32)
+        np.left_shift(raw, np.uint32(16), out=wide, dtype=np.uint32)
+        return wide.view(np.float32)
     if dtype in ("F16", "F64"):
         return raw.astype(np.float32)
     return raw  # integer tensors (position_ids buffers) are never used as weights

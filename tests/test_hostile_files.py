@@ -407,3 +407,16 @@ def test_fuzz_mutated_checkpoint(tmp_path):
     run()
     print(f"\n{len(outcomes)} mutated pickles: {sum(outcomes)} loaded (and matched torch), "
           f"{len(outcomes) - sum(outcomes)} refused")
+
+
+def test_fuzz_finds_stay_fixed(tmp_path):
+    """Two files test_fuzz_instruction_streams found: a 0-d bfloat16 tensor is read as a 0-d
+    float32 array (it came back as a NumPy scalar), and one storage read as bfloat16 by one
+    tensor and as float32 by others is refused (the others came back as bfloat16 bits)."""
+    storages = {"1": b"\x00\x00\x80\x3f\x00\x00\x00\x00"}
+    alone = _check_one(tmp_path, _state_dict({"a": _tensor("BFloat16Storage", "1", 1, 0, (), ())}),
+                       storages, False)
+    assert isinstance(alone["a"], np.ndarray) and alone["a"].shape == () and alone["a"] == 0
+    mixed = {"a": _tensor("BFloat16Storage", "1", 1, 0, (), ()),
+             "b": _tensor("FloatStorage", "1", 1, 0, (), ())}
+    assert _check_one(tmp_path, _state_dict(mixed), storages, False) is None
