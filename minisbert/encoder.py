@@ -54,6 +54,8 @@ from .activations import ACTIVATIONS
 from .families import EncoderConfig, HeadConfig
 from .textbook import (position_ids, relative_position_bias, rotary_frequencies, rotary_tables,
                        window_allows)
+# bfloat16 bits -> float32: the weight readers' function, under the name the decoder uses here.
+from .weights import bf16_to_float32 as widen_bf16
 
 # EncoderConfig is families.py's (imported here too, for callers of this module). The steps where
 # the fast form has nothing to add are the textbook's: position numbering (position_ids),
@@ -641,15 +643,6 @@ def decoder_layer(x: np.ndarray, layout: Layout, cos: np.ndarray, sin: np.ndarra
         rms_norm(f, **ln_ffn_out, eps=eps, offset=offset, out=f)
     x += f
     return x
-
-
-def widen_bf16(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 stored as its 16 bits (uint16) -> float32, exactly: a bfloat16 is the top half
-    of a float32, so the bits are shifted into the high half of 32. Keeps the array's layout
-    (a transposed view stays transposed)."""
-    # One pass: each uint16 is read, widened and shifted on its way into the uint32 result
-    # (astype, then <<= in place, would write and reread the 4 bytes: 16% slower, measured).
-    return np.left_shift(bits, np.uint32(16), dtype=np.uint32).view(np.float32)
 
 
 def widen(tree, matrices: bool = True):

