@@ -356,11 +356,12 @@ def test_decoder_textbook_matches_fast(model_type, blocked, columns, monkeypatch
         bits.ndim == 2 and bits.shape[0] <= 5) or widen_bf16(bits))
     split = []  # how many blocks each long text's queries went in
     if blocked:
-        def recorded(length, window, inner=encoder._query_blocks):
-            found = list(inner(length, window))
+        def recorded(length, window, causal=False, inner=encoder._query_blocks):
+            found = list(inner(length, window, causal))
             split.append(len(found))
             return iter(found)
         monkeypatch.setattr(encoder, "_SCORES", 16)
+        monkeypatch.setattr(encoder, "_CAUSAL_QUERIES", 4)
         monkeypatch.setattr(encoder, "_query_blocks", recorded)
     cfg, bf16 = _decoder_case(model_type)
     f32 = encoder.widen(bf16)
