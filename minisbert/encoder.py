@@ -240,7 +240,7 @@ def _query_blocks(length: int, window: int, causal: bool = False):
         # A query reads 2·window + 1 keys, its block block + 2·window: blocks as wide as the
         # window read 1.5× the keys they need, where blocks filling the cache budget (452
         # queries at window 64) read 4.5×; narrower blocks mean more, smaller products.
-        block = max(32, window)
+        block = max(_LOCAL_QUERIES, window)
     elif causal:  # block × (keys up to the block's end) scores
         # A query reads the keys up to itself, half of the text's on average; b blocks of
         # _CAUSAL_QUERIES read (b + 1) / 2b of the keys, 62.5% at 512 tokens.
@@ -258,6 +258,8 @@ def _query_blocks(length: int, window: int, causal: bool = False):
             keys = slice(0, q1 if causal else length)
         yield slice(q0, q1), keys
 
+
+_LOCAL_QUERIES = 32  # a local layer's fewest queries per block, for a narrow window
 
 # A causal layer's queries per block: small enough to skip most of the keys after them, large
 # enough for q·kᵀ and e·v to be products BLAS runs at speed. Measured at Qwen3-0.6B's shape

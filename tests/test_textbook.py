@@ -294,8 +294,11 @@ def _decoder_case(model_type: str):
     from minisbert.families import FAMILIES, encoder_config
     keys = dict(hidden_size=48, num_hidden_layers=4, intermediate_size=80, vocab_size=97,
                 max_position_embeddings=64, rms_norm_eps=1e-6)
-    if model_type == "qwen3":
+    if model_type.startswith("qwen3"):
         keys.update(num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=1e6)
+        if model_type == "qwen3-sliding":  # causal windows of 6 tokens from the third layer on
+            keys.update(use_sliding_window=True, sliding_window=6, max_window_layers=2)
+        model_type = "qwen3"
     else:
         keys.update(num_attention_heads=3, num_key_value_heads=1, head_dim=32,
                     sliding_window=8, query_pre_attn_scalar=24,
@@ -339,7 +342,7 @@ def _decoder_case(model_type: str):
 
 @pytest.mark.parametrize("columns", [False, True], ids=["bf16-whole", "bf16-columns"])
 @pytest.mark.parametrize("blocked", [False, True], ids=["whole", "query-blocks"])
-@pytest.mark.parametrize("model_type", ["qwen3", "gemma3_text"])
+@pytest.mark.parametrize("model_type", ["qwen3", "qwen3-sliding", "gemma3_text"])
 def test_decoder_textbook_matches_fast(model_type, blocked, columns, monkeypatch):
     """textbook.decode_tokens on float32 weights against encoder.decode_tokens on the same
     weights kept as bfloat16 bits: ragged batch, texts past the window, grouped heads.
@@ -362,6 +365,7 @@ def test_decoder_textbook_matches_fast(model_type, blocked, columns, monkeypatch
             return iter(found)
         monkeypatch.setattr(encoder, "_SCORES", 16)
         monkeypatch.setattr(encoder, "_CAUSAL_QUERIES", 4)
+        monkeypatch.setattr(encoder, "_LOCAL_QUERIES", 4)
         monkeypatch.setattr(encoder, "_query_blocks", recorded)
     cfg, bf16 = _decoder_case(model_type)
     f32 = encoder.widen(bf16)
