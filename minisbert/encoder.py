@@ -263,8 +263,9 @@ _LOCAL_QUERIES = 32  # a local layer's fewest queries per block, for a narrow wi
 
 # A causal layer's queries per block: small enough to skip most of the keys after them, large
 # enough for q·kᵀ and e·v to be products BLAS runs at speed. Measured at Qwen3-0.6B's shape
-# (4 texts of 512 tokens, one core), one attention layer: 32 queries 0.295 s, 64 0.278 s,
-# 128 0.272 s, 256 0.274 s; the whole text at once (before) 0.318 s.
+# (4 texts of 512 tokens, one core), one attention sublayer, its four projections (0.17 s)
+# included: 32 queries 0.295 s, 64 0.278 s, 128 0.272 s, 256 0.274 s; the whole text at
+# once, masking half of the scores, 0.318 s.
 _CAUSAL_QUERIES = 128
 
 
