@@ -26,8 +26,6 @@ import re
 import time
 from collections import Counter
 
-import sys
-
 import pytest
 
 import corpus
@@ -35,7 +33,6 @@ from minisbert.tokenizer import load_tokenizer
 from minisbert.tokenizer.base import well_formed
 from xlmr_folder import documented_class, hf_ids, sp_ids
 
-EXAMPLES = 300 if "--slow" in sys.argv else 100  # pytest's own arguments: --slow, more examples
 FRONT_ENDS = ("wordpiece", "xlmr", "japanese")
 MAX_LENGTH = {"wordpiece": 256, "xlmr": 512, "japanese": 512}
 FOLDER = {"wordpiece": "minilm_path", "xlmr": "xlmr_tokenizer_folder",
@@ -62,8 +59,15 @@ def fragments() -> list[str]:
     return sorted(pieces)
 
 
-def run_property(fragments, check) -> None:
-    """check(text) on EXAMPLES random strings (derandomized: the same ones each run) and on
+@pytest.fixture(scope="session")
+def examples(pytestconfig) -> int:
+    """Random strings per property: 300 with --slow, 100 by default. Read from pytest's
+    options, not sys.argv, which a pytest-xdist worker does not share."""
+    return 300 if pytestconfig.getoption("--slow") else 100
+
+
+def run_property(fragments, check, examples: int) -> None:
+    """check(text) on `examples` random strings (derandomized: the same ones each run) and on
     EXAMPLE_TEXTS."""
     hypothesis = pytest.importorskip("hypothesis")
     st = pytest.importorskip("hypothesis.strategies")
@@ -72,7 +76,7 @@ def run_property(fragments, check) -> None:
                                st.text(any_char, min_size=1, max_size=4)),
                      max_size=24).map("".join)
 
-    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    @hypothesis.settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[hypothesis.HealthCheck.too_slow])
     @hypothesis.given(text=texts)
     def property_holds(text):
@@ -122,7 +126,7 @@ def front_end(request):
 
 # ---------------------------------------------------------------------------- without a reference
 
-def test_ids_are_well_formed(front_end, fragments):
+def test_ids_are_well_formed(front_end, fragments, examples):
     """Any string, surrogates included: [CLS]/<s> first, [SEP]/</s> last, at most max_length
     ids, every id in the vocabulary, and the same ids as for the string's repaired form."""
     name, _, ours, vocab_size = front_end
@@ -136,7 +140,7 @@ def test_ids_are_well_formed(front_end, fragments):
         assert all(0 <= i < vocab_size for i in ids), (text, ids)
         assert ours.encode(well_formed(text)) == ids
 
-    run_property(fragments, check)
+    run_property(fragments, check, examples)
     tally.report()
 
 
@@ -173,8 +177,8 @@ def reference_check(name, folder, ours, tally):
     return check
 
 
-def test_matches_reference(front_end, fragments):
+def test_matches_reference(front_end, fragments, examples):
     name, folder, ours, _ = front_end
     tally = Tally(f"{name}: against the reference")
-    run_property(fragments, reference_check(name, folder, ours, tally))
+    run_property(fragments, reference_check(name, folder, ours, tally), examples)
     tally.report()
